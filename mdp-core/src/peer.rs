@@ -1,0 +1,50 @@
+//! Peer identities.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// The identity of a peer connected to the broker, as a ZeroMQ ROUTER socket
+/// reports it, or whatever stable per-connection id another transport uses.
+///
+/// Identities are opaque bytes: libzmq's generated ones start with a zero
+/// byte and are not text. [`Display`](fmt::Display) shows them in hex.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub Bytes);
+
+impl PeerId {
+    /// The identity's bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl From<Bytes> for PeerId {
+    fn from(b: Bytes) -> Self {
+        PeerId(b)
+    }
+}
+
+impl From<&'static [u8]> for PeerId {
+    fn from(b: &'static [u8]) -> Self {
+        PeerId(Bytes::from_static(b))
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0.iter().take(32) {
+            write!(f, "{b:02x}")?;
+        }
+        if self.0.len() > 32 {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({self})")
+    }
+}

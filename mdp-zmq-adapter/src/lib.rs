@@ -1,0 +1,1 @@
+//! Drives the [`mdp_core`] state machines over libzmq sockets.

@@ -1,0 +1,1 @@
+//! Cross-crate integration, simulation and interoperability tests for mdp-rs.
