@@ -32,9 +32,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod codec;
 mod peer;
+pub mod worker;
 
-pub use peer::PeerId;
+pub use peer::{PeerId, PeerTransmit};
 
 pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};

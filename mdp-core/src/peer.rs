@@ -48,3 +48,18 @@ impl fmt::Debug for PeerId {
         write!(f, "PeerId({self})")
     }
 }
+
+/// What a client or worker state machine asks its transport to do.
+///
+/// Drain these in order: a [`Reconnect`](PeerTransmit::Reconnect) applies to
+/// every [`Send`](PeerTransmit::Send) after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerTransmit {
+    /// Send this message to the broker on the current connection.
+    Send(crate::Multipart),
+    /// Close the current connection and open a new one (for ZeroMQ: a new
+    /// DEALER socket, so a new identity). Nothing received on the old
+    /// connection may be passed to the state machine afterwards: that is what
+    /// keeps a late reply from being taken for the answer to a newer request.
+    Reconnect,
+}

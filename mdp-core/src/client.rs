@@ -1,0 +1,1 @@
+//! The MDP client state machine.

@@ -1,0 +1,1 @@
+//! The MDP worker state machine.
