@@ -29,14 +29,95 @@
 //! );
 //! assert_eq!(command.encode(dialect).unwrap(), frames);
 //! ```
+//!
+//! ## The contract: input, drain, sleep
+//!
+//! Every state machine here ([`Broker`], and those in [`client`] and [`worker`]) has the same
+//! shape, borrowed from quinn-proto and str0m:
+//!
+//! * `handle_*` methods take input: a message from a peer, a timeout, or a
+//!   call from the application. Each takes `now: Instant`; time never goes
+//!   backwards (an earlier `now` is treated as the latest one seen).
+//! * `poll_transmit` and `poll_event` give output.
+//! * `poll_timeout` says when to call `handle_timeout` next.
+//!
+//! **The drain rule:** after *every* input, call `poll_transmit` until it
+//! returns `None` and `poll_event` until it returns `None`, then ask
+//! `poll_timeout` and wait for the next message or that deadline, whichever
+//! comes first. `handle_timeout` is idempotent: calling it early, late or
+//! twice does no harm.
+//!
+//! Nothing a peer sends makes these panic, and every queue a peer can grow
+//! has a limit in the configuration.
+//!
+//! ## A complete broker loop
+//!
+//! The transport here is a pair of in-memory queues; over ZeroMQ it is a
+//! ROUTER socket (see `mdp-zmq-adapter`), over TCP a map of connections.
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use mdp_core::{Broker, BrokerConfig, BrokerEvent, Dialect, PeerCommand, PeerId};
+//!
+//! // Messages "on the wire" to the broker, and what it sent back.
+//! let mut inbox: VecDeque<(PeerId, Vec<Bytes>)> = VecDeque::new();
+//! let mut outbox = Vec::new();
+//!
+//! let worker = PeerId::from(&b"worker-1"[..]);
+//! let client = PeerId::from(&b"client-1"[..]);
+//! let ready = PeerCommand::Ready { service: Bytes::from_static(b"echo") };
+//! inbox.push_back((worker.clone(), ready.encode(Dialect::V01).unwrap()));
+//! let request = PeerCommand::Request {
+//!     service: Bytes::from_static(b"echo"),
+//!     body: vec![Bytes::from_static(b"hi")],
+//! };
+//! inbox.push_back((client.clone(), request.encode(Dialect::V02).unwrap()));
+//!
+//! let start = Instant::now(); // the application reads the clock, not the core
+//! let mut broker = Broker::new(BrokerConfig::default(), start);
+//! let mut now = start;
+//! for _ in 0..10 {
+//!     // 1. Input: a message if one is waiting, else the timeout.
+//!     match inbox.pop_front() {
+//!         Some((from, frames)) => broker.handle_message(now, from, frames),
+//!         None => broker.handle_timeout(now),
+//!     }
+//!     // 2. Drain every output.
+//!     while let Some(t) = broker.poll_transmit() {
+//!         outbox.push(t);
+//!     }
+//!     while let Some(event) = broker.poll_event() {
+//!         if let BrokerEvent::WorkerReady { service, .. } = &event {
+//!             assert_eq!(service.as_ref(), b"echo");
+//!         }
+//!     }
+//!     // 3. Sleep until the next deadline (here: jump virtual time to it).
+//!     if inbox.is_empty() {
+//!         now = broker.poll_timeout().unwrap_or(now + Duration::from_secs(1));
+//!     }
+//! }
+//! // The request went to the worker, in the worker's dialect (0.1) ...
+//! assert_eq!(outbox[0].to, worker);
+//! assert_eq!(outbox[0].frames[1].as_ref(), b"MDPW01");
+//! // ... and the idle worker got heartbeats after that.
+//! assert!(outbox[1..].iter().all(|t| t.to == worker));
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod broker;
 pub mod client;
 pub mod codec;
+mod hash;
 mod peer;
+mod time;
 pub mod worker;
 
+pub use broker::{
+    Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior, Transmit,
+};
 pub use peer::{PeerId, PeerTransmit};
 
 pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};

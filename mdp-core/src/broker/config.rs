@@ -1,0 +1,84 @@
+//! Broker settings and limits.
+
+use std::time::Duration;
+
+/// How the broker times peers, and how much a peer may make it hold.
+///
+/// Every limit exists so that nothing a peer sends can grow the broker's
+/// memory without bound. Hitting one emits [`BrokerEvent::LimitHit`] and
+/// drops the message that would have crossed it.
+///
+/// [`BrokerEvent::LimitHit`]: crate::BrokerEvent::LimitHit
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// The broker sends HEARTBEAT to a worker it has sent nothing else for
+    /// this long. Default: 2.5 s (the Guide's and majortomo's).
+    pub heartbeat_interval: Duration,
+    /// A worker that has sent nothing for `liveness × heartbeat_interval` is
+    /// removed. Default: 3 (the Guide's).
+    pub liveness: u32,
+    /// How long a worker that holds a request may stay silent before it is
+    /// removed and its request re-queued. `None` (the default) uses the same
+    /// window as for idle workers. majortomo's workers do not heartbeat while
+    /// they work; give this a larger value to host slow majortomo workers.
+    pub busy_worker_timeout: Option<Duration>,
+    /// A queued request that no worker has taken this long after it arrived
+    /// expires with [`BrokerEvent::RequestExpired`](crate::BrokerEvent::RequestExpired).
+    /// Time spent at a worker that then died counts too. Default: 10 s.
+    pub request_timeout: Duration,
+    /// How many times one request may be handed to a worker. A request whose
+    /// worker dies is re-queued at the head of its service until it has been
+    /// dispatched this often, then dropped with an event. Default: 3.
+    pub max_dispatches: u32,
+    /// Most services known at once (a service exists while it has workers or
+    /// queued requests). Default: 10,000.
+    pub max_services: usize,
+    /// Most workers registered at once. Default: 100,000.
+    pub max_workers: usize,
+    /// Most requests queued for one service. Default: 100,000.
+    pub max_queue_per_service: usize,
+    /// Most requests queued across all services. Default: 1,000,000.
+    pub max_queue_total: usize,
+    /// Most frames in one message from a peer, and in a reply joined for an
+    /// MDP/0.1 client. Default: 1,024.
+    pub max_message_frames: usize,
+    /// Most bytes (all frames added up) in one message from a peer, and in a
+    /// reply joined for an MDP/0.1 client. Default: 64 MiB.
+    pub max_message_bytes: usize,
+    /// Seeds the hash of peer identities and service names. Pass a random
+    /// value in production to resist hash flooding; keep it fixed in tests
+    /// for reproducible iteration order. Default: 0.
+    pub hash_seed: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            heartbeat_interval: Duration::from_millis(2500),
+            liveness: 3,
+            busy_worker_timeout: None,
+            request_timeout: Duration::from_secs(10),
+            max_dispatches: 3,
+            max_services: 10_000,
+            max_workers: 100_000,
+            max_queue_per_service: 100_000,
+            max_queue_total: 1_000_000,
+            max_message_frames: 1024,
+            max_message_bytes: 64 << 20,
+            hash_seed: 0,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The silence after which an idle worker is removed.
+    pub fn idle_worker_timeout(&self) -> Duration {
+        self.heartbeat_interval.saturating_mul(self.liveness.max(1))
+    }
+
+    /// The silence after which a busy worker is removed.
+    pub fn busy_timeout(&self) -> Duration {
+        self.busy_worker_timeout.unwrap_or_else(|| self.idle_worker_timeout())
+    }
+}

@@ -1,0 +1,619 @@
+//! The sans-IO MDP broker.
+//!
+//! [`Broker`] routes client requests to workers of the named service, answers
+//! MMI queries itself, heartbeats and expires workers, and queues and expires
+//! requests. It speaks every dialect and answers each peer in its own; any
+//! client can be served by any worker:
+//!
+//! | worker sends    | MDP/0.1 client gets                     | MDP/0.2 or majortomo client gets |
+//! |-----------------|-----------------------------------------|----------------------------------|
+//! | REPLY (0.1)     | REPLY                                   | FINAL                            |
+//! | PARTIAL (0.2)   | nothing yet: the part is buffered       | PARTIAL                          |
+//! | FINAL (0.2)     | one REPLY: every buffered part's frames, then the FINAL's | FINAL          |
+//!
+//! MDP/0.1 has no PARTIAL, so a 0.1 client gets a streamed reply joined into
+//! one REPLY. The joined reply is held to the same limits as a message
+//! ([`BrokerConfig::max_message_frames`], [`BrokerConfig::max_message_bytes`]);
+//! past them the request is dropped with [`DropReason::ReplyTooLarge`], the
+//! rest of the reply is discarded, and the client gets nothing, as if the
+//! reply had been lost (it times out and may retry).
+//!
+//! Routing is least-recently-used worker first, with clients served round
+//! robin and one request per (client, service) in flight: see the
+//! `service` module's notes on fairness and order.
+
+mod config;
+mod event;
+mod service;
+mod worker;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use config::BrokerConfig;
+pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
+
+use crate::hash::{Map, Seeded};
+use crate::time::DeadlineQueue;
+use crate::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerId};
+use service::{Request, Service};
+use worker::{Job, WorkerRec};
+
+/// A message for the transport to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The peer to send it to (for ZeroMQ: the ROUTER identity frame).
+    pub to: PeerId,
+    /// The frames, without the identity.
+    pub frames: Multipart,
+}
+
+/// Status codes of RFC 8 (MMI).
+const MMI_PREFIX: &[u8] = b"mmi.";
+const MMI_SERVICE: &[u8] = b"mmi.service";
+
+/// Timer key of a queued request: (service, client, sequence number).
+type RequestKey = (Bytes, PeerId, u64);
+
+/// The MDP broker state machine. See the [crate docs](crate) for the loop
+/// that drives it.
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    now: Instant,
+    workers: Map<PeerId, WorkerRec>,
+    services: Map<Bytes, Service>,
+    worker_timers: DeadlineQueue<(PeerId, u64)>,
+    request_timers: DeadlineQueue<RequestKey>,
+    transmits: std::collections::VecDeque<Transmit>,
+    events: std::collections::VecDeque<BrokerEvent>,
+    stats: BrokerStats,
+    busy_workers: usize,
+    /// Requests queued across all services.
+    queued: usize,
+    next_gen: u64,
+    next_seq: u64,
+}
+
+impl Broker {
+    /// A broker with no workers and nothing queued.
+    pub fn new(config: BrokerConfig, now: Instant) -> Self {
+        let seed = Seeded(config.hash_seed);
+        Broker {
+            config,
+            now,
+            workers: Map::with_hasher(seed),
+            services: Map::with_hasher(seed),
+            worker_timers: DeadlineQueue::default(),
+            request_timers: DeadlineQueue::default(),
+            transmits: Default::default(),
+            events: Default::default(),
+            stats: BrokerStats::default(),
+            busy_workers: 0,
+            queued: 0,
+            next_gen: 0,
+            next_seq: 0,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The configuration this broker runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Current counts and running totals.
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            services: self.services.len(),
+            idle_workers: self.workers.len() - self.busy_workers,
+            busy_workers: self.busy_workers,
+            queued_requests: self.queued,
+            ..self.stats
+        }
+    }
+
+    /// Whether `peer` is a registered worker.
+    pub fn is_worker(&self, peer: &PeerId) -> bool {
+        self.workers.contains_key(peer)
+    }
+
+    /// Registered workers of `service`, idle or busy.
+    pub fn worker_count(&self, service: &[u8]) -> usize {
+        self.services.get(service).map_or(0, |s| s.workers)
+    }
+
+    // ---- input ----
+
+    /// Handles one message from `from` (the identity frame already removed).
+    pub fn handle_message(&mut self, now: Instant, from: PeerId, frames: Multipart) {
+        self.advance(now);
+        if let Some(limit) = self.over_size(&frames) {
+            self.limit_hit(from.clone(), limit);
+            if self.workers.contains_key(&from) {
+                self.remove_worker(&from, GoneReason::Misbehaved, true);
+            }
+            return;
+        }
+        match PeerCommand::decode(frames) {
+            Err(e) => self.misbehaved(from, "undecodable message", None, Misbehavior::Malformed(e)),
+            Ok((dialect, PeerCommand::Request { service, body })) => self.client_request(from, dialect, service, body),
+            Ok((dialect, PeerCommand::Ready { service })) => self.ready(from, dialect, service),
+            Ok((dialect, PeerCommand::Partial { client, body })) => {
+                self.worker_reply(from, dialect, client, body, false)
+            }
+            Ok((dialect, PeerCommand::Final { client, body })) => self.worker_reply(from, dialect, client, body, true),
+            Ok((dialect, PeerCommand::Heartbeat)) => {
+                self.known_worker(&from, dialect, "HEARTBEAT");
+            }
+            Ok((_, PeerCommand::Disconnect)) => {
+                if self.workers.contains_key(&from) {
+                    self.remove_worker(&from, GoneReason::Disconnected, false);
+                }
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`: heartbeats to workers, expiry of
+    /// silent workers, expiry of queued requests. Calling it early or twice
+    /// does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        while let Some((_, (id, gen))) = self.worker_timers.pop_due(now) {
+            self.worker_timer(id, gen);
+        }
+        while let Some((_, (service, client, seq))) = self.request_timers.pop_due(now) {
+            self.request_timer(service, client, seq);
+        }
+        self.compact_timers();
+    }
+
+    /// The transport could not deliver to `peer` (for ZeroMQ: `EHOSTUNREACH`
+    /// with `ZMQ_ROUTER_MANDATORY`). A worker is forgotten and its request
+    /// re-queued; for a client there is nothing to do (it will retry).
+    pub fn handle_unreachable(&mut self, now: Instant, peer: &PeerId) {
+        self.advance(now);
+        if self.workers.contains_key(peer) {
+            self.remove_worker(peer, GoneReason::Unreachable, false);
+        }
+    }
+
+    /// Sends DISCONNECT to every worker, forgets them, and drops every
+    /// request, each with an event. The broker is empty afterwards.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.advance(now);
+        let mut ids: Vec<PeerId> = self.workers.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.remove_worker_quiet(&id, GoneReason::Shutdown);
+        }
+        let mut names: Vec<Bytes> = self.services.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let Some(mut s) = self.services.remove(&name) else { continue };
+            for r in s.drain_queued() {
+                self.stats.dropped += 1;
+                let reason = DropReason::Shutdown;
+                self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
+            }
+        }
+        self.queued = 0;
+        self.request_timers = DeadlineQueue::default();
+        self.worker_timers = DeadlineQueue::default();
+    }
+
+    // ---- output ----
+
+    /// The next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<BrokerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next. Never
+    /// earlier than the latest `now` passed in; `None` when no timer is set.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let next = match (self.worker_timers.peek(), self.request_timers.peek()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| t.max(self.now))
+    }
+
+    // ---- clients ----
+
+    fn client_request(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
+        self.stats.requests_received += 1;
+        if service.starts_with(MMI_PREFIX) {
+            return self.mmi(client, dialect, service, body);
+        }
+        if !self.services.contains_key(&service) && self.services.len() >= self.config.max_services {
+            return self.limit_hit(client, Limit::Services);
+        }
+        let queued_total = self.queued;
+        let seed = Seeded(self.config.hash_seed);
+        let s = self.services.entry(service.clone()).or_insert_with(|| Service::new(seed));
+        let limit = if s.queued >= self.config.max_queue_per_service {
+            Some(Limit::QueuePerService)
+        } else if queued_total >= self.config.max_queue_total {
+            Some(Limit::QueueTotal)
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
+            self.forget_if_unused(&service);
+            return self.limit_hit(client, limit);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let deadline = self.now + self.config.request_timeout;
+        let request = Request { client: client.clone(), dialect, body, seq, deadline, dispatches: 0 };
+        s.enqueue(request);
+        self.queued += 1;
+        self.dispatch(&service);
+        if self.services.get(&service).is_some_and(|s| s.queued > 0) {
+            self.request_timers.push(deadline, (service, client, seq));
+        }
+    }
+
+    fn mmi(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
+        let code: &'static [u8] = if service.as_ref() == MMI_SERVICE {
+            let known = body.first().and_then(|name| self.services.get(name.as_ref())).is_some_and(|s| s.workers > 0);
+            if known {
+                b"200"
+            } else {
+                b"404"
+            }
+        } else {
+            b"501"
+        };
+        self.stats.replies_sent += 1;
+        self.send_client(client, dialect, &service, false, vec![Bytes::from_static(code)]);
+    }
+
+    /// Sends a reply part to a client in its dialect.
+    fn send_client(&mut self, to: PeerId, dialect: Dialect, service: &Bytes, partial: bool, body: Multipart) {
+        let service = (dialect != Dialect::Majortomo).then(|| service.clone());
+        let cmd =
+            if partial { BrokerCommand::Partial { service, body } } else { BrokerCommand::Final { service, body } };
+        self.send(to, dialect, cmd);
+    }
+
+    fn send(&mut self, to: PeerId, dialect: Dialect, cmd: BrokerCommand) {
+        match cmd.encode(dialect) {
+            Ok(frames) => self.transmits.push_back(Transmit { to, frames }),
+            // Only reachable through a bug in this module: the broker never
+            // builds a command its peer's dialect cannot carry.
+            Err(e) => debug_assert!(false, "broker built an unencodable command: {e}"),
+        }
+    }
+
+    // ---- workers ----
+
+    /// Returns the worker if `from` is registered and speaks `dialect`;
+    /// otherwise deals with the violation and returns `None`.
+    fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str) -> Option<&mut WorkerRec> {
+        let registered = match self.workers.get(from) {
+            None => {
+                self.misbehaved(from.clone(), sent, Some(dialect), Misbehavior::BeforeReady);
+                return None;
+            }
+            Some(w) => w.dialect,
+        };
+        if registered != dialect {
+            self.misbehaved(from.clone(), sent, None, Misbehavior::DialectChanged { registered, sent: dialect });
+            return None;
+        }
+        let now = self.now;
+        let w = self.workers.get_mut(from)?;
+        w.last_heard = now;
+        Some(w)
+    }
+
+    fn ready(&mut self, from: PeerId, dialect: Dialect, service: Bytes) {
+        if self.workers.contains_key(&from) {
+            return self.misbehaved(from, "READY", None, Misbehavior::ReadyTwice);
+        }
+        if service.starts_with(MMI_PREFIX) {
+            return self.misbehaved(from, "READY", Some(dialect), Misbehavior::ReservedService);
+        }
+        let limit = if self.workers.len() >= self.config.max_workers {
+            Some(Limit::Workers)
+        } else if !self.services.contains_key(&service) && self.services.len() >= self.config.max_services {
+            Some(Limit::Services)
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
+            self.send(from.clone(), dialect, BrokerCommand::Disconnect);
+            return self.limit_hit(from, limit);
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let now = self.now;
+        let rec = WorkerRec {
+            service: service.clone(),
+            dialect,
+            gen,
+            last_heard: now,
+            next_heartbeat: now + self.config.heartbeat_interval,
+            idle_token: None,
+            job: None,
+        };
+        self.worker_timers.push(rec.next_deadline(&self.config), (from.clone(), gen));
+        self.workers.insert(from.clone(), rec);
+        let seed = Seeded(self.config.hash_seed);
+        self.services.entry(service.clone()).or_insert_with(|| Service::new(seed)).workers += 1;
+        self.events.push_back(BrokerEvent::WorkerReady { worker: from.clone(), service: service.clone(), dialect });
+        self.make_idle(&from);
+        self.dispatch(&service);
+    }
+
+    fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, is_final: bool) {
+        let sent = if is_final { "FINAL" } else { "PARTIAL" };
+        let limits = (self.config.max_message_frames, self.config.max_message_bytes);
+        let Some(w) = self.known_worker(&from, dialect, sent) else { return };
+        let service = w.service.clone();
+        let Some(job) = w.job.as_mut().filter(|j| j.request.client.0 == client) else {
+            return self.misbehaved(from, sent, None, Misbehavior::NotServingClient);
+        };
+        let to = job.request.client.clone();
+        let client_dialect = job.request.dialect;
+        if job.discarding {
+            if is_final {
+                self.finish_job(&from, &service);
+            }
+            return;
+        }
+        if client_dialect == Dialect::V01 {
+            // 0.1 has one REPLY per request: join the parts.
+            job.joined_bytes += body.iter().map(Bytes::len).sum::<usize>();
+            job.joined.extend(body);
+            if job.joined.len() > limits.0 || job.joined_bytes > limits.1 {
+                job.discarding = true;
+                job.joined = Vec::new();
+                self.stats.dropped += 1;
+                let reason = DropReason::ReplyTooLarge;
+                self.events.push_back(BrokerEvent::RequestDropped { client: to, service: service.clone(), reason });
+                if is_final {
+                    self.finish_job(&from, &service);
+                }
+                return;
+            }
+            if !is_final {
+                return;
+            }
+            let joined = std::mem::take(&mut job.joined);
+            self.stats.replies_sent += 1;
+            self.send_client(to, client_dialect, &service, false, joined);
+        } else {
+            self.stats.replies_sent += u64::from(is_final);
+            self.send_client(to, client_dialect, &service, !is_final, body);
+        }
+        if is_final {
+            self.finish_job(&from, &service);
+        }
+    }
+
+    /// The worker's request is answered: the worker goes idle and the
+    /// client's next request to this service may go.
+    fn finish_job(&mut self, worker: &PeerId, service: &Bytes) {
+        let Some(w) = self.workers.get_mut(worker) else { return };
+        let Some(job) = w.job.take() else { return };
+        self.busy_workers -= 1;
+        if let Some(s) = self.services.get_mut(service) {
+            s.finish(&job.request.client);
+        }
+        self.make_idle(worker);
+        self.dispatch(service);
+    }
+
+    fn make_idle(&mut self, worker: &PeerId) {
+        let token = self.next_seq;
+        self.next_seq += 1;
+        let Some(w) = self.workers.get_mut(worker) else { return };
+        w.idle_token = Some(token);
+        if let Some(s) = self.services.get_mut(&w.service) {
+            s.push_idle(worker.clone(), token);
+        }
+    }
+
+    /// Hands queued requests of `service` to its idle workers.
+    fn dispatch(&mut self, service: &Bytes) {
+        let Some(s) = self.services.get_mut(service) else { return };
+        while s.idle_workers() > 0 {
+            let Some(mut request) = s.next_request() else { break };
+            self.queued -= 1;
+            let workers = &self.workers;
+            let valid = |id: &PeerId, token: u64| workers.get(id).is_some_and(|w| w.idle_token == Some(token));
+            let Some(id) = s.pop_idle(valid) else {
+                // Unreachable while `idle_workers` is accurate; put it back.
+                s.requeue(request);
+                self.queued += 1;
+                break;
+            };
+            let Some(w) = self.workers.get_mut(&id) else { break };
+            request.dispatches += 1;
+            w.idle_token = None;
+            w.next_heartbeat = self.now + self.config.heartbeat_interval;
+            let cmd = BrokerCommand::Request { client: request.client.0.clone(), body: request.body.clone() };
+            let dialect = w.dialect;
+            let client = request.client.clone();
+            w.job = Some(Job::new(request));
+            self.busy_workers += 1;
+            self.stats.dispatched += 1;
+            self.events.push_back(BrokerEvent::RequestDispatched {
+                client,
+                service: service.clone(),
+                worker: id.clone(),
+            });
+            match cmd.encode(dialect) {
+                Ok(frames) => self.transmits.push_back(Transmit { to: id, frames }),
+                Err(e) => debug_assert!(false, "queued a request with no body: {e}"),
+            }
+        }
+        self.forget_if_unused(service);
+    }
+
+    /// Forgets a worker. Its request, if it held one, goes back to the head
+    /// of its service's queue.
+    fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, disconnect: bool) {
+        let Some(w) = self.workers.remove(id) else { return };
+        if disconnect {
+            self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
+        }
+        if reason == GoneReason::Expired {
+            self.stats.workers_expired += 1;
+        }
+        let service = w.service.clone();
+        self.unlink(&w);
+        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: service.clone(), reason });
+        if let Some(job) = w.job {
+            self.requeue(&service, job.request);
+        }
+        self.dispatch(&service);
+    }
+
+    /// Shutdown's removal: DISCONNECT, and the request is dropped, not
+    /// re-queued.
+    fn remove_worker_quiet(&mut self, id: &PeerId, reason: GoneReason) {
+        let Some(w) = self.workers.remove(id) else { return };
+        self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
+        self.unlink(&w);
+        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service.clone(), reason });
+        if let Some(job) = w.job {
+            self.stats.dropped += 1;
+            let (client, service) = (job.request.client, w.service);
+            self.events.push_back(BrokerEvent::RequestDropped { client, service, reason: DropReason::Shutdown });
+        }
+    }
+
+    /// Removes a forgotten worker from its service's counts and idle list.
+    fn unlink(&mut self, w: &WorkerRec) {
+        if w.job.is_some() {
+            self.busy_workers -= 1;
+        }
+        let Some(s) = self.services.get_mut(&w.service) else { return };
+        s.workers -= 1;
+        if w.idle_token.is_some() {
+            let workers = &self.workers;
+            s.forget_idle(|id, token| workers.get(id).is_some_and(|w| w.idle_token == Some(token)));
+        }
+    }
+
+    /// A request whose worker was lost: back to the head of the queue, or
+    /// dropped if it has been dispatched too often or is past its deadline.
+    fn requeue(&mut self, service: &Bytes, request: Request) {
+        let Some(s) = self.services.get_mut(service) else { return };
+        let client = request.client.clone();
+        let event = if request.dispatches >= self.config.max_dispatches {
+            s.finish(&client);
+            self.stats.dropped += 1;
+            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::TooManyDispatches }
+        } else if request.deadline <= self.now {
+            s.finish(&client);
+            self.stats.expired += 1;
+            BrokerEvent::RequestExpired { client, service: service.clone() }
+        } else {
+            let (deadline, seq, dispatches) = (request.deadline, request.seq, request.dispatches);
+            s.requeue(request);
+            self.queued += 1;
+            self.stats.requeued += 1;
+            self.request_timers.push(deadline, (service.clone(), client.clone(), seq));
+            BrokerEvent::RequestRequeued { client, service: service.clone(), dispatches }
+        };
+        self.events.push_back(event);
+    }
+
+    // ---- timers ----
+
+    fn worker_timer(&mut self, id: PeerId, gen: u64) {
+        let now = self.now;
+        let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen) else { return };
+        if w.expires_at(&self.config) <= now {
+            return self.remove_worker(&id, GoneReason::Expired, true);
+        }
+        let dialect = w.dialect;
+        let heartbeat = w.next_heartbeat <= now;
+        if heartbeat {
+            w.next_heartbeat = now + self.config.heartbeat_interval;
+        }
+        self.worker_timers.push(w.next_deadline(&self.config), (id.clone(), gen));
+        if heartbeat {
+            self.send(id, dialect, BrokerCommand::Heartbeat);
+        }
+    }
+
+    fn request_timer(&mut self, service: Bytes, client: PeerId, seq: u64) {
+        let Some(s) = self.services.get_mut(&service) else { return };
+        if s.expire(&client, seq).is_none() {
+            return;
+        }
+        self.queued -= 1;
+        self.stats.expired += 1;
+        self.events.push_back(BrokerEvent::RequestExpired { client, service: service.clone() });
+        self.forget_if_unused(&service);
+    }
+
+    /// Stale timer entries (of gone workers, of dispatched requests) are
+    /// dropped once they outnumber live ones, so the timer queues stay
+    /// proportional to what the broker holds, whatever the message rate.
+    fn compact_timers(&mut self) {
+        if self.worker_timers.len() > 2 * self.workers.len() + 64 {
+            let workers = &self.workers;
+            self.worker_timers.retain(|(id, gen)| workers.get(id).is_some_and(|w| w.gen == *gen));
+        }
+        if self.request_timers.len() > 2 * self.queued + 64 {
+            let services = &self.services;
+            self.request_timers.retain(|(name, client, seq)| services.get(name).is_some_and(|s| s.holds(client, *seq)));
+        }
+    }
+
+    // ---- bookkeeping ----
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn over_size(&self, frames: &Multipart) -> Option<Limit> {
+        if frames.len() > self.config.max_message_frames {
+            return Some(Limit::MessageFrames);
+        }
+        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        (bytes > self.config.max_message_bytes).then_some(Limit::MessageBytes)
+    }
+
+    fn limit_hit(&mut self, peer: PeerId, limit: Limit) {
+        self.stats.limits_hit += 1;
+        self.events.push_back(BrokerEvent::LimitHit { peer, limit });
+    }
+
+    /// A peer broke the protocol. A registered worker is sent DISCONNECT and
+    /// forgotten; an unregistered peer whose dialect is known (it sent a
+    /// worker command before READY) is sent DISCONNECT, which is how workers
+    /// learn to register again after a broker restart.
+    fn misbehaved(&mut self, peer: PeerId, sent: &'static str, dialect: Option<Dialect>, reason: Misbehavior) {
+        self.stats.misbehaviors += 1;
+        self.events.push_back(BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent, reason });
+        if self.workers.contains_key(&peer) {
+            self.remove_worker(&peer, GoneReason::Misbehaved, true);
+        } else if let Some(dialect) = dialect {
+            self.send(peer, dialect, BrokerCommand::Disconnect);
+        }
+    }
+
+    fn forget_if_unused(&mut self, service: &Bytes) {
+        if self.services.get(service).is_some_and(Service::is_unused) {
+            self.services.remove(service);
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! A service: its idle workers, and its clients' queued requests.
+//!
+//! # Fairness and order
+//!
+//! Each client has its own FIFO of requests per service, and the service
+//! serves its clients round robin: a client that floods a service waits its
+//! turn behind every other client with a request queued there.
+//!
+//! A client has at most one request *in flight* per service. MDP carries no
+//! request ids, so a client can only match replies to requests by order; if
+//! two workers served one client's requests to one service at once, replies
+//! could overtake each other and be matched to the wrong request. Serving one
+//! at a time per (client, service) makes order-based matching exact. Requests
+//! from different clients, or to different services, still run in parallel.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::hash::{Map, Seeded};
+use crate::{Dialect, Multipart, PeerId};
+
+/// A request waiting for, or held by, a worker.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) client: PeerId,
+    pub(crate) dialect: Dialect,
+    pub(crate) body: Multipart,
+    pub(crate) seq: u64,
+    /// When it expires if it is still queued.
+    pub(crate) deadline: Instant,
+    /// How many times it has been handed to a worker.
+    pub(crate) dispatches: u32,
+}
+
+/// One client's requests to one service.
+#[derive(Debug, Default)]
+struct ClientQueue {
+    requests: VecDeque<Request>,
+    /// A worker holds one of this client's requests to this service.
+    in_flight: bool,
+    /// The client is in the service's round-robin ring.
+    in_ring: bool,
+}
+
+impl ClientQueue {
+    fn is_idle(&self) -> bool {
+        self.requests.is_empty() && !self.in_flight && !self.in_ring
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Service {
+    /// Registered workers, idle or busy.
+    pub(crate) workers: usize,
+    /// Idle workers, least recently used first. Entries carry the worker's
+    /// idle token; an entry whose token no longer matches is stale (the
+    /// worker died) and is skipped, so removal is O(1).
+    idle: VecDeque<(PeerId, u64)>,
+    idle_live: usize,
+    /// Clients with queued requests and nothing in flight, in turn order.
+    ring: VecDeque<PeerId>,
+    clients: Map<PeerId, ClientQueue>,
+    pub(crate) queued: usize,
+}
+
+impl Service {
+    pub(crate) fn new(seed: Seeded) -> Self {
+        Service {
+            workers: 0,
+            idle: VecDeque::new(),
+            idle_live: 0,
+            ring: VecDeque::new(),
+            clients: Map::with_hasher(seed),
+            queued: 0,
+        }
+    }
+
+    /// Nothing refers to this service any more; it can be forgotten.
+    pub(crate) fn is_unused(&self) -> bool {
+        self.workers == 0 && self.queued == 0 && self.clients.is_empty()
+    }
+
+    pub(crate) fn idle_workers(&self) -> usize {
+        self.idle_live
+    }
+
+    pub(crate) fn push_idle(&mut self, worker: PeerId, token: u64) {
+        self.idle.push_back((worker, token));
+        self.idle_live += 1;
+    }
+
+    /// Pops the least recently used idle worker; `valid` says whether an
+    /// entry is still live.
+    pub(crate) fn pop_idle(&mut self, mut valid: impl FnMut(&PeerId, u64) -> bool) -> Option<PeerId> {
+        while let Some((worker, token)) = self.idle.pop_front() {
+            if valid(&worker, token) {
+                self.idle_live -= 1;
+                return Some(worker);
+            }
+        }
+        None
+    }
+
+    /// An idle worker died: its entry is now stale. Compacts the list when
+    /// stale entries outnumber live ones, so it stays O(live) in size.
+    pub(crate) fn forget_idle(&mut self, mut valid: impl FnMut(&PeerId, u64) -> bool) {
+        self.idle_live -= 1;
+        if self.idle.len() > 2 * self.idle_live + 8 {
+            self.idle.retain(|(w, t)| valid(w, *t));
+        }
+    }
+
+    /// Queues a request at the back of its client's FIFO.
+    pub(crate) fn enqueue(&mut self, request: Request) {
+        let client = request.client.clone();
+        let q = self.clients.entry(client.clone()).or_default();
+        q.requests.push_back(request);
+        self.queued += 1;
+        if !q.in_flight && !q.in_ring {
+            q.in_ring = true;
+            self.ring.push_back(client);
+        }
+    }
+
+    /// Puts a request whose worker was lost back at the head of the queue:
+    /// first in its client's FIFO, and its client first in turn.
+    pub(crate) fn requeue(&mut self, request: Request) {
+        let client = request.client.clone();
+        let q = self.clients.entry(client.clone()).or_default();
+        q.in_flight = false;
+        q.requests.push_front(request);
+        self.queued += 1;
+        if !q.in_ring {
+            q.in_ring = true;
+            self.ring.push_front(client);
+        }
+    }
+
+    /// The next request to dispatch, by client turn. Marks it in flight.
+    pub(crate) fn next_request(&mut self) -> Option<Request> {
+        while let Some(client) = self.ring.pop_front() {
+            let Some(q) = self.clients.get_mut(&client) else { continue };
+            q.in_ring = false;
+            if q.in_flight {
+                continue;
+            }
+            match q.requests.pop_front() {
+                Some(request) => {
+                    q.in_flight = true;
+                    self.queued -= 1;
+                    return Some(request);
+                }
+                None => {
+                    self.clients.remove(&client);
+                }
+            }
+        }
+        None
+    }
+
+    /// The in-flight request of `client` is over (answered or dropped).
+    pub(crate) fn finish(&mut self, client: &PeerId) {
+        let Some(q) = self.clients.get_mut(client) else { return };
+        q.in_flight = false;
+        if !q.requests.is_empty() && !q.in_ring {
+            q.in_ring = true;
+            self.ring.push_back(client.clone());
+        } else if q.is_idle() {
+            self.clients.remove(client);
+        }
+    }
+
+    /// Removes the request `seq` if it is the oldest queued for `client`
+    /// (queues are ordered by deadline, so an expiring request is always at
+    /// the front; otherwise it was dispatched already).
+    pub(crate) fn expire(&mut self, client: &PeerId, seq: u64) -> Option<Request> {
+        let q = self.clients.get_mut(client)?;
+        if q.requests.front()?.seq != seq {
+            return None;
+        }
+        let request = q.requests.pop_front();
+        self.queued -= 1;
+        if q.is_idle() {
+            self.clients.remove(client);
+        }
+        request
+    }
+
+    /// Whether request `seq` of `client` is still queued.
+    pub(crate) fn holds(&self, client: &PeerId, seq: u64) -> bool {
+        // A client's queue is in arrival order, so in `seq` order: a re-queued
+        // request goes back to the front, and it arrived before the rest.
+        self.clients.get(client).is_some_and(|q| q.requests.binary_search_by_key(&seq, |r| r.seq).is_ok())
+    }
+
+    /// Empties every queue (for shutdown).
+    pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Request> + '_ {
+        self.queued = 0;
+        self.ring.clear();
+        self.clients.drain().flat_map(|(_, q)| q.requests)
+    }
+}

@@ -1,0 +1,57 @@
+//! What the broker knows of one worker.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::service::Request;
+use super::BrokerConfig;
+use crate::{Dialect, Multipart};
+
+#[derive(Debug)]
+pub(crate) struct WorkerRec {
+    pub(crate) service: Bytes,
+    pub(crate) dialect: Dialect,
+    /// Tells this registration apart from earlier ones of the same identity,
+    /// so that a stale timer entry cannot touch a newer worker.
+    pub(crate) gen: u64,
+    pub(crate) last_heard: Instant,
+    /// When the broker must send a HEARTBEAT if it sends nothing else.
+    pub(crate) next_heartbeat: Instant,
+    /// Set while the worker is in its service's idle list; matches the
+    /// list entry that is live.
+    pub(crate) idle_token: Option<u64>,
+    pub(crate) job: Option<Job>,
+}
+
+/// The request a busy worker holds.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// Kept whole so it can be re-queued if the worker is lost.
+    pub(crate) request: Request,
+    /// For an MDP/0.1 client, the PARTIALs received so far, to be joined
+    /// with the FINAL into the one REPLY that 0.1 allows.
+    pub(crate) joined: Multipart,
+    pub(crate) joined_bytes: usize,
+    /// The reply grew past the limits: the rest of it is thrown away.
+    pub(crate) discarding: bool,
+}
+
+impl Job {
+    pub(crate) fn new(request: Request) -> Self {
+        Job { request, joined: Vec::new(), joined_bytes: 0, discarding: false }
+    }
+}
+
+impl WorkerRec {
+    /// When the worker is removed if it stays silent.
+    pub(crate) fn expires_at(&self, config: &BrokerConfig) -> Instant {
+        let window = if self.job.is_some() { config.busy_timeout() } else { config.idle_worker_timeout() };
+        self.last_heard + window
+    }
+
+    /// The worker's next deadline, for its timer entry.
+    pub(crate) fn next_deadline(&self, config: &BrokerConfig) -> Instant {
+        self.expires_at(config).min(self.next_heartbeat)
+    }
+}

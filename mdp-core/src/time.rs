@@ -1,0 +1,82 @@
+//! Deadline-ordered queues for timers.
+//!
+//! Timers in the broker are many (one per worker, one per queued request) and
+//! move often (every message from a worker pushes its expiry later). Re-keying
+//! a heap on every message would cost O(log n) each time, so this queue is
+//! *lazy*: an entry may be stale, and its owner checks on [`pop_due`] whether
+//! it still means anything, re-inserting it with the real deadline if that
+//! moved later. Each live timer has one entry, so a tick costs O(log n) per
+//! timer that is actually due and never scans every timer.
+//!
+//! [`pop_due`]: DeadlineQueue::pop_due
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// A min-heap of `(deadline, key)`, with stale entries allowed.
+#[derive(Debug)]
+pub(crate) struct DeadlineQueue<K: Ord> {
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
+}
+
+impl<K: Ord> Default for DeadlineQueue<K> {
+    fn default() -> Self {
+        DeadlineQueue { heap: BinaryHeap::new() }
+    }
+}
+
+impl<K: Ord> DeadlineQueue<K> {
+    /// Adds an entry.
+    pub(crate) fn push(&mut self, at: Instant, key: K) {
+        self.heap.push(Reverse((at, key)));
+    }
+
+    /// The earliest deadline, stale or not.
+    pub(crate) fn peek(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
+        if self.peek()? <= now {
+            self.heap.pop().map(|Reverse(entry)| entry)
+        } else {
+            None
+        }
+    }
+
+    /// Number of entries, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Drops the entries `live` rejects. O(n); callers run it only when
+    /// stale entries outnumber live ones, so its cost is amortised.
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(&K) -> bool) {
+        self.heap.retain(|Reverse((_, k))| live(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pops_in_deadline_order_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::default();
+        q.push(t0 + Duration::from_secs(3), 'c');
+        q.push(t0 + Duration::from_secs(1), 'a');
+        q.push(t0 + Duration::from_secs(2), 'b');
+        assert_eq!(q.peek(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(q.pop_due(t0), None);
+        let now = t0 + Duration::from_secs(2);
+        assert_eq!(q.pop_due(now).map(|e| e.1), Some('a'));
+        assert_eq!(q.pop_due(now).map(|e| e.1), Some('b'));
+        assert_eq!(q.pop_due(now), None);
+        q.retain(|k| *k != 'c');
+        assert_eq!(q.len(), 0);
+    }
+}
