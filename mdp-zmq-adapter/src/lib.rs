@@ -1,1 +1,20 @@
-//! Drives the [`mdp_core`] state machines over libzmq sockets.
+//! # mdp-zmq-adapter: mdp-core over libzmq
+//!
+//! A thin layer that moves frames between libzmq sockets and the
+//! [`mdp_core`] state machines. It holds no protocol logic: parsing,
+//! heartbeats, retries and expiry all live in the core. Each piece follows
+//! the core's loop: feed input, drain transmits and events, then poll the
+//! socket until the core's next deadline.
+//!
+//! * [`BrokerRunner`]: a ROUTER socket bound to one or more endpoints,
+//!   driving a [`mdp_core::Broker`]. It never blocks on a send.
+//!
+//! The `zmq` crate builds its own libzmq, so nothing needs installing.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod broker;
+mod error;
+
+pub use broker::BrokerRunner;
+pub use error::AdapterError;

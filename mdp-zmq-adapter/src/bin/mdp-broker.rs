@@ -1,0 +1,145 @@
+//! `mdp-broker`: a Majordomo broker that speaks MDP/0.1, MDP/0.2 (RFC 18)
+//! and majortomo's dialect. Its flags are a superset of majortomo's broker.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use mdp_core::BrokerConfig;
+use mdp_zmq_adapter::BrokerRunner;
+
+/// A Majordomo Protocol broker (MDP/0.1, MDP/0.2 and majortomo's dialect).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Endpoint to bind; repeat for several.
+    #[arg(short, long = "bind", value_name = "URL", default_value = "tcp://127.0.0.1:5555")]
+    bind: Vec<String>,
+    /// Send HEARTBEAT to a worker after this long without other traffic.
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value_t = 2.5)]
+    heartbeat_interval: f64,
+    /// Remove a worker silent for this long [default: interval × liveness].
+    /// Sets liveness to ceil(timeout / interval).
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    heartbeat_timeout: Option<f64>,
+    /// Heartbeat intervals of silence before an idle worker is removed.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    liveness: u32,
+    /// Remove a busy worker silent for this long [default: the idle window].
+    #[arg(short = 'B', long, value_name = "SECONDS")]
+    busy_worker_timeout: Option<f64>,
+    /// Expire a queued request no worker has taken this long after arrival.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    request_timeout: f64,
+    /// Times a request may be handed to a worker before it is dropped.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_dispatches: u32,
+    /// Most services known at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_services: usize,
+    /// Most workers registered at once.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_workers: usize,
+    /// Most requests queued for one service.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_queue_per_service: usize,
+    /// Most requests queued in all.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    max_queue_total: usize,
+    /// Most frames in one message.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_message_frames: usize,
+    /// Most bytes in one message.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    max_message_bytes: usize,
+    /// Log each worker and request event.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Log everything, every dispatch included.
+    #[arg(short = 'D', long)]
+    debug: bool,
+}
+
+fn seconds(name: &str, s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("--{name}: {s} is not a duration in seconds"))
+}
+
+impl Args {
+    fn config(&self) -> Result<BrokerConfig, String> {
+        let mut c = BrokerConfig::default();
+        c.heartbeat_interval = seconds("heartbeat-interval", self.heartbeat_interval)?;
+        if c.heartbeat_interval.is_zero() {
+            return Err("--heartbeat-interval must be above 0".into());
+        }
+        c.liveness = self.liveness.max(1);
+        if let Some(t) = self.heartbeat_timeout {
+            let timeout = seconds("heartbeat-timeout", t)?;
+            c.liveness = (timeout.as_secs_f64() / c.heartbeat_interval.as_secs_f64()).ceil().max(1.0) as u32;
+        }
+        c.busy_worker_timeout = self.busy_worker_timeout.map(|s| seconds("busy-worker-timeout", s)).transpose()?;
+        c.request_timeout = seconds("request-timeout", self.request_timeout)?;
+        c.max_dispatches = self.max_dispatches.max(1);
+        c.max_services = self.max_services;
+        c.max_workers = self.max_workers;
+        c.max_queue_per_service = self.max_queue_per_service;
+        c.max_queue_total = self.max_queue_total;
+        c.max_message_frames = self.max_message_frames;
+        c.max_message_bytes = self.max_message_bytes;
+        c.hash_seed = seed();
+        Ok(c)
+    }
+}
+
+/// A hash seed that differs per process, so peers cannot plan collisions.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = if args.debug {
+        "debug"
+    } else if args.verbose {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mdp-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
+        eprintln!("mdp-broker: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut runner = match BrokerRunner::bind(config, &args.bind) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mdp-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::warn!(endpoints = ?runner.endpoints(), "mdp-broker listening");
+    match runner.run(&stop, |_| {}) {
+        Ok(()) => {
+            tracing::warn!(stats = ?runner.broker().stats(), "mdp-broker stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mdp-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

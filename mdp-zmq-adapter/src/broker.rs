@@ -1,0 +1,162 @@
+//! The broker runner: one ROUTER socket, one [`Broker`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mdp_core::{Broker, BrokerConfig, BrokerEvent, PeerId, Transmit};
+
+use crate::AdapterError;
+
+/// Longest wait in one poll, so that a stop request is seen promptly even
+/// when no timer is due.
+const MAX_POLL: Duration = Duration::from_millis(100);
+/// Messages read per wake-up before timers get a turn, so a flood of input
+/// cannot starve heartbeats.
+const READ_BATCH: usize = 1024;
+
+/// Drives a [`Broker`] over a ROUTER socket.
+pub struct BrokerRunner {
+    _ctx: zmq::Context,
+    socket: zmq::Socket,
+    broker: Broker,
+    endpoints: Vec<String>,
+}
+
+impl BrokerRunner {
+    /// Binds a ROUTER socket to every endpoint (`tcp://127.0.0.1:5555`,
+    /// `ipc://…`, `tcp://127.0.0.1:*` for any free port).
+    pub fn bind(config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::ROUTER).map_err(AdapterError::zmq("socket(ROUTER)"))?;
+        // Unroutable messages fail with EHOSTUNREACH instead of vanishing,
+        // so a gone worker is noticed at once.
+        socket.set_router_mandatory(true).map_err(AdapterError::zmq("set ROUTER_MANDATORY"))?;
+        socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
+        let mut bound = Vec::new();
+        for endpoint in endpoints {
+            socket.bind(endpoint).map_err(AdapterError::zmq(format!("bind {endpoint}")))?;
+            let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
+            bound.push(last.unwrap_or_else(|_| endpoint.clone()));
+        }
+        Ok(BrokerRunner { _ctx: ctx, socket, broker: Broker::new(config, Instant::now()), endpoints: bound })
+    }
+
+    /// The endpoints bound, with any wildcard port resolved.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The broker state machine, for its statistics.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Runs until `stop` is set, then sends DISCONNECT to every worker and
+    /// returns. Every [`BrokerEvent`] is passed to `on_event`.
+    pub fn run(&mut self, stop: &AtomicBool, mut on_event: impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.wait()?;
+            let mut read = 0;
+            while read < READ_BATCH {
+                let Some((from, frames)) = self.recv()? else { break };
+                self.broker.handle_message(Instant::now(), from, frames);
+                self.drain(&mut on_event)?;
+                read += 1;
+            }
+            self.broker.handle_timeout(Instant::now());
+            self.drain(&mut on_event)?;
+        }
+        self.broker.shutdown(Instant::now());
+        self.drain(&mut on_event)
+    }
+
+    /// Waits for input or the broker's next deadline.
+    fn wait(&self) -> Result<(), AdapterError> {
+        let now = Instant::now();
+        let until = self.broker.poll_timeout().map_or(MAX_POLL, |t| t.saturating_duration_since(now));
+        let ms = until.min(MAX_POLL).as_millis() as i64;
+        let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
+        match zmq::poll(&mut items, ms) {
+            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+            Err(e) => Err(AdapterError::zmq("poll")(e)),
+        }
+    }
+
+    /// One message without blocking: the identity, then the MDP frames.
+    fn recv(&self) -> Result<Option<(PeerId, Vec<Bytes>)>, AdapterError> {
+        match self.socket.recv_multipart(zmq::DONTWAIT) {
+            Ok(parts) => {
+                let mut frames = parts.into_iter().map(Bytes::from);
+                let Some(identity) = frames.next() else { return Ok(None) };
+                Ok(Some((PeerId(identity), frames.collect())))
+            }
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
+            Err(e) => Err(AdapterError::zmq("recv")(e)),
+        }
+    }
+
+    fn drain(&mut self, on_event: &mut impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
+        loop {
+            while let Some(t) = self.broker.poll_transmit() {
+                self.send(t)?;
+            }
+            let Some(event) = self.broker.poll_event() else { return Ok(()) };
+            log_event(&event);
+            on_event(&event);
+        }
+    }
+
+    /// Sends without blocking. A peer that is gone or whose pipe is full is
+    /// reported, not waited for.
+    fn send(&mut self, t: Transmit) -> Result<(), AdapterError> {
+        match send_routed(&self.socket, &t) {
+            Ok(()) => Ok(()),
+            Err(zmq::Error::EHOSTUNREACH) => {
+                tracing::debug!(peer = %t.to, "peer unreachable; message dropped");
+                self.broker.handle_unreachable(Instant::now(), &t.to);
+                Ok(())
+            }
+            Err(zmq::Error::EAGAIN) => {
+                tracing::warn!(peer = %t.to, "peer's pipe is full; message dropped");
+                Ok(())
+            }
+            Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),
+        }
+    }
+}
+
+/// Identity frame, then the message. Only the first frame can fail for
+/// routing reasons; once it is accepted the rest of the message follows.
+fn send_routed(socket: &zmq::Socket, t: &Transmit) -> Result<(), zmq::Error> {
+    let more = if t.frames.is_empty() { 0 } else { zmq::SNDMORE };
+    socket.send(t.to.0.as_ref(), zmq::DONTWAIT | more)?;
+    let last = t.frames.len().saturating_sub(1);
+    for (i, frame) in t.frames.iter().enumerate() {
+        let flags = if i == last { 0 } else { zmq::SNDMORE };
+        socket.send(frame.as_ref(), flags)?;
+    }
+    Ok(())
+}
+
+fn log_event(event: &BrokerEvent) {
+    match event {
+        BrokerEvent::WorkerReady { worker, service, dialect } => {
+            tracing::info!(%worker, service = %String::from_utf8_lossy(service), %dialect, "worker ready");
+        }
+        BrokerEvent::WorkerGone { worker, service, reason } => {
+            tracing::info!(%worker, service = %String::from_utf8_lossy(service), ?reason, "worker gone");
+        }
+        BrokerEvent::PeerMisbehaved { peer, sent, reason } => {
+            tracing::warn!(%peer, sent, %reason, "peer misbehaved");
+        }
+        BrokerEvent::LimitHit { peer, limit } => tracing::warn!(%peer, ?limit, "limit hit; message dropped"),
+        BrokerEvent::RequestDropped { client, service, reason } => {
+            tracing::warn!(%client, service = %String::from_utf8_lossy(service), ?reason, "request dropped");
+        }
+        BrokerEvent::RequestExpired { client, service } => {
+            tracing::info!(%client, service = %String::from_utf8_lossy(service), "request expired");
+        }
+        other => tracing::debug!(?other),
+    }
+}

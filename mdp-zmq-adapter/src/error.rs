@@ -1,0 +1,23 @@
+//! Errors of the adapter.
+
+/// What can go wrong in the adapter.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdapterError {
+    /// A libzmq call failed.
+    #[error("zmq {what}: {source}")]
+    Zmq {
+        /// The operation, with its argument where useful.
+        what: String,
+        /// libzmq's error.
+        #[source]
+        source: zmq::Error,
+    },
+}
+
+impl AdapterError {
+    pub(crate) fn zmq(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> AdapterError {
+        let what = what.into();
+        move |source| AdapterError::Zmq { what, source }
+    }
+}
