@@ -1,5 +1,5 @@
 //! The codec through its public API: golden frames for every command of every
-//! dialect, and one test per kind of rejection.
+//! dialect, one test per kind of rejection, and property tests.
 //!
 //! The frames of the golden and rejection tests are written out byte for byte
 //! from the tables in `shared/MDP.md`, never produced by the codec under test.
@@ -7,6 +7,9 @@
 use bytes::Bytes;
 use mdp_core::codec::Found;
 use mdp_core::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::Union;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -811,4 +814,208 @@ fn decoded_body_points_into_the_input_frame() {
     assert_eq!(body.len(), 1);
     assert_eq!(body[0].as_ptr(), body_ptr);
     assert_eq!(client.as_ptr(), client_ptr);
+}
+
+// ---------------------------------------------------------------------------
+// Property tests
+
+fn any_dialect() -> impl Strategy<Value = Dialect> {
+    proptest::sample::select(Dialect::ALL.to_vec())
+}
+
+fn bytes(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Bytes> {
+    proptest::collection::vec(any::<u8>(), len).prop_map(Bytes::from)
+}
+
+/// 0..=4 frames (at least `min`) of 0..=32 arbitrary bytes.
+fn body(min: usize) -> impl Strategy<Value = Multipart> {
+    proptest::collection::vec(bytes(0..=32), min..=4)
+}
+
+/// Non-empty, arbitrary bytes: not UTF-8, with 0x00, anything.
+fn service() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        4 => bytes(1..=32),
+        1 => Just(b(b"\x00")),
+        1 => Just(b(b"\xff\xfe\x00echo")),
+        1 => Just(b(b"mmi.service")),
+    ]
+}
+
+/// Opaque client address; the codec does not look inside.
+fn client() -> impl Strategy<Value = Bytes> {
+    bytes(0..=32)
+}
+
+fn peer_command(dialect: Dialect) -> BoxedStrategy<PeerCommand> {
+    let mut arms = vec![
+        (service(), body(1)).prop_map(|(service, body)| PeerCommand::Request { service, body }).boxed(),
+        service().prop_map(|service| PeerCommand::Ready { service }).boxed(),
+        (client(), body(0)).prop_map(|(client, body)| PeerCommand::Final { client, body }).boxed(),
+        Just(PeerCommand::Heartbeat).boxed(),
+        Just(PeerCommand::Disconnect).boxed(),
+    ];
+    if dialect.supports_partial() {
+        arms.push((client(), body(0)).prop_map(|(client, body)| PeerCommand::Partial { client, body }).boxed());
+    }
+    Union::new(arms).boxed()
+}
+
+fn broker_command(dialect: Dialect) -> BoxedStrategy<BrokerCommand> {
+    let reply_service =
+        if dialect == Dialect::Majortomo { Just(None).boxed() } else { service().prop_map(Some).boxed() };
+    let mut arms = vec![
+        (reply_service.clone(), body(0)).prop_map(|(service, body)| BrokerCommand::Final { service, body }).boxed(),
+        (client(), body(1)).prop_map(|(client, body)| BrokerCommand::Request { client, body }).boxed(),
+        Just(BrokerCommand::Heartbeat).boxed(),
+        Just(BrokerCommand::Disconnect).boxed(),
+    ];
+    if dialect.supports_partial() {
+        arms.push(
+            (reply_service, body(0)).prop_map(|(service, body)| BrokerCommand::Partial { service, body }).boxed(),
+        );
+    }
+    Union::new(arms).boxed()
+}
+
+/// A frame as a fuzzer should try them: mostly the frames MDP is made of.
+fn wire_frame() -> impl Strategy<Value = Bytes> {
+    let headers: Vec<&'static [u8]> = vec![b"MDPC01", b"MDPW01", b"MDPC02", b"MDPW02"];
+    prop_oneof![
+        3 => Just(Bytes::new()),
+        3 => proptest::sample::select(headers).prop_map(Bytes::from_static),
+        3 => (0u8..=7).prop_map(|c| Bytes::copy_from_slice(&[c])),
+        2 => bytes(0..=64),
+    ]
+}
+
+fn wire() -> impl Strategy<Value = Multipart> {
+    proptest::collection::vec(wire_frame(), 0..=12)
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Remove(Index),
+    Insert(Index, Bytes),
+    Replace(Index, Bytes),
+    /// Keeps 1 or more frames: `Remove` and the random frames cover the empty message.
+    Truncate(Index),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        any::<Index>().prop_map(Edit::Remove),
+        (any::<Index>(), wire_frame()).prop_map(|(i, f)| Edit::Insert(i, f)),
+        (any::<Index>(), wire_frame()).prop_map(|(i, f)| Edit::Replace(i, f)),
+        any::<Index>().prop_map(Edit::Truncate),
+    ]
+}
+
+/// A valid message in either direction with a few frames removed, inserted
+/// or replaced: reaches the deeper checks more often than random frames.
+fn mutated_wire() -> impl Strategy<Value = Multipart> {
+    let valid = any_dialect().prop_flat_map(|d| {
+        prop_oneof![
+            peer_command(d).prop_map(move |c| c.encode(d).expect("a valid command encodes")),
+            broker_command(d).prop_map(move |c| c.encode(d).expect("a valid command encodes")),
+        ]
+    });
+    (valid, proptest::collection::vec(edit(), 0..=3)).prop_map(|(mut frames, edits)| {
+        for edit in edits {
+            match edit {
+                Edit::Insert(i, f) => frames.insert(i.index(frames.len() + 1), f),
+                _ if frames.is_empty() => {}
+                Edit::Remove(i) => {
+                    frames.remove(i.index(frames.len()));
+                }
+                Edit::Replace(i, f) => {
+                    let i = i.index(frames.len());
+                    frames[i] = f;
+                }
+                Edit::Truncate(i) => frames.truncate(i.index(frames.len()) + 1),
+            }
+        }
+        frames
+    })
+}
+
+/// The dialect the first two frames name, from the table in the codec's docs.
+fn header_dialect(frames: &[Bytes]) -> Option<Dialect> {
+    let first = frames.first().map(|f| f.as_ref());
+    let second = frames.get(1).map(|f| f.as_ref());
+    match (first, second) {
+        (Some(b""), Some(b"MDPC01" | b"MDPW01")) => Some(Dialect::V01),
+        (Some(b""), Some(b"MDPC02" | b"MDPW02")) => Some(Dialect::Majortomo),
+        (Some(b"MDPC02" | b"MDPW02"), _) => Some(Dialect::V02),
+        _ => None,
+    }
+}
+
+/// A decode error must describe the input it came from.
+fn check_error(err: &DecodeError, input: &[Bytes]) -> Result<(), TestCaseError> {
+    match err {
+        DecodeError::Empty => prop_assert!(input.is_empty()),
+        DecodeError::Missing { index, .. } => prop_assert_eq!(*index, input.len()),
+        DecodeError::Unexpected { index, found, .. } => prop_assert_eq!(Some(&found.0), input.get(*index)),
+        DecodeError::UnknownCommand { index, dialect, found, .. } => {
+            prop_assert_eq!(Some(&found.0), input.get(*index));
+            prop_assert_eq!(Some(*dialect), header_dialect(input));
+        }
+        DecodeError::EmptyService { index } => prop_assert_eq!(input.get(*index).map(Bytes::len), Some(0)),
+        DecodeError::TrailingFrames { expected, found, .. } => {
+            prop_assert_eq!(*found, input.len());
+            prop_assert!(*expected < *found);
+        }
+        other => return Err(TestCaseError::fail(format!("unchecked DecodeError variant: {other:?}"))),
+    }
+    prop_assert!(!err.to_string().is_empty());
+    Ok(())
+}
+
+/// Decodes `input` in both directions: no panic; whatever decodes re-encodes
+/// to exactly `input`; whatever fails says why in terms of `input`.
+fn check_decode(input: &Multipart) -> Result<(), TestCaseError> {
+    match PeerCommand::decode(input.clone()) {
+        Ok((dialect, command)) => {
+            prop_assert_eq!(Some(dialect), header_dialect(input));
+            prop_assert_eq!(command.encode(dialect), Ok(input.clone()));
+        }
+        Err(err) => check_error(&err, input)?,
+    }
+    match BrokerCommand::decode(input.clone()) {
+        Ok((dialect, command)) => {
+            prop_assert_eq!(Some(dialect), header_dialect(input));
+            prop_assert_eq!(command.encode(dialect), Ok(input.clone()));
+        }
+        Err(err) => check_error(&err, input)?,
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn peer_command_round_trips((dialect, command) in any_dialect().prop_flat_map(|d| (Just(d), peer_command(d)))) {
+        let wire = command.clone().encode(dialect).expect("a command valid for its dialect encodes");
+        prop_assert_eq!(PeerCommand::decode(wire), Ok((dialect, command)));
+    }
+
+    #[test]
+    fn broker_command_round_trips((dialect, command) in any_dialect().prop_flat_map(|d| (Just(d), broker_command(d)))) {
+        let wire = command.clone().encode(dialect).expect("a command valid for its dialect encodes");
+        prop_assert_eq!(BrokerCommand::decode(wire), Ok((dialect, command)));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn arbitrary_frames_decode_or_fail_cleanly(input in wire()) {
+        check_decode(&input)?;
+    }
+
+    #[test]
+    fn mutated_messages_decode_or_fail_cleanly(input in mutated_wire()) {
+        check_decode(&input)?;
+    }
 }
