@@ -229,7 +229,7 @@ pub enum DecodeError {
     #[error("empty message: expected an MDP command")]
     Empty,
     /// The message ended before a frame the command needs.
-    #[error("frame {index} missing: expected {expected}, but the message has only {index} frames")]
+    #[error("frame {index} missing: expected {expected}, but the message ends before it")]
     Missing {
         /// Index of the missing frame.
         index: usize,

@@ -405,7 +405,7 @@ fn reject_request_without_body() {
     assert_eq!(broker_err(&[b"", b"MDPW01", b"\x02", ADDR, b""]), DecodeError::Missing { index: 5, expected });
     assert_eq!(
         peer_err(&[b"", b"MDPC01", b"echo"]).to_string(),
-        "frame 3 missing: expected request body (1 or more frames), but the message has only 3 frames"
+        "frame 3 missing: expected request body (1 or more frames), but the message ends before it"
     );
 }
 
