@@ -13,7 +13,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct BrokerConfig {
     /// The broker sends HEARTBEAT to a worker it has sent nothing else for
-    /// this long. Default: 2.5 s (the Guide's and majortomo's).
+    /// this long. Default: 2.5 s (the Guide's and majortomo's). Zero is
+    /// taken as 1 ms: a heartbeat due at once, forever, would keep
+    /// `handle_timeout` from ever returning.
     pub heartbeat_interval: Duration,
     /// A worker that has sent nothing for `liveness × heartbeat_interval` is
     /// removed. Default: 3 (the Guide's).
@@ -72,9 +74,15 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The interval the broker heartbeats at: `heartbeat_interval`, but at
+    /// least 1 ms, so that a heartbeat's timer is always set after `now`.
+    pub(crate) fn heartbeat_period(&self) -> Duration {
+        self.heartbeat_interval.max(Duration::from_millis(1))
+    }
+
     /// The silence after which an idle worker is removed.
     pub fn idle_worker_timeout(&self) -> Duration {
-        self.heartbeat_interval.saturating_mul(self.liveness.max(1))
+        self.heartbeat_period().saturating_mul(self.liveness.max(1))
     }
 
     /// The silence after which a busy worker is removed.

@@ -343,7 +343,7 @@ impl Broker {
             dialect,
             gen,
             last_heard: now,
-            next_heartbeat: now + self.config.heartbeat_interval,
+            next_heartbeat: now + self.config.heartbeat_period(),
             idle_token: None,
             job: None,
         };
@@ -442,7 +442,7 @@ impl Broker {
             let Some(w) = self.workers.get_mut(&id) else { break };
             request.dispatches += 1;
             w.idle_token = None;
-            w.next_heartbeat = self.now + self.config.heartbeat_interval;
+            w.next_heartbeat = self.now + self.config.heartbeat_period();
             let cmd = BrokerCommand::Request { client: request.client.0.clone(), body: request.body.clone() };
             let dialect = w.dialect;
             let client = request.client.clone();
@@ -543,7 +543,7 @@ impl Broker {
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
         if heartbeat {
-            w.next_heartbeat = now + self.config.heartbeat_interval;
+            w.next_heartbeat = now + self.config.heartbeat_period();
         }
         self.worker_timers.push(w.next_deadline(&self.config), (id.clone(), gen));
         if heartbeat {
