@@ -68,13 +68,39 @@ fn peer(i: u8) -> PeerId {
     PeerId(Bytes::from(vec![0, b'p', i % PEERS]))
 }
 
+/// A configured duration: mostly milliseconds (zero included), sometimes the
+/// largest there is (an application's "never").
+#[derive(Debug)]
+enum DurationSel {
+    Millis(u16),
+    Max,
+}
+
+impl<'a> Arbitrary<'a> for DurationSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[15, 1])? {
+            0 => DurationSel::Millis(u.arbitrary()?),
+            _ => DurationSel::Max,
+        })
+    }
+}
+
+impl DurationSel {
+    fn duration(&self, max_ms: u16) -> Duration {
+        match self {
+            DurationSel::Millis(ms) => Duration::from_millis(u64::from(ms % (max_ms + 1))),
+            DurationSel::Max => Duration::MAX,
+        }
+    }
+}
+
 /// The broker's configuration: timers from the input, small limits.
 #[derive(Debug, Arbitrary)]
 struct ConfigSel {
-    heartbeat_ms: u16,
+    heartbeat: DurationSel,
     liveness: u8,
-    busy_ms: Option<u16>,
-    request_ms: u16,
+    busy: Option<DurationSel>,
+    request: DurationSel,
     max_dispatches: u8,
     hash_seed: u64,
 }
@@ -82,10 +108,10 @@ struct ConfigSel {
 impl ConfigSel {
     fn config(&self) -> BrokerConfig {
         let mut c = BrokerConfig::default();
-        c.heartbeat_interval = Duration::from_millis(u64::from(self.heartbeat_ms % 3001));
+        c.heartbeat_interval = self.heartbeat.duration(3000);
         c.liveness = u32::from(self.liveness % 5);
-        c.busy_worker_timeout = self.busy_ms.map(|ms| Duration::from_millis(u64::from(ms % 20_001)));
-        c.request_timeout = Duration::from_millis(u64::from(self.request_ms % 20_001));
+        c.busy_worker_timeout = self.busy.as_ref().map(|d| d.duration(20_000));
+        c.request_timeout = self.request.duration(20_000);
         c.max_dispatches = u32::from(self.max_dispatches % 5);
         c.max_services = 8;
         c.max_workers = 8;
