@@ -40,3 +40,30 @@ fn zero_heartbeat_interval_does_not_spin_handle_timeout() {
     assert_eq!(heartbeats, 1);
     assert!(broker.poll_timeout().is_some_and(|t| t > now));
 }
+
+/// Found by `fuzz/fuzz_targets/broker.rs` (a panic): `request_timeout =
+/// Duration::MAX` (an application's "never") made the first REQUEST panic
+/// with "overflow when adding duration to instant"; `heartbeat_interval` and
+/// `busy_worker_timeout` did the same on READY and on a busy worker's timer.
+/// Deadlines now saturate at the last representable instant.
+#[test]
+fn duration_max_in_the_config_does_not_overflow() {
+    let t0 = Instant::now();
+    let mut config = BrokerConfig::default();
+    config.request_timeout = Duration::MAX;
+    config.heartbeat_interval = Duration::MAX;
+    config.busy_worker_timeout = Some(Duration::MAX);
+    let mut broker = Broker::new(config, t0);
+    let client = PeerId::from(&b"client"[..]);
+    let request = PeerCommand::Request { service: Bytes::from_static(b"echo"), body: vec![Bytes::new()] };
+    broker.handle_message(t0, client.clone(), request.encode(Dialect::V02).unwrap());
+    let ready = PeerCommand::Ready { service: Bytes::from_static(b"echo") };
+    broker.handle_message(t0, PeerId::from(&b"worker"[..]), ready.encode(Dialect::V02).unwrap());
+    let sent = broker.poll_transmit().expect("the queued request goes to the new worker");
+    assert!(matches!(BrokerCommand::decode(sent.frames).unwrap().1, BrokerCommand::Request { .. }));
+    for later in [Duration::from_secs(1), Duration::from_secs(1 << 30)] {
+        broker.handle_timeout(t0 + later);
+        assert!(broker.poll_transmit().is_none(), "nothing is due before the end of time");
+    }
+    assert_eq!(broker.stats().busy_workers, 1);
+}

@@ -35,7 +35,7 @@ pub use config::BrokerConfig;
 pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
 
 use crate::hash::{Map, Seeded};
-use crate::time::DeadlineQueue;
+use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerId};
 use service::{Request, Service};
 use worker::{Job, WorkerRec};
@@ -253,7 +253,7 @@ impl Broker {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let deadline = self.now + self.config.request_timeout;
+        let deadline = add_saturating(self.now, self.config.request_timeout);
         let request = Request { client: client.clone(), dialect, body, seq, deadline, dispatches: 0 };
         s.enqueue(request);
         self.queued += 1;
@@ -343,7 +343,7 @@ impl Broker {
             dialect,
             gen,
             last_heard: now,
-            next_heartbeat: now + self.config.heartbeat_period(),
+            next_heartbeat: add_saturating(now, self.config.heartbeat_period()),
             idle_token: None,
             job: None,
         };
@@ -442,7 +442,7 @@ impl Broker {
             let Some(w) = self.workers.get_mut(&id) else { break };
             request.dispatches += 1;
             w.idle_token = None;
-            w.next_heartbeat = self.now + self.config.heartbeat_period();
+            w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_period());
             let cmd = BrokerCommand::Request { client: request.client.0.clone(), body: request.body.clone() };
             let dialect = w.dialect;
             let client = request.client.clone();
@@ -543,7 +543,7 @@ impl Broker {
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
         if heartbeat {
-            w.next_heartbeat = now + self.config.heartbeat_period();
+            w.next_heartbeat = add_saturating(now, self.config.heartbeat_period());
         }
         self.worker_timers.push(w.next_deadline(&self.config), (id.clone(), gen));
         if heartbeat {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::service::Request;
 use super::BrokerConfig;
+use crate::time::add_saturating;
 use crate::{Dialect, Multipart};
 
 #[derive(Debug)]
@@ -47,7 +48,7 @@ impl WorkerRec {
     /// When the worker is removed if it stays silent.
     pub(crate) fn expires_at(&self, config: &BrokerConfig) -> Instant {
         let window = if self.job.is_some() { config.busy_timeout() } else { config.idle_worker_timeout() };
-        self.last_heard + window
+        add_saturating(self.last_heard, window)
     }
 
     /// The worker's next deadline, for its timer entry.
