@@ -5,10 +5,8 @@ use mdp_core::{Dialect, PeerCommand};
 
 fn main() {
     for dialect in Dialect::ALL {
-        let request = PeerCommand::Request {
-            service: Bytes::from_static(b"echo"),
-            body: vec![Bytes::from_static(b"hello")],
-        };
+        let request =
+            PeerCommand::Request { service: Bytes::from_static(b"echo"), body: vec![Bytes::from_static(b"hello")] };
         let frames = request.encode(dialect).expect("a request encodes in every dialect");
         let shown: Vec<String> = frames.iter().map(|f| format!("{:?}", String::from_utf8_lossy(f))).collect();
         let (seen, command) = PeerCommand::decode(frames).expect("what we encode decodes");
