@@ -39,4 +39,8 @@ pub mod worker;
 
 pub use peer::{PeerId, PeerTransmit};
 
+pub use worker::{
+    Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
+};
+
 pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
