@@ -581,7 +581,7 @@ impl Worker {
             return self.discard(WorkerDiscardReason::RequestWhileBusy { client: PeerId(client) });
         }
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.wrapping_add(1);
         let token = ReplyToken { client: client.clone(), epoch: self.epoch, seq };
         self.current = Some(Current { client, seq });
         self.events.push_back(WorkerEvent::Request { token, body });
@@ -593,7 +593,7 @@ impl Worker {
         if let Some(token) = &dropped {
             self.last_dropped = Some(token.seq);
         }
-        self.epoch += 1;
+        self.epoch = self.epoch.wrapping_add(1);
         let delay = self.config.backoff.delay(self.failures, &mut self.rng);
         self.failures = self.failures.saturating_add(1);
         self.link = Link::Waiting { until: now.checked_add(delay) };
