@@ -39,6 +39,7 @@ pub mod worker;
 
 pub use peer::{PeerId, PeerTransmit};
 
+pub use client::{Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
 pub use worker::{
     Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
 };
