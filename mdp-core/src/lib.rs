@@ -120,4 +120,9 @@ pub use broker::{
 };
 pub use peer::{PeerId, PeerTransmit};
 
+pub use client::{Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
+pub use worker::{
+    Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
+};
+
 pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
