@@ -240,9 +240,12 @@ impl Broker {
         let queued_total = self.queued;
         let seed = Seeded(self.config.hash_seed);
         let s = self.services.entry(service.clone()).or_insert_with(|| Service::new(seed));
-        let limit = if s.queued >= self.config.max_queue_per_service {
+        // A request an idle worker takes at once never waits in a queue, so
+        // the queue limits do not apply to it.
+        let waits = !s.would_dispatch_at_once(&client);
+        let limit = if waits && s.queued >= self.config.max_queue_per_service {
             Some(Limit::QueuePerService)
-        } else if queued_total >= self.config.max_queue_total {
+        } else if waits && queued_total >= self.config.max_queue_total {
             Some(Limit::QueueTotal)
         } else {
             None

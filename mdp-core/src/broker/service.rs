@@ -119,6 +119,14 @@ impl Service {
         }
     }
 
+    /// Whether a request from `client` would go to a worker at once, without
+    /// waiting in the queue: a worker is idle and the client has nothing
+    /// queued or in flight here. (While a worker is idle, every queued request
+    /// belongs to a client that has one in flight.)
+    pub(crate) fn would_dispatch_at_once(&self, client: &PeerId) -> bool {
+        self.idle_live > 0 && self.clients.get(client).map_or(true, ClientQueue::is_idle)
+    }
+
     /// Queues a request at the back of its client's FIFO.
     pub(crate) fn enqueue(&mut self, request: Request) {
         let client = request.client.clone();
