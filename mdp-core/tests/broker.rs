@@ -1355,3 +1355,193 @@ fn among_ten_thousand_workers_only_the_silent_one_expires() {
     assert_eq!(out.dispatched().len(), 1);
     assert_ne!(out.dispatched()[0].1, silent);
 }
+
+// ---------------------------------------------------------------- no input panics the broker
+
+mod random_input {
+    use std::collections::HashMap;
+
+    use mdp_core::{BrokerCommand, Transmit};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PEERS: [&[u8]; 6] = [b"\0\x01", b"\0\x02", b"w3", b"w4", b"c5", b"mmi.x"];
+    const SERVICES: [&str; 5] = ["echo", "a", "mmi.service", "mmi.x", "xmmi.y"];
+    /// Mostly real services, so that workers register and serve.
+    const READY_SERVICES: [&str; 5] = ["echo", "echo", "a", "xmmi.y", "mmi.x"];
+    const HEADERS: [&[u8]; 6] = [b"", b"MDPC01", b"MDPW01", b"MDPC02", b"MDPW02", b"\x01"];
+
+    #[derive(Debug, Clone)]
+    enum Cmd {
+        Ready(usize),
+        Request(usize, Vec<Vec<u8>>),
+        Partial(usize, Vec<Vec<u8>>),
+        Final(usize, Vec<Vec<u8>>),
+        /// PARTIAL or FINAL to the client of the last REQUEST this peer got.
+        ReplyCurrent(bool, Vec<Vec<u8>>),
+        Heartbeat,
+        Disconnect,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Random frames, often after a real header.
+        Raw(usize, Option<usize>, Vec<Vec<u8>>),
+        /// A command from a peer, in its own dialect unless overridden.
+        Cmd(usize, Option<usize>, Cmd),
+        /// Moves the clock on by this many ms and calls `handle_timeout`.
+        Advance(u64),
+        Unreachable(usize),
+    }
+
+    fn frame() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![4 => vec(any::<u8>(), 0..4), 2 => vec(0u8..8, 1..2), 1 => vec(any::<u8>(), 0..80)]
+    }
+
+    fn cmd() -> impl Strategy<Value = Cmd> {
+        let idx = 0..PEERS.len();
+        prop_oneof![
+            3 => (0..READY_SERVICES.len()).prop_map(Cmd::Ready),
+            4 => (0..SERVICES.len(), vec(frame(), 1..4)).prop_map(|(s, b)| Cmd::Request(s, b)),
+            1 => (idx.clone(), vec(frame(), 0..4)).prop_map(|(c, b)| Cmd::Partial(c, b)),
+            1 => (idx, vec(frame(), 0..4)).prop_map(|(c, b)| Cmd::Final(c, b)),
+            4 => (any::<bool>(), vec(frame(), 0..5)).prop_map(|(f, b)| Cmd::ReplyCurrent(f, b)),
+            2 => Just(Cmd::Heartbeat),
+            1 => Just(Cmd::Disconnect),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let peer = 0..PEERS.len();
+        prop_oneof![
+            1 => (peer.clone(), proptest::option::of(0..HEADERS.len()), vec(frame(), 0..9))
+                .prop_map(|(p, h, f)| Step::Raw(p, h, f)),
+            8 => (peer.clone(), proptest::option::weighted(0.1, 0..3usize), cmd())
+                .prop_map(|(p, d, c)| Step::Cmd(p, d, c)),
+            2 => prop_oneof![0..50u64, 0..4000u64].prop_map(Step::Advance),
+            1 => peer.prop_map(Step::Unreachable),
+        ]
+    }
+
+    fn bytes(parts: &[Vec<u8>]) -> Vec<Bytes> {
+        parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
+    }
+
+    fn small_limits() -> BrokerConfig {
+        config(|c| {
+            c.heartbeat_interval = ms(1000);
+            c.request_timeout = ms(3000);
+            c.max_dispatches = 2;
+            c.max_services = 3;
+            c.max_workers = 3;
+            c.max_queue_per_service = 3;
+            c.max_queue_total = 5;
+            c.max_message_frames = 9;
+            c.max_message_bytes = 120;
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_input_never_breaks_the_broker(steps in vec(step(), 1..60)) {
+            let mut h = Harness::new(small_limits());
+            let max = h.broker.config().clone();
+            let peers: Vec<PeerId> = PEERS.iter().map(|p| PeerId(Bytes::from_static(p))).collect();
+            // What the events say is registered, and what each peer was last asked.
+            let mut registered: HashMap<PeerId, Bytes> = HashMap::new();
+            let mut current: HashMap<PeerId, Bytes> = HashMap::new();
+            // Re-queued requests may pass the queue limits (see BrokerConfig).
+            let mut requeued = 0;
+            for step in steps {
+                let out = match step {
+                    Step::Raw(p, header, f) => {
+                        let mut frames = bytes(&f);
+                        if let Some(i) = header {
+                            frames.insert(0, Bytes::from_static(HEADERS[i]));
+                        }
+                        h.send(&peers[p], frames)
+                    }
+                    Step::Cmd(p, d, cmd) => {
+                        let d = Dialect::ALL[d.unwrap_or(p % 3)];
+                        let service = |i: usize| Bytes::from_static(SERVICES[i].as_bytes());
+                        let command = match cmd {
+                            Cmd::Ready(s) => PeerCommand::Ready { service: Bytes::from_static(READY_SERVICES[s].as_bytes()) },
+                            Cmd::Request(s, b) => PeerCommand::Request { service: service(s), body: bytes(&b) },
+                            Cmd::Partial(c, b) => PeerCommand::Partial { client: peers[c].0.clone(), body: bytes(&b) },
+                            Cmd::Final(c, b) => PeerCommand::Final { client: peers[c].0.clone(), body: bytes(&b) },
+                            Cmd::ReplyCurrent(is_final, b) => {
+                                let client = current.get(&peers[p]).cloned().unwrap_or_default();
+                                if is_final || d == V01 {
+                                    PeerCommand::Final { client, body: bytes(&b) }
+                                } else {
+                                    PeerCommand::Partial { client, body: bytes(&b) }
+                                }
+                            }
+                            Cmd::Heartbeat => PeerCommand::Heartbeat,
+                            Cmd::Disconnect => PeerCommand::Disconnect,
+                        };
+                        match command.clone().encode(d) {
+                            Ok(frames) => h.send(&peers[p], frames),
+                            Err(_) => continue, // e.g. PARTIAL in MDP/0.1
+                        }
+                    }
+                    Step::Advance(n) => {
+                        let to = h.now - h.t0 + ms(n);
+                        h.tick(to)
+                    }
+                    Step::Unreachable(p) => {
+                        h.broker.handle_unreachable(h.now, &peers[p]);
+                        h.drain()
+                    }
+                };
+                for t in &out.transmits {
+                    if let Some(client) = request_client(t) {
+                        current.insert(t.to.clone(), client);
+                    }
+                }
+                for e in &out.events {
+                    match e {
+                        BrokerEvent::WorkerReady { worker, service, .. } => {
+                            prop_assert!(registered.insert(worker.clone(), service.clone()).is_none());
+                        }
+                        BrokerEvent::WorkerGone { worker, service, .. } => {
+                            prop_assert_eq!(registered.remove(worker), Some(service.clone()));
+                        }
+                        BrokerEvent::RequestRequeued { .. } => requeued += 1,
+                        _ => {}
+                    }
+                }
+                let stats = h.broker.stats();
+                let workers = peers.iter().filter(|p| h.broker.is_worker(p)).count();
+                prop_assert_eq!(workers, registered.len());
+                prop_assert_eq!(stats.idle_workers + stats.busy_workers, workers, "{:?}", stats);
+                let mut services: Vec<&Bytes> = registered.values().collect();
+                services.sort();
+                services.dedup();
+                let counted: usize = services.iter().map(|s| h.broker.worker_count(s)).sum();
+                prop_assert_eq!(counted, workers);
+                prop_assert!(stats.services <= max.max_services, "{:?}", stats);
+                prop_assert!(workers <= max.max_workers);
+                prop_assert!(stats.queued_requests <= max.max_queue_total + requeued, "{:?}", stats);
+                match h.broker.poll_timeout() {
+                    Some(t) => prop_assert!(t >= h.now, "poll_timeout in the past"),
+                    None => prop_assert!(workers == 0 && stats.queued_requests == 0, "no timer: {:?}", stats),
+                }
+            }
+        }
+    }
+
+    /// Decodes a transmit (it must decode) and returns the client address
+    /// if it is a REQUEST.
+    fn request_client(t: &Transmit) -> Option<Bytes> {
+        match BrokerCommand::decode(t.frames.clone()) {
+            Ok((_, BrokerCommand::Request { client, .. })) => Some(client),
+            Ok(_) => None,
+            Err(e) => panic!("the broker sent undecodable frames {:?}: {e}", t.frames),
+        }
+    }
+}
