@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mdp_core::{Broker, BrokerCommand, BrokerConfig, Dialect, PeerCommand, PeerId};
+use mdp_core::{Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, Limit, PeerCommand, PeerId};
 
 /// Found by `fuzz/fuzz_targets/broker.rs` (an out-of-memory crash): with a
 /// zero `heartbeat_interval` and a non-zero `busy_worker_timeout`, a busy
@@ -66,4 +66,47 @@ fn duration_max_in_the_config_does_not_overflow() {
         assert!(broker.poll_transmit().is_none(), "nothing is due before the end of time");
     }
     assert_eq!(broker.stats().busy_workers, 1);
+}
+
+/// Found by `fuzz/fuzz_targets/broker.rs` (its bound on requests held,
+/// `queued + busy <= max_queue_total + max_workers`, failed). A request an
+/// idle worker takes at once is exempt from the queue limits; but once
+/// re-queued requests had pushed the queues past their limits, that
+/// exemption kept admitting requests, each of which could be re-queued in
+/// turn when its worker was lost: with `max_queue_total = 1` and
+/// `max_workers = 2` the broker held 4 requests, and repeating the cycle
+/// grows that without bound. Now a queue past its limit admits nothing until
+/// it is back within it.
+#[test]
+fn queues_past_their_limit_admit_nothing_even_for_an_idle_worker() {
+    let t0 = Instant::now();
+    let mut config = BrokerConfig::default();
+    config.max_queue_total = 1;
+    config.max_workers = 2;
+    let mut broker = Broker::new(config, t0);
+    let mut send = |from: &'static [u8], command: PeerCommand| {
+        broker.handle_message(t0, PeerId::from(from), command.encode(Dialect::V01).unwrap());
+        while broker.poll_transmit().is_some() {}
+        let events: Vec<_> = std::iter::from_fn(|| broker.poll_event()).collect();
+        (broker.stats(), events)
+    };
+    let ready = |s: &'static [u8]| PeerCommand::Ready { service: Bytes::from_static(s) };
+    let request = |s: &'static [u8]| PeerCommand::Request { service: Bytes::from_static(s), body: vec![Bytes::new()] };
+
+    send(b"w1", ready(b"x"));
+    send(b"w2", ready(b"a"));
+    send(b"c1", request(b"x")); // to w1 at once
+    send(b"c2", request(b"a")); // to w2 at once
+    let (stats, _) = send(b"c3", request(b"a")); // waits: the queue is full
+    assert_eq!((stats.queued_requests, stats.busy_workers), (1, 2));
+    // w1 breaks the protocol and is dropped: c1's request goes back to its
+    // queue, past the limit.
+    let (stats, _) = send(b"w1", ready(b"b"));
+    assert_eq!((stats.queued_requests, stats.busy_workers), (2, 1));
+    // w1 comes back for another service; a request to it would be taken at
+    // once, but the queues are past their limit.
+    send(b"w1", ready(b"e"));
+    let (stats, events) = send(b"c4", request(b"e"));
+    assert!(events.iter().any(|e| matches!(e, BrokerEvent::LimitHit { limit: Limit::QueueTotal, .. })), "{events:?}");
+    assert_eq!((stats.queued_requests, stats.busy_workers, stats.idle_workers), (2, 1, 1));
 }

@@ -45,10 +45,13 @@ pub struct BrokerConfig {
     ///
     /// The queue limits decide whether a new request is admitted. A request
     /// that an idle worker takes at once never waits in a queue, so it is
-    /// admitted whatever the queues hold. A request whose worker is lost goes
-    /// back to its queue even past the limits: it was admitted already and
-    /// the broker held it all along, so the queues may pass the limits by as
-    /// many requests as were in flight, and the memory held does not grow.
+    /// admitted even when the queues are full. A request whose worker is lost
+    /// goes back to its queue even past the limits: it was admitted already
+    /// and the broker held it all along, so the queues may pass the limits by
+    /// as many requests as were in flight. While a queue is past its limit it
+    /// admits nothing, not even a request an idle worker would take at once,
+    /// so the broker never holds more than `max_queue_total + max_workers`
+    /// requests, queued or at workers.
     pub max_queue_total: usize,
     /// Most frames in one message from a peer, and in a reply joined for an
     /// MDP/0.1 client. Default: 1,024.

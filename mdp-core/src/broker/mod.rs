@@ -241,11 +241,15 @@ impl Broker {
         let seed = Seeded(self.config.hash_seed);
         let s = self.services.entry(service.clone()).or_insert_with(|| Service::new(seed));
         // A request an idle worker takes at once never waits in a queue, so
-        // the queue limits do not apply to it.
+        // a full queue does not refuse it. A queue pushed *past* its limit by
+        // re-queued requests refuses even that one: otherwise each such
+        // request could be re-queued in turn, and the requests held (queued
+        // or at workers) would grow past max_queue_total + max_workers.
         let waits = !s.would_dispatch_at_once(&client);
-        let limit = if waits && s.queued >= self.config.max_queue_per_service {
+        let full = |queued: usize, limit: usize| if waits { queued >= limit } else { queued > limit };
+        let limit = if full(s.queued, self.config.max_queue_per_service) {
             Some(Limit::QueuePerService)
-        } else if waits && queued_total >= self.config.max_queue_total {
+        } else if full(queued_total, self.config.max_queue_total) {
             Some(Limit::QueueTotal)
         } else {
             None
