@@ -1,8 +1,8 @@
 //! Drives one [`Broker`] with arbitrary peers, messages and time, and checks
 //! its invariants after every input.
 //!
-//! Input: a configuration (timers from the input, limits small so that every
-//! limit is reachable), then a sequence of operations:
+//! Input: a configuration (timers and limits from the input, limits small so
+//! that every limit is reachable), then a sequence of operations:
 //!
 //! * a message from one of [`PEERS`] identities (few, so peers recur and act
 //!   as clients and workers): mostly a well-formed command built with
@@ -37,14 +37,16 @@
 //!   `services <= max_services`, `idle + busy <= max_workers`, and
 //!   `queued + busy <= max_queue_total + max_workers`.
 //!
-//! Why that last bound and not `queued <= max_queue_total`: a request is
-//! admitted only while fewer than `max_queue_total` are queued, but a request
-//! whose worker is lost goes back to the head of its queue without a limit
-//! check (dropping it would lose work the client was promised). Dispatching
-//! and re-queueing both keep `queued + busy` unchanged, and an admission
-//! leaves it at most `(max_queue_total - 1) + 1 + busy <= max_queue_total +
-//! max_workers`. So the queue may exceed `max_queue_total` by at most the
-//! number of requests workers held, which `max_workers` bounds.
+//! Why that last bound and not `queued <= max_queue_total`: a request whose
+//! worker is lost goes back to the head of its queue without a limit check
+//! (it was admitted already). Dispatching and re-queueing both keep
+//! `queued + busy` unchanged, and only admissions raise it: one that waits
+//! needs `queued < max_queue_total`, so it leaves `queued + busy <=
+//! max_queue_total + busy <= max_queue_total + max_workers`; one an idle
+//! worker takes at once needs `queued <= max_queue_total` (a queue pushed
+//! past its limit by re-queues admits nothing) and leaves `busy <=
+//! max_workers - 1` before it, so the same bound holds. The queues may pass
+//! `max_queue_total` by at most the requests workers held.
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
@@ -94,7 +96,7 @@ impl DurationSel {
     }
 }
 
-/// The broker's configuration: timers from the input, small limits.
+/// The broker's configuration: timers and limits from the input, limits small.
 #[derive(Debug, Arbitrary)]
 struct ConfigSel {
     heartbeat: DurationSel,
@@ -102,6 +104,9 @@ struct ConfigSel {
     busy: Option<DurationSel>,
     request: DurationSel,
     max_dispatches: u8,
+    /// Limits, each at most the brief's small values (services and workers
+    /// 8, queues 12 per service and 16 in all), and as low as 1.
+    limits: [u8; 4],
     hash_seed: u64,
 }
 
@@ -113,10 +118,11 @@ impl ConfigSel {
         c.busy_worker_timeout = self.busy.as_ref().map(|d| d.duration(20_000));
         c.request_timeout = self.request.duration(20_000);
         c.max_dispatches = u32::from(self.max_dispatches % 5);
-        c.max_services = 8;
-        c.max_workers = 8;
-        c.max_queue_per_service = 12;
-        c.max_queue_total = 16;
+        let limit = |i: usize, max: u8| usize::from(1 + self.limits[i] % max);
+        c.max_services = limit(0, 8);
+        c.max_workers = limit(1, 8);
+        c.max_queue_per_service = limit(2, 12);
+        c.max_queue_total = limit(3, 16);
         c.max_message_frames = 16;
         c.max_message_bytes = 4096;
         c.hash_seed = self.hash_seed;
