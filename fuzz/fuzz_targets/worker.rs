@@ -26,7 +26,8 @@
 //! * every `Send` decodes with [`PeerCommand::decode`], in the worker's
 //!   dialect; after a `Reconnect` the first `Send` is READY for the
 //!   configured service; after `disconnect` nothing is sent but the
-//!   DISCONNECT;
+//!   DISCONNECT; `is_registered()` holds from READY to the next `Reconnect`
+//!   or `disconnect`;
 //! * a `Request` event never comes while another request is in progress
 //!   (tracked here: from the event until `reply` succeeds, `disconnect`, or
 //!   `Disconnected` names it as dropped); `is_busy()` agrees;
@@ -474,6 +475,8 @@ impl Harness {
         }
         assert_eq!(self.worker.is_busy(), self.in_progress.is_some(), "is_busy()");
         assert_eq!(self.worker.is_stopped(), self.stopped, "is_stopped()");
+        let registered = !self.stopped && !self.awaiting_ready;
+        assert_eq!(self.worker.is_registered(), registered, "is_registered()");
 
         if let Some(t) = self.worker.poll_timeout() {
             assert!(t >= self.latest, "poll_timeout {t:?} is before the latest now {:?}", self.latest);
