@@ -70,6 +70,13 @@ fn peer(i: u8) -> PeerId {
     PeerId(Bytes::from(vec![0, b'p', i % PEERS]))
 }
 
+/// The dialect a peer speaks until it uses another: peers 0, 3, 6, 9 MDP/0.1,
+/// 1, 4, 7, 10 RFC 18, the rest majortomo.
+fn natural_dialect(p: &PeerId) -> Dialect {
+    let i = p.0.last().copied().unwrap_or(0);
+    Dialect::ALL[usize::from(i) % Dialect::ALL.len()]
+}
+
 /// A configured duration: mostly milliseconds (zero included), sometimes the
 /// largest there is (an application's "never").
 #[derive(Debug)]
@@ -104,9 +111,9 @@ struct ConfigSel {
     busy: Option<DurationSel>,
     request: DurationSel,
     max_dispatches: u8,
-    /// Limits, each at most the brief's small values (services and workers
-    /// 8, queues 12 per service and 16 in all), and as low as 1.
-    limits: [u8; 4],
+    /// Limits: services and workers 1 to 8, queues 1 to 12 per service and
+    /// 1 to 16 in all, messages 8 to 16 frames and 64 to 4096 bytes.
+    limits: [u8; 6],
     hash_seed: u64,
 }
 
@@ -123,8 +130,8 @@ impl ConfigSel {
         c.max_workers = limit(1, 8);
         c.max_queue_per_service = limit(2, 12);
         c.max_queue_total = limit(3, 16);
-        c.max_message_frames = 16;
-        c.max_message_bytes = 4096;
+        c.max_message_frames = 8 + usize::from(self.limits[4] % 9);
+        c.max_message_bytes = 64 << (self.limits[5] % 7);
         c.hash_seed = self.hash_seed;
         c
     }
@@ -177,7 +184,8 @@ impl<'a> Arbitrary<'a> for ClientSel {
 
 #[derive(Debug)]
 enum DialectSel {
-    /// The peer's own: its READY's if it is a worker, else the last it used.
+    /// The peer's own: its READY's if it is a worker, else the last it used,
+    /// else one fixed per identity (so every pairing of dialects is common).
     Own,
     Any(Dialect),
 }
@@ -423,7 +431,7 @@ impl Harness {
             DialectSel::Any(d) => *d,
             DialectSel::Own => match self.ready.get(from) {
                 Some((d, _)) => *d,
-                None => self.last_dialect.get(from).copied().unwrap_or(Dialect::V01),
+                None => self.last_dialect.get(from).copied().unwrap_or_else(|| natural_dialect(from)),
             },
         };
         let client = |c: &ClientSel| match c {
