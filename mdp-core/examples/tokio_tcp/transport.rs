@@ -647,7 +647,11 @@ async fn run_worker(mut core: Worker, addr: SocketAddr, options: TcpOptions, job
                 let now = Instant::now();
                 // An error means the core refused the part (e.g. PARTIAL in
                 // MDP/0.1): it is dropped, the request stays in progress.
-                let _ = if answer.last { core.reply(now, token, answer.body) } else { core.partial(now, token, answer.body) };
+                let _ = if answer.last {
+                    core.reply(now, token, answer.body)
+                } else {
+                    core.partial(now, token, answer.body)
+                };
                 if answer.last {
                     current = None;
                 }
