@@ -25,10 +25,11 @@
 //! * **High-water mark**: each connection queues at most
 //!   [`TcpOptions::send_queue`] messages; more are dropped, and the core's
 //!   timers recover, as ZeroMQ drops at its HWM (EAGAIN).
-//! * **Unreachable peers**: a broker transmit to a connection that is gone is
-//!   reported with [`Broker::handle_unreachable`] (ZeroMQ: `EHOSTUNREACH` with
-//!   `ROUTER_MANDATORY`), and so is every connection that closes, so a worker
-//!   that disconnects mid-request has its request re-queued at once.
+//! * **Unreachable peers**: a broker transmit to a connection that is gone, or
+//!   whose queue is full, is reported with [`Broker::handle_unreachable`]
+//!   (ZeroMQ: `EHOSTUNREACH` with `ROUTER_MANDATORY`, or `EAGAIN`), and so is
+//!   every connection that closes, so a worker that disconnects mid-request
+//!   has its request re-queued at once.
 //!
 //! Every loop has the shape the crate docs prescribe: drain `poll_transmit`
 //! and `poll_event` until both are empty, then `select!` over the inputs and
@@ -48,7 +49,6 @@ use mdp_core::{
     PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerEvent, WorkerUsageError,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
@@ -394,13 +394,15 @@ fn drain_broker(
     events: &broadcast::Sender<BrokerEvent>,
 ) {
     while let Some(t) = broker.poll_transmit() {
-        let unreachable = match peers.get(&t.to).map(|queue| queue.try_send(t.frames)) {
-            Some(Ok(())) => false,
-            // The peer reads too slowly: dropped, as at ZeroMQ's high-water mark.
-            Some(Err(TrySendError::Full(_))) => false,
-            Some(Err(TrySendError::Closed(_))) | None => true,
-        };
-        if unreachable {
+        // Closed or unknown: the connection is gone. Full: the peer reads too
+        // slowly, and the message is dropped, as at ZeroMQ's high-water mark.
+        // Either way it is lost, and a worker must not be left holding a
+        // request it never got (its heartbeats would keep it alive, busy,
+        // for ever): the core forgets it and re-queues the request. A live
+        // worker then gets DISCONNECT on its next HEARTBEAT and registers
+        // again; for a client there is nothing to do (it retries).
+        let delivered = peers.get(&t.to).is_some_and(|queue| queue.try_send(t.frames).is_ok());
+        if !delivered {
             broker.handle_unreachable(Instant::now(), &t.to);
         }
     }
