@@ -32,7 +32,7 @@
 //!
 //! ## The contract: input, drain, sleep
 //!
-//! Every state machine here ([`Broker`], and those in [`client`] and [`worker`]) has the same
+//! Every state machine here ([`Broker`], [`Client`], [`Worker`]) has the same
 //! shape, borrowed from quinn-proto and str0m:
 //!
 //! * `handle_*` methods take input: a message from a peer, a timeout, or a
@@ -126,3 +126,8 @@ pub use worker::{
 };
 
 pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
