@@ -196,6 +196,8 @@ struct ClientNode {
     /// Majortomo: the one service requests are outstanding for.
     service: Option<Bytes>,
     issued: u64,
+    /// Most requests the workload keeps outstanding.
+    window: usize,
 }
 
 /// The request a simulated worker application is answering.
@@ -370,8 +372,15 @@ impl Sim {
         let client = Client::new(config, self.now).expect("valid client config");
         let i = self.checker.add_client(dialect);
         let peer = self.net.connect(Node::Client(i));
-        self.clients.push(ClientNode { client, peer, workload: VecDeque::new(), service: None, issued: 0 });
+        let window = self.config.client_window;
+        self.clients.push(ClientNode { client, peer, workload: VecDeque::new(), service: None, issued: 0, window });
         i
+    }
+
+    /// Client `i`'s workload keeps at most `window` requests outstanding
+    /// (at most [`SimConfig::client_window`]).
+    pub fn set_window(&mut self, i: usize, window: usize) {
+        self.clients[i].window = window.clamp(1, self.config.client_window.max(1));
     }
 
     /// Adds and starts a worker of `service` speaking `dialect`; returns its index.
@@ -617,7 +626,7 @@ impl Sim {
         let c = &self.clients[i];
         let Some(next) = c.workload.front() else { return false };
         let outstanding = c.client.outstanding();
-        outstanding < self.config.client_window
+        outstanding < c.window
             && (c.client.dialect() != Dialect::Majortomo || outstanding == 0 || c.service.as_ref() == Some(next))
     }
 
