@@ -144,6 +144,11 @@ impl Checker {
         self.clients.get(client).map_or(0, |c| c.1.len())
     }
 
+    /// Requests outstanding at client `client` for `service`.
+    pub fn outstanding_for(&self, client: usize, service: &[u8]) -> usize {
+        self.clients.get(client).map_or(0, |c| c.1.values().filter(|o| o.service == service).count())
+    }
+
     /// Whether the model thinks `worker` is registered with the broker.
     pub fn is_registered(&self, worker: &PeerId) -> bool {
         self.workers.contains_key(worker)

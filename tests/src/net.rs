@@ -332,6 +332,11 @@ impl Net {
         *self.drop_next.entry(node).or_default() += n;
     }
 
+    /// Forgets every pending [`drop_next`](Self::drop_next).
+    pub fn clear_drop_next(&mut self) {
+        self.drop_next.clear();
+    }
+
     /// The broker went down (`up == false`) or a new one came up: every
     /// connection to the old one breaks, so everything in flight is lost.
     pub fn broker_restarted(&mut self, up: bool) {

@@ -310,6 +310,11 @@ impl Sim {
         &self.clients[i].peer
     }
 
+    /// The service of client `i`'s latest request.
+    pub fn last_service(&self, i: usize) -> Option<&Bytes> {
+        self.clients[i].service.as_ref()
+    }
+
     /// Worker `j`'s state machine, `None` while crashed.
     pub fn worker(&self, j: usize) -> Option<&Worker> {
         self.workers[j].worker.as_ref()

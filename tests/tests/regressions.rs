@@ -97,3 +97,33 @@ fn a_dropped_request_does_not_shift_later_replies() {
     sim.quiesce(STEPS).unwrap();
     sim.finish();
 }
+
+/// Open issue, not fixed here (it needs an API addition): when the broker
+/// restarts, a client's DEALER reconnects to the new broker without the
+/// client state machine hearing of it. Requests it had queued at the old
+/// broker are gone; a request it sends afterwards for the same service is
+/// answered by the new broker, and the client takes that answer for the
+/// oldest lost request's. A fix: an input such as
+/// `Client::handle_disconnected(now)` that the adapter calls on ZeroMQ's
+/// `ZMQ_EVENT_DISCONNECTED` (socket monitor), which reconnects and resends
+/// every outstanding request, as a timeout does. Until then, clients that
+/// must survive broker restarts keep one request per service outstanding.
+#[test]
+#[ignore = "open issue: a broker restart shifts a pipelining client's later replies"]
+fn a_broker_restart_does_not_shift_later_replies() {
+    let mut c = SimConfig::new(4);
+    c.service_time = Duration::from_millis(500);
+    let mut sim = Sim::new(c);
+    let echo = Bytes::from_static(b"echo");
+    sim.add_worker(echo.clone(), Dialect::V02);
+    let client = sim.add_client(Dialect::V02);
+    sim.request(client, echo.clone()).unwrap();
+    sim.run_for(Duration::from_millis(100), STEPS).unwrap();
+    sim.restart_broker();
+    sim.run_for(Duration::from_millis(100), STEPS).unwrap();
+    // Answered by the new broker once the worker registers again; the
+    // client matches it to the first request: the checker panics.
+    sim.request(client, echo).unwrap();
+    sim.quiesce(STEPS).unwrap();
+    sim.finish();
+}
