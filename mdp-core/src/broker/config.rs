@@ -29,7 +29,10 @@ pub struct BrokerConfig {
     pub request_timeout: Duration,
     /// How many times one request may be handed to a worker. A request whose
     /// worker dies is re-queued at the head of its service until it has been
-    /// dispatched this often, then dropped with an event. Default: 3.
+    /// dispatched this often, then dropped with an event. (One whose worker
+    /// had streamed PARTIALs to an MDP/0.2 client is dropped at once:
+    /// [`DropReason::PartlyAnswered`](crate::DropReason::PartlyAnswered).)
+    /// Default: 3.
     pub max_dispatches: u32,
     /// Most services known at once (a service exists while it has workers or
     /// queued requests). Default: 10,000.

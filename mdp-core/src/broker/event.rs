@@ -110,6 +110,11 @@ pub enum DropReason {
     ReplyTooLarge,
     /// The broker shut down before the request was answered.
     Shutdown,
+    /// Its worker was lost after PARTIALs of the answer had reached the
+    /// (MDP/0.2) client. Another worker's answer would start again from the
+    /// first part, and the client could not tell it from a continuation, so
+    /// the request is not re-queued: the client times out and resends it.
+    PartlyAnswered,
 }
 
 /// Which limit was hit.

@@ -399,6 +399,7 @@ impl Broker {
             self.stats.replies_sent += 1;
             self.send_client(to, client_dialect, &service, false, joined);
         } else {
+            job.streamed |= !is_final;
             self.stats.replies_sent += u64::from(is_final);
             self.send_client(to, client_dialect, &service, !is_final, body);
         }
@@ -474,7 +475,7 @@ impl Broker {
     }
 
     /// Forgets a worker. Its request, if it held one, goes back to the head
-    /// of its service's queue.
+    /// of its service's queue (unless PARTIALs of it reached the client).
     fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, disconnect: bool) {
         let Some(w) = self.workers.remove(id) else { return };
         if disconnect {
@@ -487,7 +488,7 @@ impl Broker {
         self.unlink(&w);
         self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: service.clone(), reason });
         if let Some(job) = w.job {
-            self.requeue(&service, job.request);
+            self.requeue(&service, job.request, job.streamed);
         }
         self.dispatch(&service);
     }
@@ -520,11 +521,16 @@ impl Broker {
     }
 
     /// A request whose worker was lost: back to the head of the queue, or
-    /// dropped if it has been dispatched too often or is past its deadline.
-    fn requeue(&mut self, service: &Bytes, request: Request) {
+    /// dropped if part of its answer reached the client already (`streamed`),
+    /// if it has been dispatched too often, or if it is past its deadline.
+    fn requeue(&mut self, service: &Bytes, request: Request, streamed: bool) {
         let Some(s) = self.services.get_mut(service) else { return };
         let client = request.client.clone();
-        let event = if request.dispatches >= self.config.max_dispatches {
+        let event = if streamed {
+            s.finish(&client);
+            self.stats.dropped += 1;
+            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::PartlyAnswered }
+        } else if request.dispatches >= self.config.max_dispatches {
             s.finish(&client);
             self.stats.dropped += 1;
             BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::TooManyDispatches }

@@ -40,11 +40,14 @@ pub(crate) struct Job {
     pub(crate) joined_bytes: usize,
     /// The reply grew past the limits: the rest of it is thrown away.
     pub(crate) discarding: bool,
+    /// A PARTIAL was forwarded to the (0.2) client: another worker's answer
+    /// could not continue this one, so the request is not re-queued.
+    pub(crate) streamed: bool,
 }
 
 impl Job {
     pub(crate) fn new(request: Request) -> Self {
-        Job { request, joined: Vec::new(), joined_bytes: 0, discarding: false }
+        Job { request, joined: Vec::new(), joined_bytes: 0, discarding: false, streamed: false }
     }
 }
 
