@@ -67,18 +67,13 @@ fn a_lost_request_does_not_pin_the_worker() {
     assert!(counts.answered >= 1, "no request answered in 30 s: {}", sim.describe());
 }
 
-/// Open issue, not fixed here: when the broker drops a request (expired in
-/// its queue, dispatched too often, or `PartlyAnswered`), a client with a
-/// later request for the same service outstanding on the same connection
-/// takes the later request's reply for the dropped one's, since replies are
-/// matched by order. The defaults avoid it (a client's 2.5 s timeout makes it
-/// reconnect before the broker's 10 s request expiry or 7.5 s worker
-/// expiry), but a client whose timeout is longer than the broker's drop
-/// times gets wrong answers. A fix would have the broker, after dropping a
-/// request of (client, service), drop that connection's later requests for
-/// the service too, so the client times out and resends them all.
+/// Fixed: when the broker drops a request (expired in its queue, dispatched
+/// too often, or `PartlyAnswered`), a client with a later request for the
+/// same service outstanding on the same connection took the later request's
+/// reply for the dropped one's, since replies are matched by order. The
+/// client now puts one request per service on the wire at a time, so the
+/// later request is not sent until the first is answered or has failed.
 #[test]
-#[ignore = "open issue: a dropped request shifts a pipelining client's later replies"]
 fn a_dropped_request_does_not_shift_later_replies() {
     let mut c = SimConfig::new(3);
     c.broker.request_timeout = Duration::from_secs(1);
@@ -98,18 +93,13 @@ fn a_dropped_request_does_not_shift_later_replies() {
     sim.finish();
 }
 
-/// Open issue, not fixed here (it needs an API addition): when the broker
-/// restarts, a client's DEALER reconnects to the new broker without the
-/// client state machine hearing of it. Requests it had queued at the old
-/// broker are gone; a request it sends afterwards for the same service is
-/// answered by the new broker, and the client takes that answer for the
-/// oldest lost request's. A fix: an input such as
-/// `Client::handle_disconnected(now)` that the adapter calls on ZeroMQ's
-/// `ZMQ_EVENT_DISCONNECTED` (socket monitor), which reconnects and resends
-/// every outstanding request, as a timeout does. Until then, clients that
-/// must survive broker restarts keep one request per service outstanding.
+/// Fixed: when the broker restarts, a client's DEALER reconnects to the new
+/// broker without the client state machine hearing of it. A request it had
+/// at the old broker is gone; a later request for the same service, answered
+/// by the new broker, was taken for the lost one's answer. With one request
+/// per service on the wire, the later request waits until the lost one times
+/// out and is resent.
 #[test]
-#[ignore = "open issue: a broker restart shifts a pipelining client's later replies"]
 fn a_broker_restart_does_not_shift_later_replies() {
     let mut c = SimConfig::new(4);
     c.service_time = Duration::from_millis(500);
