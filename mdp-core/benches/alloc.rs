@@ -220,7 +220,7 @@ fn bytes_per_queued_request(n: usize, clients: usize) {
     let ids: Vec<PeerId> = (0..clients).map(|c| PeerId(common::leak(common::identity(b'c', c as u32)))).collect();
     let before = snap().live();
     let inputs: Vec<(PeerId, Vec<Bytes>)> =
-        (0..n).map(|i| (ids[i % clients].clone(), common::request_frames(&service, &common::body(BODY)))).collect();
+        (0..n).map(|i| (ids[i % clients].clone(), common::request_frames(&service, common::body(BODY)))).collect();
     for (id, frames) in inputs {
         broker.handle_message(now, id, frames);
         common::drain(&mut broker);

@@ -41,8 +41,8 @@ pub fn identity(prefix: u8, n: u32) -> Vec<u8> {
 }
 
 /// Client REQUEST frames (RFC 18 dialect).
-pub fn request_frames(service: &Bytes, body: &Bytes) -> Vec<Bytes> {
-    let cmd = PeerCommand::Request { service: service.clone(), body: vec![body.clone()] };
+pub fn request_frames(service: &Bytes, body: Bytes) -> Vec<Bytes> {
+    let cmd = PeerCommand::Request { service: service.clone(), body: vec![body] };
     cmd.encode(Dialect::V02).expect("valid request")
 }
 
@@ -96,7 +96,7 @@ impl RoundTrips {
         drain(&mut broker);
         let client = PeerId(leak(identity(b'c', 0)));
         let body = Bytes::from_static(b"0123456789abcdef");
-        let requests = names.iter().map(|s| request_frames(s, &body)).collect();
+        let requests = names.iter().map(|s| request_frames(s, body.clone())).collect();
         let reply = final_frames(&client, &body);
         RoundTrips { broker, now, client, requests, reply, next: 0 }
     }
@@ -151,7 +151,7 @@ impl Queued {
         let mut broker = Broker::new(config(), now);
         let service = service_name(0);
         let body = Bytes::from_static(b"0123456789abcdef");
-        let request = request_frames(&service, &body);
+        let request = request_frames(&service, body.clone());
         let clients: Vec<(PeerId, Vec<Bytes>, Vec<Bytes>)> = (0..clients)
             .map(|c| {
                 let id = PeerId(leak(identity(b'c', c as u32)));
