@@ -375,7 +375,13 @@ impl Broker {
         if client_dialect == Dialect::V01 {
             // 0.1 has one REPLY per request: join the parts.
             job.joined_bytes += body.iter().map(Bytes::len).sum::<usize>();
-            job.joined.extend(body);
+            if job.joined.is_empty() {
+                // The usual case, no PARTIAL before: the FINAL's own frames
+                // (and buffer) become the REPLY.
+                job.joined = body;
+            } else {
+                job.joined.extend(body);
+            }
             if job.joined.len() > limits.0 || job.joined_bytes > limits.1 {
                 job.discarding = true;
                 job.joined = Vec::new();
@@ -443,8 +449,7 @@ impl Broker {
             request.dispatches += 1;
             w.idle_token = None;
             w.next_heartbeat = self.now + self.config.heartbeat_interval;
-            let cmd = BrokerCommand::Request { client: request.client.0.clone(), body: request.body.clone() };
-            let dialect = w.dialect;
+            let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
             let client = request.client.clone();
             w.job = Some(Job::new(request));
             self.busy_workers += 1;
@@ -454,10 +459,7 @@ impl Broker {
                 service: service.clone(),
                 worker: id.clone(),
             });
-            match cmd.encode(dialect) {
-                Ok(frames) => self.transmits.push_back(Transmit { to: id, frames }),
-                Err(e) => debug_assert!(false, "queued a request with no body: {e}"),
-            }
+            self.transmits.push_back(Transmit { to: id, frames });
         }
         self.forget_if_unused(service);
     }
