@@ -1,1 +1,536 @@
 //! The MDP client state machine.
+//!
+//! A [`Client`] sends requests to services through a broker, matches the
+//! replies to them, and retries requests that get no answer in time.
+//!
+//! It does no IO and never reads the clock. After any input
+//! ([`request`](Client::request), [`handle_message`](Client::handle_message),
+//! [`handle_timeout`](Client::handle_timeout)) the caller drains
+//! [`poll_transmit`](Client::poll_transmit) and
+//! [`poll_event`](Client::poll_event) until both return `None`, then sleeps
+//! until [`poll_timeout`](Client::poll_timeout) or the next message.
+//!
+//! ## Matching replies to requests
+//!
+//! MDP carries no request id: a reply names only its service (and in the
+//! majortomo dialect not even that). So replies are matched by order:
+//!
+//! * A PARTIAL or FINAL naming service `S` belongs to the **oldest outstanding
+//!   request for `S`**. PARTIALs become [`ClientEvent::Partial`]s of it; the
+//!   FINAL (in MDP/0.1 the one REPLY) becomes [`ClientEvent::Reply`] and
+//!   completes it.
+//! * This is exact when the broker answers one client's requests to one
+//!   service in the order they were sent. mdp-rs's broker guarantees that by
+//!   dispatching at most one request per (client, service) at a time. Brokers
+//!   that hand one client's concurrent requests for one service to several
+//!   workers (the ZeroMQ Guide's, majortomo's) may deliver the replies out of
+//!   order, and then they are matched to the wrong requests. Against such a
+//!   broker, keep one request per service outstanding.
+//! * Majortomo-dialect replies carry no service name, so they are matched to
+//!   the oldest outstanding request overall. To keep that exact, a majortomo
+//!   client may only have requests for one service outstanding at a time:
+//!   [`request`](Client::request) for another service fails with
+//!   [`ClientUsageError::OtherServiceOutstanding`].
+//! * A reply that matches no outstanding request is dropped with
+//!   [`ClientEvent::Discarded`].
+//!
+//! ## Timeouts and retries
+//!
+//! Each send of a request has a deadline, `timeout` after it was sent; the
+//! deadline covers the whole reply, PARTIALs included. When a deadline passes,
+//! the client follows RFC 7's advice and replaces its connection: it emits
+//! [`PeerTransmit::Reconnect`] first, then
+//!
+//! * each request whose deadline passed has used a try: after `tries` tries
+//!   it fails ([`ClientEvent::Failed`]), otherwise it is sent again;
+//! * every other outstanding request is sent again too, because its reply
+//!   would come to the old connection, which is gone. This costs it no try.
+//!
+//! Requests are resent in the order they were first sent, so the order per
+//! service, which matching relies on, is kept; each gets a fresh deadline. A
+//! resent request whose PARTIALs were already delivered is announced with
+//! [`ClientEvent::Restarted`]: the parts delivered so far must be thrown away,
+//! because the answer starts again from its first part.
+//!
+//! Failing a request always comes with a reconnect, so its late reply can
+//! never arrive and be taken for the reply to a newer request for the same
+//! service. That relies on the adapter keeping [`PeerTransmit::Reconnect`]'s
+//! contract: nothing from the old connection is passed in afterwards.
+//!
+//! ## Example: the event loop
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use mdp_core::{Client, ClientConfig, ClientEvent, Dialect, Multipart, PeerTransmit};
+//!
+//! fn drain(client: &mut Client, sent: &mut Vec<Multipart>, events: &mut Vec<ClientEvent>) {
+//!     while let Some(t) = client.poll_transmit() {
+//!         match t {
+//!             PeerTransmit::Send(frames) => sent.push(frames),
+//!             PeerTransmit::Reconnect => { /* close the socket, open a new one */ }
+//!         }
+//!     }
+//!     while let Some(e) = client.poll_event() {
+//!         events.push(e);
+//!     }
+//! }
+//!
+//! let t0 = Instant::now(); // the adapter reads the clock, the client never does
+//! let mut client = Client::new(ClientConfig::new(Dialect::V02), t0)?;
+//! let (mut sent, mut events) = (Vec::new(), Vec::new());
+//! let id = client.request(t0, Bytes::from_static(b"echo"), vec![Bytes::from_static(b"hi")])?;
+//! drain(&mut client, &mut sent, &mut events);
+//! assert_eq!(sent.len(), 1); // MDPC02, 0x01, "echo", "hi"
+//!
+//! // The broker answers with FINAL.
+//! let reply: Multipart = vec![
+//!     Bytes::from_static(b"MDPC02"),
+//!     Bytes::from_static(&[0x03]),
+//!     Bytes::from_static(b"echo"),
+//!     Bytes::from_static(b"hi"),
+//! ];
+//! client.handle_message(t0 + Duration::from_millis(3), reply);
+//! drain(&mut client, &mut sent, &mut events);
+//! assert_eq!(events, vec![ClientEvent::Reply { id, body: vec![Bytes::from_static(b"hi")] }]);
+//! assert_eq!(client.poll_timeout(), None); // nothing outstanding
+//! # Ok::<(), mdp_core::ClientUsageError>(())
+//! ```
+//!
+//! ## Memory
+//!
+//! The client keeps each outstanding request's body for resending, and at
+//! most `max_outstanding` of them. A message from the broker queues at most
+//! one event and holds on to nothing else, so whatever the broker sends, a
+//! caller that drains after every input keeps memory bounded.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{BrokerCommand, DecodeError, Dialect, Found, Multipart, PeerCommand};
+use crate::PeerTransmit;
+
+/// How a [`Client`] behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The dialect to speak; the broker must answer in the same one.
+    pub dialect: Dialect,
+    /// How long to wait for the whole reply to one send of a request.
+    /// Default 2.5 s, as in the ZeroMQ Guide. Must not be zero.
+    pub timeout: Duration,
+    /// How many times to send a request before giving up. Default 3. Must not
+    /// be zero.
+    pub tries: u32,
+    /// How many requests may be outstanding at once. Default 1024.
+    pub max_outstanding: usize,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults for everything but the dialect.
+    pub fn new(dialect: Dialect) -> Self {
+        ClientConfig { dialect, timeout: Duration::from_millis(2500), tries: 3, max_outstanding: 1024 }
+    }
+}
+
+/// Names a request in the events about it. Ids increase with every
+/// [`Client::request`] and are never reused by one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a [`Client`] tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// One streamed part of the reply to `id` (0.2 dialects). More follow.
+    Partial {
+        /// The request.
+        id: RequestId,
+        /// The part's frames.
+        body: Multipart,
+    },
+    /// The last part of the reply to `id` (FINAL; in MDP/0.1 the one REPLY).
+    /// The request is complete: no more events name it.
+    Reply {
+        /// The request.
+        id: RequestId,
+        /// The part's frames.
+        body: Multipart,
+    },
+    /// `id` was sent again after PARTIALs of it had been delivered: throw
+    /// those parts away, the answer starts again.
+    Restarted {
+        /// The request.
+        id: RequestId,
+    },
+    /// `id` got no reply in time, however often it was sent. No more events
+    /// name it.
+    Failed {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        reason: FailReason,
+    },
+    /// A message from the broker was dropped.
+    Discarded {
+        /// Why.
+        reason: ClientDiscardReason,
+    },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// No reply within the timeout, and the request was to be sent once only
+    /// (`tries` is 1).
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// No reply within the timeout to any of `tries` sends.
+    #[error("no reply to any of {tries} tries")]
+    RetriesExhausted {
+        /// How many times the request was sent.
+        tries: u32,
+    },
+}
+
+/// Why a [`Client`] dropped a message from the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientDiscardReason {
+    /// The frames are not an MDP command.
+    #[error("malformed message from the broker: {0}")]
+    Malformed(DecodeError),
+    /// A valid command, in another dialect than the client speaks.
+    #[error("message in {found}, but this client speaks {expected}")]
+    WrongDialect {
+        /// The client's dialect.
+        expected: Dialect,
+        /// The message's dialect.
+        found: Dialect,
+    },
+    /// A command the broker sends only to workers.
+    #[error("{command} is sent to workers, not to clients")]
+    NotForClients {
+        /// The command, as the RFCs name it.
+        command: &'static str,
+    },
+    /// A reply for which no request is outstanding: a late reply to a request
+    /// that failed, or a broker sending what nobody asked for.
+    #[error("{command}{} matches no outstanding request", for_service(.service))]
+    Unmatched {
+        /// PARTIAL or FINAL.
+        command: &'static str,
+        /// The service the reply named (`None` in the majortomo dialect).
+        service: Option<Found>,
+    },
+}
+
+fn for_service(service: &Option<Found>) -> String {
+    service.as_ref().map(|s| format!(" from service {s}")).unwrap_or_default()
+}
+
+/// A mistake in how the application uses a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientUsageError {
+    /// The service name is empty.
+    #[error("the service name is empty")]
+    EmptyService,
+    /// The body has no frames; MDP requests need at least one.
+    #[error("the request body has no frames; MDP needs at least one")]
+    EmptyBody,
+    /// `max_outstanding` requests are outstanding already.
+    #[error("{max} requests are outstanding already (max_outstanding)")]
+    TooManyOutstanding {
+        /// [`ClientConfig::max_outstanding`].
+        max: usize,
+    },
+    /// In the majortomo dialect replies carry no service name, so requests
+    /// for only one service may be outstanding at a time.
+    #[error("requests for service {outstanding} are outstanding; majortomo replies name no service, so a request for {requested} must wait")]
+    OtherServiceOutstanding {
+        /// The service of the requests outstanding.
+        outstanding: Found,
+        /// The service asked for.
+        requested: Found,
+    },
+    /// [`ClientConfig::timeout`] is zero.
+    #[error("the timeout is zero")]
+    ZeroTimeout,
+    /// [`ClientConfig::tries`] is zero.
+    #[error("tries is zero: a request must be sent at least once")]
+    ZeroTries,
+}
+
+/// An outstanding request.
+#[derive(Debug)]
+struct Pending {
+    service: Bytes,
+    /// Kept to resend it; `Bytes` frames, so a resend copies no data.
+    body: Multipart,
+    /// How many times it was sent.
+    tries: u32,
+    /// When the current send times out (`None`: too far away for `Instant`).
+    deadline: Option<Instant>,
+    /// Whether PARTIALs of the current send were delivered.
+    parts_delivered: bool,
+}
+
+/// The sans-IO MDP client. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    /// The latest `now` passed in; time never goes back from it.
+    now: Instant,
+    next_id: u64,
+    /// Outstanding requests in the order they were sent. Deadlines never
+    /// decrease along this order (see `poll_timeout`).
+    pending: BTreeMap<RequestId, Pending>,
+    /// Outstanding request ids per service, oldest first: whom a reply is for.
+    by_service: HashMap<Bytes, VecDeque<RequestId>>,
+    transmits: VecDeque<PeerTransmit>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Client {
+    /// Starts a client. Fails if the timeout or the number of tries is zero.
+    pub fn new(config: ClientConfig, now: Instant) -> Result<Client, ClientUsageError> {
+        if config.timeout.is_zero() {
+            return Err(ClientUsageError::ZeroTimeout);
+        }
+        if config.tries == 0 {
+            return Err(ClientUsageError::ZeroTries);
+        }
+        Ok(Client {
+            config,
+            now,
+            next_id: 0,
+            pending: BTreeMap::new(),
+            by_service: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The configuration this client was started with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The dialect this client speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.config.dialect
+    }
+
+    /// How many requests are outstanding (sent and neither answered nor failed).
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether `id` is outstanding.
+    pub fn is_outstanding(&self, id: RequestId) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// Sends `body` to `service` and returns the id the events about it carry.
+    ///
+    /// Fails for an empty service or body, when `max_outstanding` requests are
+    /// outstanding, and in the majortomo dialect when requests for another
+    /// service are outstanding (see the [module documentation](self)).
+    pub fn request(&mut self, now: Instant, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
+        let now = self.advance(now);
+        self.check_request(&service, &body)?;
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let pending = Pending { service: service.clone(), body, tries: 1, deadline: None, parts_delivered: false };
+        self.pending.insert(id, pending);
+        self.by_service.entry(service).or_default().push_back(id);
+        self.send(id, now);
+        Ok(id)
+    }
+
+    /// Takes in a message the broker sent.
+    pub fn handle_message(&mut self, now: Instant, frames: Multipart) {
+        self.advance(now);
+        let command = match BrokerCommand::decode(frames) {
+            Err(e) => return self.discard(ClientDiscardReason::Malformed(e)),
+            Ok((found, _)) if found != self.config.dialect => {
+                return self.discard(ClientDiscardReason::WrongDialect { expected: self.config.dialect, found });
+            }
+            Ok((_, command)) => command,
+        };
+        match command {
+            BrokerCommand::Partial { service, body } => self.partial(service, body),
+            BrokerCommand::Final { service, body } => self.reply(service, body),
+            BrokerCommand::Request { .. } => self.discard(ClientDiscardReason::NotForClients { command: "REQUEST" }),
+            BrokerCommand::Heartbeat => self.discard(ClientDiscardReason::NotForClients { command: "HEARTBEAT" }),
+            BrokerCommand::Disconnect => self.discard(ClientDiscardReason::NotForClients { command: "DISCONNECT" }),
+        }
+    }
+
+    /// Acts on passed deadlines: reconnects, resends, fails requests out of
+    /// tries. Calling it early or twice does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        if !self.first_deadline().is_some_and(|d| d <= now) {
+            return;
+        }
+        self.transmits.push_back(PeerTransmit::Reconnect);
+        let ids: Vec<RequestId> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.retry(id, now);
+        }
+    }
+
+    /// The next transmit to perform, in order.
+    pub fn poll_transmit(&mut self) -> Option<PeerTransmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application, in order.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next: the
+    /// earliest deadline of an outstanding request, never earlier than the
+    /// latest `now` passed in. `None` when nothing is outstanding.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.first_deadline().map(|d| d.max(self.now))
+    }
+
+    /// The earliest deadline, which is the oldest request's: a request sent
+    /// at `now` gets `now + timeout`, `now` never goes back, and a timeout
+    /// resends every outstanding request with the same fresh deadline, so
+    /// deadlines never decrease in the order requests were first sent.
+    fn first_deadline(&self) -> Option<Instant> {
+        self.pending.values().next().and_then(|p| p.deadline)
+    }
+
+    fn check_request(&self, service: &Bytes, body: &Multipart) -> Result<(), ClientUsageError> {
+        if service.is_empty() {
+            return Err(ClientUsageError::EmptyService);
+        }
+        if body.is_empty() {
+            return Err(ClientUsageError::EmptyBody);
+        }
+        if self.pending.len() >= self.config.max_outstanding {
+            return Err(ClientUsageError::TooManyOutstanding { max: self.config.max_outstanding });
+        }
+        if self.config.dialect == Dialect::Majortomo {
+            if let Some(other) = self.pending.values().next().filter(|p| p.service != service) {
+                let outstanding = Found(other.service.clone());
+                return Err(ClientUsageError::OtherServiceOutstanding {
+                    outstanding,
+                    requested: Found(service.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the clock forward (never back) and returns the time to use.
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    /// Sends (or resends) request `id` and starts its deadline.
+    fn send(&mut self, id: RequestId, now: Instant) {
+        let Some(p) = self.pending.get_mut(&id) else { return };
+        p.deadline = now.checked_add(self.config.timeout);
+        p.parts_delivered = false;
+        let command = PeerCommand::Request { service: p.service.clone(), body: p.body.clone() };
+        // `check_request` ruled out the only failures (empty service, empty
+        // body), so nothing is lost here.
+        if let Ok(frames) = command.encode(self.config.dialect) {
+            self.transmits.push_back(PeerTransmit::Send(frames));
+        }
+    }
+
+    /// After a reconnect: fail `id` if its deadline passed with no tries
+    /// left, else send it again on the new connection. Only a request that
+    /// timed out uses a try; the others are resent because of it.
+    fn retry(&mut self, id: RequestId, now: Instant) {
+        let Some(p) = self.pending.get_mut(&id) else { return };
+        let timed_out = p.deadline.is_some_and(|d| d <= now);
+        if timed_out && p.tries >= self.config.tries {
+            self.remove(id);
+            let reason = match self.config.tries {
+                1 => FailReason::Timeout,
+                tries => FailReason::RetriesExhausted { tries },
+            };
+            self.events.push_back(ClientEvent::Failed { id, reason });
+            return;
+        }
+        if timed_out {
+            p.tries += 1;
+        }
+        if p.parts_delivered {
+            self.events.push_back(ClientEvent::Restarted { id });
+        }
+        self.send(id, now);
+    }
+
+    /// The request a reply naming `service` (or none) belongs to.
+    fn matching(&self, service: Option<&Bytes>) -> Option<RequestId> {
+        match service {
+            Some(service) => self.by_service.get(service).and_then(|ids| ids.front().copied()),
+            None => self.pending.keys().next().copied(),
+        }
+    }
+
+    fn partial(&mut self, service: Option<Bytes>, body: Multipart) {
+        let Some(id) = self.matching(service.as_ref()) else {
+            return self.unmatched("PARTIAL", service);
+        };
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.parts_delivered = true;
+        }
+        self.events.push_back(ClientEvent::Partial { id, body });
+    }
+
+    fn reply(&mut self, service: Option<Bytes>, body: Multipart) {
+        let Some(id) = self.matching(service.as_ref()) else {
+            return self.unmatched("FINAL", service);
+        };
+        self.remove(id);
+        self.events.push_back(ClientEvent::Reply { id, body });
+    }
+
+    fn remove(&mut self, id: RequestId) {
+        let Some(p) = self.pending.remove(&id) else { return };
+        if let Some(ids) = self.by_service.get_mut(&p.service) {
+            ids.retain(|&other| other != id);
+            if ids.is_empty() {
+                // Forget the service, so the map holds only outstanding ones.
+                self.by_service.remove(&p.service);
+            }
+        }
+    }
+
+    fn unmatched(&mut self, command: &'static str, service: Option<Bytes>) {
+        self.discard(ClientDiscardReason::Unmatched { command, service: service.map(Found) });
+    }
+
+    fn discard(&mut self, reason: ClientDiscardReason) {
+        self.events.push_back(ClientEvent::Discarded { reason });
+    }
+}

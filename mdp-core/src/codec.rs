@@ -92,7 +92,8 @@ impl Dialect {
 
 impl fmt::Display for Dialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad`, so that width and alignment flags apply.
+        f.pad(match self {
             Dialect::V01 => "MDP/0.1",
             Dialect::V02 => "MDP/0.2",
             Dialect::Majortomo => "MDP/0.2 (majortomo)",

@@ -32,7 +32,7 @@
 //!
 //! ## The contract: input, drain, sleep
 //!
-//! Every state machine here ([`Broker`], and those in [`client`] and [`worker`]) has the same
+//! Every state machine here ([`Broker`], [`Client`], [`Worker`]) has the same
 //! shape, borrowed from quinn-proto and str0m:
 //!
 //! * `handle_*` methods take input: a message from a peer, a timeout, or a
@@ -120,4 +120,14 @@ pub use broker::{
 };
 pub use peer::{PeerId, PeerTransmit};
 
+pub use client::{Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
+pub use worker::{
+    Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
+};
+
 pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

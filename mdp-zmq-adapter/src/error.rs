@@ -13,6 +13,9 @@ pub enum AdapterError {
         #[source]
         source: zmq::Error,
     },
+    /// The configuration was rejected.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 impl AdapterError {

@@ -8,13 +8,23 @@
 //!
 //! * [`BrokerRunner`]: a ROUTER socket bound to one or more endpoints,
 //!   driving a [`mdp_core::Broker`]. It never blocks on a send.
+//! * [`Client`]: a blocking client with [`Client::request`], a streaming
+//!   [`Client::parts`] iterator, and a [`Client::send`]/[`Client::recv`]
+//!   pair for many outstanding requests.
+//! * [`Worker`]: a blocking worker whose handler runs on its own thread, so
+//!   heartbeats keep flowing while it works.
 //!
 //! The `zmq` crate builds its own libzmq, so nothing needs installing.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod broker;
+mod client;
 mod error;
+mod socket;
+mod worker;
 
 pub use broker::BrokerRunner;
+pub use client::{Client, ClientError, Parts, Response};
 pub use error::AdapterError;
+pub use worker::{PartSink, Worker};

@@ -36,9 +36,17 @@ pub struct BrokerConfig {
     pub max_services: usize,
     /// Most workers registered at once. Default: 100,000.
     pub max_workers: usize,
-    /// Most requests queued for one service. Default: 100,000.
+    /// Most requests queued for one service. Default: 100,000. Applied as
+    /// [`max_queue_total`](Self::max_queue_total) is.
     pub max_queue_per_service: usize,
     /// Most requests queued across all services. Default: 1,000,000.
+    ///
+    /// The queue limits decide whether a new request is admitted. A request
+    /// that an idle worker takes at once never waits in a queue, so it is
+    /// admitted whatever the queues hold. A request whose worker is lost goes
+    /// back to its queue even past the limits: it was admitted already and
+    /// the broker held it all along, so the queues may pass the limits by as
+    /// many requests as were in flight, and the memory held does not grow.
     pub max_queue_total: usize,
     /// Most frames in one message from a peer, and in a reply joined for an
     /// MDP/0.1 client. Default: 1,024.

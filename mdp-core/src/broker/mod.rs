@@ -162,8 +162,8 @@ impl Broker {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         let now = self.now;
-        while let Some((_, (id, gen))) = self.worker_timers.pop_due(now) {
-            self.worker_timer(id, gen);
+        while let Some((at, (id, gen))) = self.worker_timers.pop_due(now) {
+            self.worker_timer(id, gen, at);
         }
         while let Some((_, (service, client, seq))) = self.request_timers.pop_due(now) {
             self.request_timer(service, client, seq);
@@ -240,9 +240,12 @@ impl Broker {
         let queued_total = self.queued;
         let seed = Seeded(self.config.hash_seed);
         let s = self.services.entry(service.clone()).or_insert_with(|| Service::new(seed));
-        let limit = if s.queued >= self.config.max_queue_per_service {
+        // A request an idle worker takes at once never waits in a queue, so
+        // the queue limits do not apply to it.
+        let waits = !s.would_dispatch_at_once(&client);
+        let limit = if waits && s.queued >= self.config.max_queue_per_service {
             Some(Limit::QueuePerService)
-        } else if queued_total >= self.config.max_queue_total {
+        } else if waits && queued_total >= self.config.max_queue_total {
             Some(Limit::QueueTotal)
         } else {
             None
@@ -338,16 +341,18 @@ impl Broker {
         let gen = self.next_gen;
         self.next_gen += 1;
         let now = self.now;
-        let rec = WorkerRec {
+        let mut rec = WorkerRec {
             service: service.clone(),
             dialect,
             gen,
             last_heard: now,
             next_heartbeat: now + self.config.heartbeat_interval,
+            timer_at: now,
             idle_token: None,
             job: None,
         };
-        self.worker_timers.push(rec.next_deadline(&self.config), (from.clone(), gen));
+        rec.timer_at = rec.next_deadline(&self.config);
+        self.worker_timers.push(rec.timer_at, (from.clone(), gen));
         self.workers.insert(from.clone(), rec);
         let seed = Seeded(self.config.hash_seed);
         self.services.entry(service.clone()).or_insert_with(|| Service::new(seed)).workers += 1;
@@ -452,6 +457,12 @@ impl Broker {
             let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
             let client = request.client.clone();
             w.job = Some(Job::new(request));
+            // A busy window shorter than the idle one moves the expiry earlier.
+            let deadline = w.next_deadline(&self.config);
+            if deadline < w.timer_at {
+                w.timer_at = deadline;
+                self.worker_timers.push(deadline, (id.clone(), w.gen));
+            }
             self.busy_workers += 1;
             self.stats.dispatched += 1;
             self.events.push_back(BrokerEvent::RequestDispatched {
@@ -536,9 +547,9 @@ impl Broker {
 
     // ---- timers ----
 
-    fn worker_timer(&mut self, id: PeerId, gen: u64) {
+    fn worker_timer(&mut self, id: PeerId, gen: u64, at: Instant) {
         let now = self.now;
-        let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen) else { return };
+        let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen && w.timer_at == at) else { return };
         if w.expires_at(&self.config) <= now {
             return self.remove_worker(&id, GoneReason::Expired, true);
         }
@@ -547,7 +558,8 @@ impl Broker {
         if heartbeat {
             w.next_heartbeat = now + self.config.heartbeat_interval;
         }
-        self.worker_timers.push(w.next_deadline(&self.config), (id.clone(), gen));
+        w.timer_at = w.next_deadline(&self.config);
+        self.worker_timers.push(w.timer_at, (id.clone(), gen));
         if heartbeat {
             self.send(id, dialect, BrokerCommand::Heartbeat);
         }

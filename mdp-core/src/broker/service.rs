@@ -38,13 +38,16 @@ struct ClientQueue {
     requests: VecDeque<Request>,
     /// A worker holds one of this client's requests to this service.
     in_flight: bool,
-    /// The client is in the service's round-robin ring.
-    in_ring: bool,
+    /// Set while the client has a turn in the service's round-robin ring;
+    /// matches the ring entry that is live.
+    turn: Option<u64>,
 }
 
 impl ClientQueue {
+    /// Nothing queued and nothing in flight: the entry can go (a ring entry
+    /// it may still have turns stale).
     fn is_idle(&self) -> bool {
-        self.requests.is_empty() && !self.in_flight && !self.in_ring
+        self.requests.is_empty() && !self.in_flight
     }
 }
 
@@ -58,7 +61,11 @@ pub(crate) struct Service {
     idle: VecDeque<(PeerId, u64)>,
     idle_live: usize,
     /// Clients with queued requests and nothing in flight, in turn order.
-    ring: VecDeque<PeerId>,
+    /// Entries carry the client's turn token; an entry whose token no longer
+    /// matches is stale (the client's last request expired) and is skipped.
+    ring: VecDeque<(PeerId, u64)>,
+    ring_live: usize,
+    next_turn: u64,
     clients: Map<PeerId, ClientQueue>,
     pub(crate) queued: usize,
 }
@@ -70,6 +77,8 @@ impl Service {
             idle: VecDeque::new(),
             idle_live: 0,
             ring: VecDeque::new(),
+            ring_live: 0,
+            next_turn: 0,
             clients: Map::with_hasher(seed),
             queued: 0,
         }
@@ -110,15 +119,26 @@ impl Service {
         }
     }
 
+    /// Whether a request from `client` would go to a worker at once, without
+    /// waiting in the queue: a worker is idle and the client has nothing
+    /// queued or in flight here. (While a worker is idle, every queued request
+    /// belongs to a client that has one in flight.)
+    pub(crate) fn would_dispatch_at_once(&self, client: &PeerId) -> bool {
+        self.idle_live > 0 && self.clients.get(client).map_or(true, ClientQueue::is_idle)
+    }
+
     /// Queues a request at the back of its client's FIFO.
     pub(crate) fn enqueue(&mut self, request: Request) {
         let client = request.client.clone();
+        let token = self.next_turn;
         let q = self.clients.entry(client.clone()).or_default();
         q.requests.push_back(request);
         self.queued += 1;
-        if !q.in_flight && !q.in_ring {
-            q.in_ring = true;
-            self.ring.push_back(client);
+        if !q.in_flight && q.turn.is_none() {
+            q.turn = Some(token);
+            self.next_turn += 1;
+            self.ring_live += 1;
+            self.ring.push_back((client, token));
         }
     }
 
@@ -126,21 +146,28 @@ impl Service {
     /// first in its client's FIFO, and its client first in turn.
     pub(crate) fn requeue(&mut self, request: Request) {
         let client = request.client.clone();
+        let token = self.next_turn;
         let q = self.clients.entry(client.clone()).or_default();
         q.in_flight = false;
         q.requests.push_front(request);
         self.queued += 1;
-        if !q.in_ring {
-            q.in_ring = true;
-            self.ring.push_front(client);
+        if q.turn.is_none() {
+            q.turn = Some(token);
+            self.next_turn += 1;
+            self.ring_live += 1;
+            self.ring.push_front((client, token));
         }
     }
 
     /// The next request to dispatch, by client turn. Marks it in flight.
     pub(crate) fn next_request(&mut self) -> Option<Request> {
-        while let Some(client) = self.ring.pop_front() {
+        while let Some((client, token)) = self.ring.pop_front() {
             let Some(q) = self.clients.get_mut(&client) else { continue };
-            q.in_ring = false;
+            if q.turn != Some(token) {
+                continue;
+            }
+            q.turn = None;
+            self.ring_live -= 1;
             if q.in_flight {
                 continue;
             }
@@ -160,13 +187,33 @@ impl Service {
 
     /// The in-flight request of `client` is over (answered or dropped).
     pub(crate) fn finish(&mut self, client: &PeerId) {
+        let token = self.next_turn;
         let Some(q) = self.clients.get_mut(client) else { return };
         q.in_flight = false;
-        if !q.requests.is_empty() && !q.in_ring {
-            q.in_ring = true;
-            self.ring.push_back(client.clone());
-        } else if q.is_idle() {
-            self.clients.remove(client);
+        if !q.requests.is_empty() {
+            if q.turn.is_none() {
+                q.turn = Some(token);
+                self.next_turn += 1;
+                self.ring_live += 1;
+                self.ring.push_back((client.clone(), token));
+            }
+        } else {
+            self.remove_client(client);
+        }
+    }
+
+    /// Forgets a client with nothing queued or in flight; its ring entry,
+    /// if any, turns stale. Compacts the ring when stale entries outnumber
+    /// live ones, so it stays O(live) in size.
+    fn remove_client(&mut self, client: &PeerId) {
+        if let Some(q) = self.clients.remove(client) {
+            if q.turn.is_some() {
+                self.ring_live -= 1;
+            }
+        }
+        if self.ring.len() > 2 * self.ring_live + 8 {
+            let clients = &self.clients;
+            self.ring.retain(|(c, t)| clients.get(c).is_some_and(|q| q.turn == Some(*t)));
         }
     }
 
@@ -181,7 +228,7 @@ impl Service {
         let request = q.requests.pop_front();
         self.queued -= 1;
         if q.is_idle() {
-            self.clients.remove(client);
+            self.remove_client(client);
         }
         request
     }
@@ -197,6 +244,7 @@ impl Service {
     pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Request> + '_ {
         self.queued = 0;
         self.ring.clear();
+        self.ring_live = 0;
         self.clients.drain().flat_map(|(_, q)| q.requests)
     }
 }

@@ -18,6 +18,11 @@ pub(crate) struct WorkerRec {
     pub(crate) last_heard: Instant,
     /// When the broker must send a HEARTBEAT if it sends nothing else.
     pub(crate) next_heartbeat: Instant,
+    /// The deadline of this worker's live timer entry. Deadlines usually
+    /// move later and the entry is re-checked lazily when it fires; when one
+    /// moves earlier (a busy window shorter than the idle one) a new entry is
+    /// pushed and older ones are recognised as stale by this field.
+    pub(crate) timer_at: Instant,
     /// Set while the worker is in its service's idle list; matches the
     /// list entry that is live.
     pub(crate) idle_token: Option<u64>,

@@ -1,0 +1,564 @@
+//! The client state machine through its public API, under virtual time.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mdp_core::{
+    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, Dialect, FailReason,
+    Multipart, PeerTransmit, RequestId,
+};
+use proptest::prelude::*;
+
+const TIMEOUT: Duration = Duration::from_millis(2500);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn frames(parts: &[&[u8]]) -> Multipart {
+    parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
+}
+
+fn b(s: &'static [u8]) -> Bytes {
+    Bytes::from_static(s)
+}
+
+fn client(dialect: Dialect, t0: Instant) -> Client {
+    Client::new(ClientConfig::new(dialect), t0).expect("valid config")
+}
+
+fn drain(c: &mut Client) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
+    let mut sent = Vec::new();
+    while let Some(t) = c.poll_transmit() {
+        sent.push(t);
+    }
+    let mut events = Vec::new();
+    while let Some(e) = c.poll_event() {
+        events.push(e);
+    }
+    (sent, events)
+}
+
+fn send(parts: &[&[u8]]) -> PeerTransmit {
+    PeerTransmit::Send(frames(parts))
+}
+
+/// The frames of a REQUEST for `service` with a one-frame body.
+fn request_frames(dialect: Dialect, service: &[u8], body: &[u8]) -> PeerTransmit {
+    match dialect {
+        Dialect::V01 => send(&[b"", b"MDPC01", service, body]),
+        Dialect::V02 => send(&[b"MDPC02", &[0x01], service, body]),
+        Dialect::Majortomo => send(&[b"", b"MDPC02", &[0x02], service, body]),
+    }
+}
+
+/// Sends a request and checks it went out.
+fn ask(c: &mut Client, now: Instant, service: &'static [u8], body: &'static [u8]) -> RequestId {
+    let id = c.request(now, b(service), frames(&[body])).expect("request accepted");
+    assert_eq!(drain(c), (vec![request_frames(c.dialect(), service, body)], vec![]));
+    id
+}
+
+/// A reply from the broker; `service` is left out in the majortomo dialect.
+fn reply(dialect: Dialect, partial: bool, service: &'static [u8], body: &'static [u8]) -> Multipart {
+    let service = (dialect != Dialect::Majortomo).then(|| b(service));
+    let body = frames(&[body]);
+    let command =
+        if partial { BrokerCommand::Partial { service, body } } else { BrokerCommand::Final { service, body } };
+    command.encode(dialect).expect("encodable")
+}
+
+fn final_(dialect: Dialect, service: &'static [u8], body: &'static [u8]) -> Multipart {
+    reply(dialect, false, service, body)
+}
+
+fn partial(dialect: Dialect, service: &'static [u8], body: &'static [u8]) -> Multipart {
+    reply(dialect, true, service, body)
+}
+
+/// Passes one message in and returns the one event it caused.
+fn receive(c: &mut Client, now: Instant, message: Multipart) -> ClientEvent {
+    c.handle_message(now, message);
+    let (sent, mut events) = drain(c);
+    assert!(sent.is_empty(), "a reply makes the client send nothing");
+    assert_eq!(events.len(), 1, "{events:?}");
+    events.remove(0)
+}
+
+fn got_reply(id: RequestId, body: &'static [u8]) -> ClientEvent {
+    ClientEvent::Reply { id, body: frames(&[body]) }
+}
+
+fn got_partial(id: RequestId, body: &'static [u8]) -> ClientEvent {
+    ClientEvent::Partial { id, body: frames(&[body]) }
+}
+
+fn unmatched(command: &'static str, service: Option<&'static [u8]>) -> ClientEvent {
+    let service = service.map(|s| mdp_core::codec::Found(b(s)));
+    ClientEvent::Discarded { reason: ClientDiscardReason::Unmatched { command, service } }
+}
+
+// ---- requests and replies ----
+
+#[test]
+fn request_frames_in_each_dialect() {
+    let t0 = Instant::now();
+    for dialect in Dialect::ALL {
+        let mut c = client(dialect, t0);
+        let first = ask(&mut c, t0, b"echo", b"hello");
+        let second = c.request(t0, b(b"echo"), frames(&[b"a", b"b"])).unwrap();
+        let expected = match dialect {
+            Dialect::V01 => send(&[b"", b"MDPC01", b"echo", b"a", b"b"]),
+            Dialect::V02 => send(&[b"MDPC02", &[0x01], b"echo", b"a", b"b"]),
+            Dialect::Majortomo => send(&[b"", b"MDPC02", &[0x02], b"echo", b"a", b"b"]),
+        };
+        assert_eq!(drain(&mut c), (vec![expected], vec![]), "{dialect}");
+        assert!(second > first, "ids increase");
+        assert_eq!(second.get(), first.get() + 1);
+        assert_eq!(c.outstanding(), 2);
+        assert_eq!(c.poll_timeout(), Some(t0 + TIMEOUT));
+    }
+}
+
+#[test]
+fn reply_in_each_dialect() {
+    let t0 = Instant::now();
+    for dialect in Dialect::ALL {
+        let mut c = client(dialect, t0);
+        let id = ask(&mut c, t0, b"echo", b"hello");
+        // Exact broker frames, written out rather than encoded.
+        let message = match dialect {
+            Dialect::V01 => frames(&[b"", b"MDPC01", b"echo", b"hello"]),
+            Dialect::V02 => frames(&[b"MDPC02", &[0x03], b"echo", b"hello"]),
+            Dialect::Majortomo => frames(&[b"", b"MDPC02", &[0x04], b"hello"]),
+        };
+        assert_eq!(receive(&mut c, t0 + ms(1), message), got_reply(id, b"hello"), "{dialect}");
+        assert!(!c.is_outstanding(id));
+        assert_eq!(c.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn v01_gets_one_reply_per_request() {
+    let t0 = Instant::now();
+    let mut c = client(Dialect::V01, t0);
+    let first = ask(&mut c, t0, b"echo", b"1");
+    let second = ask(&mut c, t0, b"echo", b"2");
+    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r1")), got_reply(first, b"r1"));
+    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r2")), got_reply(second, b"r2"));
+    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r3")), unmatched("FINAL", Some(b"echo")));
+}
+
+#[test]
+fn replies_match_fifo_per_service_across_two_services() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut c = client(d, t0);
+    let a1 = ask(&mut c, t0, b"a", b"a1");
+    let b1 = ask(&mut c, t0, b"b", b"b1");
+    let a2 = ask(&mut c, t0, b"a", b"a2");
+    let b2 = ask(&mut c, t0, b"b", b"b2");
+    let a3 = ask(&mut c, t0, b"a", b"a3");
+    let script: Vec<(Multipart, ClientEvent)> = vec![
+        (partial(d, b"b", b"x"), got_partial(b1, b"x")),
+        (final_(d, b"b", b"y"), got_reply(b1, b"y")),
+        (final_(d, b"a", b"z"), got_reply(a1, b"z")),
+        (partial(d, b"a", b"p"), got_partial(a2, b"p")),
+        (partial(d, b"a", b"q"), got_partial(a2, b"q")),
+        (final_(d, b"a", b"r"), got_reply(a2, b"r")),
+        (final_(d, b"b", b"s"), got_reply(b2, b"s")),
+        (partial(d, b"b", b"t"), unmatched("PARTIAL", Some(b"b"))),
+        (final_(d, b"c", b"u"), unmatched("FINAL", Some(b"c"))),
+        (final_(d, b"a", b"v"), got_reply(a3, b"v")),
+    ];
+    for (i, (message, expected)) in script.into_iter().enumerate() {
+        assert_eq!(receive(&mut c, t0 + ms(i as u64), message), expected, "step {i}");
+    }
+    assert_eq!(c.outstanding(), 0);
+}
+
+#[test]
+fn majortomo_matches_the_oldest_request_overall() {
+    let t0 = Instant::now();
+    let d = Dialect::Majortomo;
+    let mut c = client(d, t0);
+    let first = ask(&mut c, t0, b"echo", b"1");
+    let second = ask(&mut c, t0, b"echo", b"2");
+    assert_eq!(receive(&mut c, t0, partial(d, b"", b"p")), got_partial(first, b"p"));
+    assert_eq!(receive(&mut c, t0, final_(d, b"", b"f")), got_reply(first, b"f"));
+    assert_eq!(receive(&mut c, t0, final_(d, b"", b"g")), got_reply(second, b"g"));
+    assert_eq!(receive(&mut c, t0, final_(d, b"", b"h")), unmatched("FINAL", None));
+}
+
+#[test]
+fn majortomo_refuses_a_second_service_while_one_is_outstanding() {
+    let t0 = Instant::now();
+    let d = Dialect::Majortomo;
+    let mut c = client(d, t0);
+    let id = ask(&mut c, t0, b"echo", b"1");
+    let err = c.request(t0, b(b"time"), frames(&[b"x"])).unwrap_err();
+    let outstanding = mdp_core::codec::Found(b(b"echo"));
+    let requested = mdp_core::codec::Found(b(b"time"));
+    assert_eq!(err, ClientUsageError::OtherServiceOutstanding { outstanding, requested });
+    assert_eq!(drain(&mut c), (vec![], vec![]), "nothing sent");
+    // The same service is fine, and another one once the first is answered.
+    ask(&mut c, t0, b"echo", b"2");
+    receive(&mut c, t0, final_(d, b"", b"r"));
+    receive(&mut c, t0, final_(d, b"", b"r"));
+    assert!(!c.is_outstanding(id));
+    ask(&mut c, t0, b"time", b"3");
+}
+
+#[test]
+fn other_dialects_allow_any_mix_of_services() {
+    let t0 = Instant::now();
+    for dialect in [Dialect::V01, Dialect::V02] {
+        let mut c = client(dialect, t0);
+        ask(&mut c, t0, b"echo", b"1");
+        ask(&mut c, t0, b"time", b"2");
+    }
+}
+
+// ---- usage errors ----
+
+#[test]
+fn request_usage_errors() {
+    let t0 = Instant::now();
+    let mut c = client(Dialect::V02, t0);
+    assert_eq!(c.request(t0, Bytes::new(), frames(&[b"x"])), Err(ClientUsageError::EmptyService));
+    assert_eq!(c.request(t0, b(b"echo"), vec![]), Err(ClientUsageError::EmptyBody));
+    assert_eq!(drain(&mut c), (vec![], vec![]));
+    assert_eq!(c.outstanding(), 0);
+}
+
+#[test]
+fn config_errors() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V01);
+    config.timeout = Duration::ZERO;
+    assert_eq!(Client::new(config, t0).err(), Some(ClientUsageError::ZeroTimeout));
+    let mut config = ClientConfig::new(Dialect::V01);
+    config.tries = 0;
+    assert_eq!(Client::new(config, t0).err(), Some(ClientUsageError::ZeroTries));
+    let config = ClientConfig::new(Dialect::V01);
+    assert_eq!((config.timeout, config.tries, config.max_outstanding), (TIMEOUT, 3, 1024));
+}
+
+#[test]
+fn max_outstanding_is_enforced() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V02);
+    config.max_outstanding = 2;
+    let mut c = Client::new(config, t0).unwrap();
+    let first = ask(&mut c, t0, b"a", b"1");
+    ask(&mut c, t0, b"b", b"2");
+    assert_eq!(c.request(t0, b(b"a"), frames(&[b"3"])), Err(ClientUsageError::TooManyOutstanding { max: 2 }));
+    assert_eq!(drain(&mut c), (vec![], vec![]));
+    assert_eq!(receive(&mut c, t0, final_(Dialect::V02, b"a", b"r")), got_reply(first, b"r"));
+    ask(&mut c, t0, b"a", b"3");
+}
+
+#[test]
+fn error_messages_say_what_was_wrong() {
+    let err = ClientUsageError::TooManyOutstanding { max: 2 };
+    assert_eq!(err.to_string(), "2 requests are outstanding already (max_outstanding)");
+    let reason = ClientDiscardReason::Unmatched { command: "FINAL", service: Some(mdp_core::codec::Found(b(b"a"))) };
+    assert_eq!(reason.to_string(), "FINAL from service \"a\" matches no outstanding request");
+    let reason = ClientDiscardReason::Unmatched { command: "PARTIAL", service: None };
+    assert_eq!(reason.to_string(), "PARTIAL matches no outstanding request");
+    assert_eq!(FailReason::RetriesExhausted { tries: 3 }.to_string(), "no reply to any of 3 tries");
+}
+
+// ---- timeouts and retries ----
+
+#[test]
+fn timeout_reconnects_resends_and_fails_after_the_last_try() {
+    let t0 = Instant::now();
+    for dialect in Dialect::ALL {
+        let mut c = client(dialect, t0);
+        let id = ask(&mut c, t0, b"echo", b"x");
+        for attempt in 1..=2u32 {
+            let due = t0 + TIMEOUT * attempt;
+            assert_eq!(c.poll_timeout(), Some(due));
+            c.handle_timeout(due - Duration::from_nanos(1));
+            assert_eq!(drain(&mut c), (vec![], vec![]), "one nanosecond early");
+            c.handle_timeout(due);
+            let resend = request_frames(dialect, b"echo", b"x");
+            assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect, resend], vec![]), "{dialect} try {attempt}");
+        }
+        c.handle_timeout(t0 + TIMEOUT * 3);
+        let failed = ClientEvent::Failed { id, reason: FailReason::RetriesExhausted { tries: 3 } };
+        assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect], vec![failed]), "{dialect}");
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.outstanding(), 0);
+    }
+}
+
+#[test]
+fn one_try_fails_with_timeout() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V02);
+    config.tries = 1;
+    config.timeout = ms(100);
+    let mut c = Client::new(config, t0).unwrap();
+    let id = ask(&mut c, t0, b"echo", b"x");
+    c.handle_timeout(t0 + ms(100));
+    let failed = ClientEvent::Failed { id, reason: FailReason::Timeout };
+    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect], vec![failed]));
+}
+
+#[test]
+fn a_timeout_resends_every_outstanding_request_in_order_without_using_their_tries() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut c = client(d, t0);
+    let a1 = ask(&mut c, t0, b"a", b"a1");
+    let b1 = ask(&mut c, t0 + ms(1000), b"b", b"b1");
+    let a2 = ask(&mut c, t0 + ms(2000), b"a", b"a2");
+    // a1 times out; b1 and a2 go along to the new connection.
+    c.handle_timeout(t0 + TIMEOUT);
+    let expected = vec![
+        PeerTransmit::Reconnect,
+        request_frames(d, b"a", b"a1"),
+        request_frames(d, b"b", b"b1"),
+        request_frames(d, b"a", b"a2"),
+    ];
+    assert_eq!(drain(&mut c), (expected, vec![]));
+    // All three now share one fresh deadline, and the per-service order holds.
+    assert_eq!(c.poll_timeout(), Some(t0 + TIMEOUT * 2));
+    assert_eq!(receive(&mut c, t0 + ms(2600), final_(d, b"a", b"r")), got_reply(a1, b"r"));
+    // Nothing more: b1 and a2 time out at 5.0 s (b1's second try, a2's second).
+    c.handle_timeout(t0 + TIMEOUT * 2);
+    drain(&mut c);
+    c.handle_timeout(t0 + TIMEOUT * 3);
+    drain(&mut c);
+    // a1 would have failed at 7.5 s; b1 and a2 used one try less and fail
+    // only now, at 10 s.
+    c.handle_timeout(t0 + TIMEOUT * 4 - ms(1));
+    assert_eq!(drain(&mut c), (vec![], vec![]));
+    c.handle_timeout(t0 + TIMEOUT * 4);
+    let exhausted = FailReason::RetriesExhausted { tries: 3 };
+    let events =
+        vec![ClientEvent::Failed { id: b1, reason: exhausted }, ClientEvent::Failed { id: a2, reason: exhausted }];
+    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect], events));
+}
+
+#[test]
+fn requests_not_timed_out_keep_their_tries() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V01);
+    config.tries = 2;
+    let mut c = Client::new(config, t0).unwrap();
+    let old = ask(&mut c, t0, b"a", b"1");
+    let young = ask(&mut c, t0 + ms(2000), b"a", b"2");
+    c.handle_timeout(t0 + TIMEOUT); // old: try 2; young resent, still on try 1
+    drain(&mut c);
+    c.handle_timeout(t0 + TIMEOUT * 2); // old fails; young: try 2
+    let (sent, events) = drain(&mut c);
+    let failed = ClientEvent::Failed { id: old, reason: FailReason::RetriesExhausted { tries: 2 } };
+    assert_eq!(events, vec![failed]);
+    assert_eq!(sent, vec![PeerTransmit::Reconnect, request_frames(Dialect::V01, b"a", b"2")]);
+    assert!(c.is_outstanding(young));
+}
+
+#[test]
+fn resending_after_partials_emits_restarted() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut c = client(d, t0);
+    let streamed = ask(&mut c, t0, b"a", b"1");
+    let _quiet = ask(&mut c, t0, b"b", b"2");
+    assert_eq!(receive(&mut c, t0 + ms(1), partial(d, b"a", b"p1")), got_partial(streamed, b"p1"));
+    c.handle_timeout(t0 + TIMEOUT);
+    let (sent, events) = drain(&mut c);
+    assert_eq!(sent.len(), 3);
+    // Only the request whose parts were delivered is restarted.
+    assert_eq!(events, vec![ClientEvent::Restarted { id: streamed }]);
+    // The new attempt streams from its first part again.
+    assert_eq!(receive(&mut c, t0 + TIMEOUT, partial(d, b"a", b"p1")), got_partial(streamed, b"p1"));
+    assert_eq!(receive(&mut c, t0 + TIMEOUT, final_(d, b"a", b"f")), got_reply(streamed, b"f"));
+}
+
+#[test]
+fn a_late_reply_after_failure_is_discarded_not_given_to_a_newer_request() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut config = ClientConfig::new(d);
+    config.tries = 1;
+    let mut c = Client::new(config, t0).unwrap();
+    let old = ask(&mut c, t0, b"a", b"old");
+    c.handle_timeout(t0 + TIMEOUT);
+    // The failure comes with a reconnect, so the old connection, where the
+    // late reply would arrive, is gone before any newer request is sent.
+    let (sent, events) = drain(&mut c);
+    assert_eq!(sent, vec![PeerTransmit::Reconnect]);
+    assert_eq!(events, vec![ClientEvent::Failed { id: old, reason: FailReason::Timeout }]);
+    // A late reply that still slips through matches nothing.
+    assert_eq!(receive(&mut c, t0 + TIMEOUT + ms(1), final_(d, b"a", b"late")), unmatched("FINAL", Some(b"a")));
+    let new = ask(&mut c, t0 + TIMEOUT + ms(2), b"a", b"new");
+    assert_eq!(receive(&mut c, t0 + TIMEOUT + ms(3), final_(d, b"a", b"fresh")), got_reply(new, b"fresh"));
+}
+
+// ---- bad input ----
+
+#[test]
+fn malformed_and_misdirected_input_is_discarded() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut c = client(d, t0);
+    let id = ask(&mut c, t0, b"a", b"1");
+    let malformed: Vec<Multipart> = vec![
+        vec![],
+        frames(&[b"junk"]),
+        frames(&[b"MDPC02"]),
+        frames(&[b"MDPC02", &[0x03]]),       // FINAL without a service
+        frames(&[b"MDPC02", &[0x03], b""]),  // empty service
+        frames(&[b"MDPC02", &[0x01], b"a"]), // REQUEST goes the other way
+        frames(&[b"MDPC02", &[0x03, 0x03], b"a"]),
+    ];
+    for (i, message) in malformed.into_iter().enumerate() {
+        let event = receive(&mut c, t0, message);
+        assert!(
+            matches!(event, ClientEvent::Discarded { reason: ClientDiscardReason::Malformed(_) }),
+            "{i}: {event:?}"
+        );
+    }
+    let heartbeat = BrokerCommand::Heartbeat.encode(d).unwrap();
+    let not_for_clients =
+        ClientEvent::Discarded { reason: ClientDiscardReason::NotForClients { command: "HEARTBEAT" } };
+    assert_eq!(receive(&mut c, t0, heartbeat), not_for_clients);
+    let wrong = ClientEvent::Discarded {
+        reason: ClientDiscardReason::WrongDialect { expected: Dialect::V02, found: Dialect::V01 },
+    };
+    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"a", b"x")), wrong);
+    // None of it touched the outstanding request.
+    assert!(c.is_outstanding(id));
+    assert_eq!(receive(&mut c, t0, final_(d, b"a", b"ok")), got_reply(id, b"ok"));
+}
+
+// ---- the timer contract ----
+
+#[test]
+fn handle_timeout_early_or_repeated_does_nothing() {
+    let t0 = Instant::now();
+    let mut c = client(Dialect::V02, t0);
+    c.handle_timeout(t0);
+    assert_eq!(drain(&mut c), (vec![], vec![]), "nothing outstanding");
+    ask(&mut c, t0, b"a", b"1");
+    c.handle_timeout(t0 + ms(2499));
+    assert_eq!(drain(&mut c), (vec![], vec![]));
+    c.handle_timeout(t0 + TIMEOUT);
+    assert_eq!(drain(&mut c).0.len(), 2);
+    for _ in 0..3 {
+        c.handle_timeout(t0 + TIMEOUT);
+        assert_eq!(drain(&mut c), (vec![], vec![]));
+    }
+}
+
+#[test]
+fn poll_timeout_is_never_before_now() {
+    let t0 = Instant::now();
+    let mut c = client(Dialect::V02, t0);
+    ask(&mut c, t0, b"a", b"1");
+    // The deadline passes without handle_timeout being called.
+    let late = t0 + TIMEOUT * 2;
+    c.handle_message(late, vec![]);
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(late));
+}
+
+// ---- properties ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Request(bool),
+    Junk(Vec<Vec<u8>>),
+    Reply { partial: bool, service_b: bool },
+    Timeout,
+    Wait(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let frame = prop::collection::vec(any::<u8>(), 0..8);
+    prop_oneof![
+        any::<bool>().prop_map(Op::Request),
+        prop::collection::vec(frame, 0..6).prop_map(Op::Junk),
+        (any::<bool>(), any::<bool>()).prop_map(|(partial, service_b)| Op::Reply { partial, service_b }),
+        Just(Op::Timeout),
+        (0u16..3000).prop_map(Op::Wait),
+    ]
+}
+
+fn dialect() -> impl Strategy<Value = Dialect> {
+    prop_oneof![Just(Dialect::V01), Just(Dialect::V02), Just(Dialect::Majortomo)]
+}
+
+proptest! {
+    /// Whatever the broker sends and whenever, the client never names an id
+    /// it did not issue, never names an id after its Reply or Failed, keeps
+    /// within max_outstanding, answers a message with at most one event, and
+    /// never asks to be woken before the latest `now`.
+    #[test]
+    fn client_events_only_name_live_ids(dialect in dialect(), ops in prop::collection::vec(op(), 0..200)) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut passed_in = now;
+        let mut config = ClientConfig::new(dialect);
+        config.max_outstanding = 4;
+        let mut c = Client::new(config, now).unwrap();
+        let mut live: HashSet<RequestId> = HashSet::new();
+        let mut done: HashSet<RequestId> = HashSet::new();
+        for op in ops {
+            let mut from_broker = false;
+            match op.clone() {
+                Op::Request(service_b) => {
+                    let service = if service_b { b(b"b") } else { b(b"a") };
+                    if let Ok(id) = c.request(now, service, frames(&[b"x"])) {
+                        prop_assert!(live.insert(id) && !done.contains(&id), "fresh id");
+                    }
+                }
+                Op::Junk(parts) => {
+                    c.handle_message(now, parts.into_iter().map(Bytes::from).collect());
+                    from_broker = true;
+                }
+                Op::Reply { partial, service_b } => {
+                    let service: &'static [u8] = if service_b { b"b" } else { b"a" };
+                    // MDP/0.1 has no PARTIAL: send its FINAL instead.
+                    let partial = partial && dialect != Dialect::V01;
+                    c.handle_message(now, reply(dialect, partial, service, b"r"));
+                    from_broker = true;
+                }
+                Op::Timeout => {
+                    now = c.poll_timeout().unwrap_or(now);
+                    c.handle_timeout(now);
+                }
+                Op::Wait(n) => now += ms(u64::from(n)),
+            }
+            if !matches!(op, Op::Wait(_)) {
+                passed_in = now;
+            }
+            let (_, events) = drain(&mut c);
+            if from_broker {
+                prop_assert!(events.len() <= 1);
+            }
+            for event in events {
+                let (id, ends) = match event {
+                    ClientEvent::Partial { id, .. } | ClientEvent::Restarted { id } => (id, false),
+                    ClientEvent::Reply { id, .. } | ClientEvent::Failed { id, .. } => (id, true),
+                    _ => continue,
+                };
+                prop_assert!(live.contains(&id), "event for {} which is not live", id);
+                if ends {
+                    live.remove(&id);
+                    done.insert(id);
+                }
+            }
+            prop_assert_eq!(c.outstanding(), live.len());
+            prop_assert!(c.outstanding() <= 4);
+            if let Some(t) = c.poll_timeout() {
+                prop_assert!(t >= passed_in);
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! What the client and the worker share: a DEALER connection to the broker
+//! that can be replaced when the core asks for it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mdp_core::Multipart;
+
+use crate::AdapterError;
+
+/// Longest wait in one poll, so that a stop request is seen promptly.
+pub(crate) const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// A DEALER socket connected to one broker endpoint.
+pub(crate) struct Connection {
+    ctx: zmq::Context,
+    endpoint: String,
+    pub(crate) socket: zmq::Socket,
+}
+
+impl Connection {
+    pub(crate) fn open(ctx: &zmq::Context, endpoint: &str) -> Result<Self, AdapterError> {
+        let socket = dealer(ctx, endpoint)?;
+        Ok(Connection { ctx: ctx.clone(), endpoint: endpoint.to_owned(), socket })
+    }
+
+    /// Closes the socket and opens a new one: a new identity, so nothing
+    /// meant for the old one can reach the core (the contract of
+    /// [`mdp_core::PeerTransmit::Reconnect`]).
+    pub(crate) fn replace(&mut self) -> Result<(), AdapterError> {
+        self.socket = dealer(&self.ctx, &self.endpoint)?;
+        Ok(())
+    }
+
+    /// Sends without blocking. If the pipe is full the message is dropped:
+    /// the core's timers recover from a lost message, a blocked thread would
+    /// not.
+    pub(crate) fn send(&self, frames: &Multipart) -> Result<(), AdapterError> {
+        let last = frames.len().saturating_sub(1);
+        for (i, frame) in frames.iter().enumerate() {
+            let more = if i == last { 0 } else { zmq::SNDMORE };
+            match self.socket.send(frame.as_ref(), zmq::DONTWAIT | more) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) if i == 0 => {
+                    tracing::warn!(endpoint = %self.endpoint, "send queue full; message dropped");
+                    return Ok(());
+                }
+                Err(e) => return Err(AdapterError::zmq("send")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// One message without blocking.
+    pub(crate) fn try_recv(&self) -> Result<Option<Multipart>, AdapterError> {
+        match self.socket.recv_multipart(zmq::DONTWAIT) {
+            Ok(parts) => Ok(Some(parts.into_iter().map(Bytes::from).collect())),
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
+            Err(e) => Err(AdapterError::zmq("recv")(e)),
+        }
+    }
+}
+
+fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, AdapterError> {
+    let socket = ctx.socket(zmq::DEALER).map_err(AdapterError::zmq("socket(DEALER)"))?;
+    socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
+    socket.connect(endpoint).map_err(AdapterError::zmq(format!("connect {endpoint}")))?;
+    Ok(socket)
+}
+
+/// Milliseconds to poll for: until `deadline` (or the core's timer), capped.
+pub(crate) fn poll_ms(now: Instant, deadlines: &[Option<Instant>]) -> i64 {
+    let wait = deadlines.iter().flatten().map(|d| d.saturating_duration_since(now)).min().unwrap_or(MAX_POLL);
+    // Round up so a deadline 0.3 ms away is not polled for 0 ms in a loop.
+    let wait = wait.min(MAX_POLL);
+    (wait.as_micros().div_ceil(1000)) as i64
+}
+
+/// Polls the given items, treating EINTR as a wake-up.
+pub(crate) fn poll(items: &mut [zmq::PollItem<'_>], ms: i64) -> Result<(), AdapterError> {
+    match zmq::poll(items, ms) {
+        Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+        Err(e) => Err(AdapterError::zmq("poll")(e)),
+    }
+}
