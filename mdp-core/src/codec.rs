@@ -693,8 +693,16 @@ fn start(out: &mut Multipart, dialect: Dialect, sub: Sub) {
 /// its body, so re-addressing it (a worker's FINAL becoming a client's reply)
 /// needs no allocation.
 fn prepend(mut body: Multipart, head_len: usize, head: impl FnOnce(&mut Multipart)) -> Multipart {
+    if body.capacity() - body.len() < head_len {
+        // No room: one new buffer of the exact size, as a growth would
+        // reallocate anyway.
+        let mut out = Vec::with_capacity(head_len + body.len());
+        head(&mut out);
+        debug_assert_eq!(out.len(), head_len, "head_len is the number of frames head pushes");
+        out.append(&mut body);
+        return out;
+    }
     let len = body.len();
-    body.reserve_exact(head_len);
     head(&mut body);
     debug_assert_eq!(body.len(), len + head_len, "head_len is the number of frames head pushes");
     body.rotate_right(head_len);
