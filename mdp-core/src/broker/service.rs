@@ -13,6 +13,7 @@
 //! at a time per (client, service) makes order-based matching exact. Requests
 //! from different clients, or to different services, still run in parallel.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -98,16 +99,16 @@ impl Service {
         self.idle_live += 1;
     }
 
-    /// Pops the least recently used idle worker; `valid` says whether an
-    /// entry is still live.
-    pub(crate) fn pop_idle(&mut self, mut valid: impl FnMut(&PeerId, u64) -> bool) -> Option<PeerId> {
-        while let Some((worker, token)) = self.idle.pop_front() {
-            if valid(&worker, token) {
-                self.idle_live -= 1;
-                return Some(worker);
-            }
-        }
-        None
+    /// Pops the least recently used idle-list entry, live or stale. The
+    /// caller checks it against the worker's token and, if it is live,
+    /// calls [`took_idle`](Self::took_idle).
+    pub(crate) fn pop_idle_entry(&mut self) -> Option<(PeerId, u64)> {
+        self.idle.pop_front()
+    }
+
+    /// The entry just popped was live: one idle worker fewer.
+    pub(crate) fn took_idle(&mut self) {
+        self.idle_live -= 1;
     }
 
     /// An idle worker died: its entry is now stale. Compacts the list when
@@ -119,12 +120,23 @@ impl Service {
         }
     }
 
-    /// Whether a request from `client` would go to a worker at once, without
-    /// waiting in the queue: a worker is idle and the client has nothing
-    /// queued or in flight here. (While a worker is idle, every queued request
-    /// belongs to a client that has one in flight.)
-    pub(crate) fn would_dispatch_at_once(&self, client: &PeerId) -> bool {
-        self.idle_live > 0 && self.clients.get(client).map_or(true, ClientQueue::is_idle)
+    /// If a request from `client` can go to a worker at once, without
+    /// waiting in the queue (a worker is idle and the client has nothing
+    /// queued or in flight here), marks the client as having one in flight
+    /// and returns true: the caller hands the request over itself, and it
+    /// is never queued. Otherwise changes nothing. (While a worker is idle,
+    /// every queued request belongs to a client that has one in flight.)
+    pub(crate) fn begin_at_once(&mut self, client: &PeerId) -> bool {
+        if self.idle_live == 0 {
+            return false;
+        }
+        let q = self.clients.entry(client.clone()).or_default();
+        if q.is_idle() && q.turn.is_none() {
+            q.in_flight = true;
+            true
+        } else {
+            false
+        }
     }
 
     /// Queues a request at the back of its client's FIFO.
@@ -186,31 +198,40 @@ impl Service {
     }
 
     /// The in-flight request of `client` is over (answered or dropped).
-    pub(crate) fn finish(&mut self, client: &PeerId) {
+    pub(crate) fn finish(&mut self, client: PeerId) {
         let token = self.next_turn;
-        let Some(q) = self.clients.get_mut(client) else { return };
+        let Entry::Occupied(mut e) = self.clients.entry(client) else { return };
+        let q = e.get_mut();
         q.in_flight = false;
         if !q.requests.is_empty() {
             if q.turn.is_none() {
                 q.turn = Some(token);
                 self.next_turn += 1;
                 self.ring_live += 1;
-                self.ring.push_back((client.clone(), token));
+                self.ring.push_back((e.key().clone(), token));
             }
         } else {
-            self.remove_client(client);
+            if e.remove().turn.is_some() {
+                self.ring_live -= 1;
+            }
+            self.compact_ring();
         }
     }
 
     /// Forgets a client with nothing queued or in flight; its ring entry,
-    /// if any, turns stale. Compacts the ring when stale entries outnumber
-    /// live ones, so it stays O(live) in size.
+    /// if any, turns stale.
     fn remove_client(&mut self, client: &PeerId) {
         if let Some(q) = self.clients.remove(client) {
             if q.turn.is_some() {
                 self.ring_live -= 1;
             }
         }
+        self.compact_ring();
+    }
+
+    /// Compacts the ring when stale entries outnumber live ones, so it
+    /// stays O(live) in size.
+    fn compact_ring(&mut self) {
         if self.ring.len() > 2 * self.ring_live + 8 {
             let clients = &self.clients;
             self.ring.retain(|(c, t)| clients.get(c).is_some_and(|q| q.turn == Some(*t)));
