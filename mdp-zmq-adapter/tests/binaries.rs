@@ -33,6 +33,7 @@ fn broker_help_documents_every_flag_with_its_default() {
         "-t, --heartbeat-timeout",
         "-B, --busy-worker-timeout",
         "--liveness",
+        "--max-job-time",
         "--request-timeout",
         "--max-dispatches",
         "--max-services",

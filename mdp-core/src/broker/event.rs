@@ -89,6 +89,10 @@ pub enum GoneReason {
     Disconnected,
     /// It was silent for longer than its liveness window.
     Expired,
+    /// It held one request for longer than
+    /// [`max_job_time`](crate::BrokerConfig::max_job_time); it was sent
+    /// DISCONNECT and its request re-queued.
+    JobTooLong,
     /// It broke the protocol and was sent DISCONNECT.
     Misbehaved,
     /// The transport reported it unreachable

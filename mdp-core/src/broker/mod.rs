@@ -518,7 +518,7 @@ impl Broker {
             w.next_heartbeat = self.now + self.config.heartbeat_interval;
             let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
             let client = request.client.clone();
-            w.job = Some(Job::new(request));
+            w.job = Some(Job::new(request, self.now));
             // A busy window shorter than the idle one moves the expiry earlier.
             let deadline = w.next_deadline(&self.config);
             if deadline < w.timer_at {
@@ -555,6 +555,7 @@ impl Broker {
         self.unlink(&w);
         self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: service.clone(), reason });
         if let Some(job) = w.job {
+            let job = *job;
             self.requeue(&service, job.request, job.streamed);
         }
         self.dispatch(&service, None);
@@ -623,6 +624,9 @@ impl Broker {
         let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen && w.timer_at == at) else { return };
         if w.expires_at(&self.config) <= now {
             return self.remove_worker(&id, GoneReason::Expired, true);
+        }
+        if w.job_deadline(&self.config).is_some_and(|d| d <= now) {
+            return self.remove_worker(&id, GoneReason::JobTooLong, true);
         }
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
