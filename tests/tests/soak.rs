@@ -1,26 +1,30 @@
 //! Soak: 1,000,000 requests under every transport fault at once, with
 //! worker crashes and restarts, partitions and broker restarts on a seeded
 //! schedule. Ignored by default; run it with
-//! `cargo test -p mdp-tests --release -- --ignored soak --nocapture`.
+//! `cargo test --release -p mdp-tests --test soak -- --ignored --nocapture`.
 //!
-//! Recorded run (2026-11-22, release build, 2 cores, 13.6 s wall):
+//! Recorded run (2026-11-22, release build, 2 cores shared with other
+//! builds, 22.3 s wall), clients pipelining 8 requests each, the broker
+//! with `max_job_time` 5 s:
 //!
 //! ```text
-//! soak: 1000000 requests, seed 0x50a4, 13.6s wall, t+9361.0s virtual
-//!   answered 991712, failed and reported 8288, re-dispatched 301
-//!   ModelCounts { issued: 1000000, answered: 991712, failed: 8288, partials: 606245, restarted: 241 }
-//!   SimStats { steps: 8843294, dispatched: 1007558, requeued: 301, expired: 26935, dropped: 82,
-//!     workers_ready: 1881, workers_gone: 762, misbehaved: 1009, client_reconnects: 41618,
-//!     worker_reconnects: 1167, worker_crashes: 743, broker_restarts: 99, unreachable: 0, worker_discards: 0 }
-//!   NetStats { sent: 5721382, delivered: 5696483, lost: 2105, dropped_closed: 26792, held: 1643,
-//!     dropped_broker: 1201, reordered: 113855, duplicated: 0, ghosts: 5199, lost_partials: 583 }
+//! soak: 1000000 requests, seed 0x50a4, 22.3s wall, t+2502.0s virtual
+//!   answered 999987, failed and reported 13, re-dispatched 949
+//!   ModelCounts { issued: 1000000, answered: 999987, failed: 13, partials: 612303, restarted: 226 }
+//!   SimStats { steps: 8635739, dispatched: 1007777, requeued: 949, expired: 3, dropped: 133,
+//!     workers_ready: 1458, workers_gone: 1085, misbehaved: 495, client_reconnects: 2420,
+//!     worker_reconnects: 1265, worker_crashes: 205, broker_restarts: 35, unreachable: 0, worker_discards: 0 }
+//!   NetStats { sent: 5633015, delivered: 5624436, lost: 2112, dropped_closed: 10821, held: 564,
+//!     dropped_broker: 616, reordered: 112047, duplicated: 0, ghosts: 4970, lost_partials: 589 }
 //! ```
 //!
 //! Every request was answered or reported failed; the invariants held at
-//! each of the 8.8 million steps. Failures come from the 99 broker
-//! restarts (queued requests die with the broker and clients run out of
-//! tries while workers re-register) and from workers pinned busy by a lost
-//! REQUEST or FINAL until their next crash (`regressions.rs`).
+//! each of the 8.6 million steps. The 13 failures are requests lost on all
+//! of their 4 tries (broker restarts, lost messages). The run before the
+//! client kept one request per service on the wire and before
+//! `max_job_time` (clients limited to one outstanding request) answered
+//! 991,712 and reported 8,288 failed: workers pinned busy by a lost REQUEST
+//! or FINAL drained capacity until their next crash.
 
 use std::time::{Duration, Instant};
 
@@ -45,9 +49,11 @@ fn soak() {
     c.link = Link::new(ms(1), ms(3));
     c.faults = Faults { reorder: 0.02, reorder_delay: ms(50), ghost_requests: 0.005, ..Faults::default() };
     c.service_time = ms(3);
-    // One request outstanding per client: broker restarts and lost client
-    // messages would shift a pipelining client's replies (regressions.rs).
-    c.client_window = 1;
+    // Clients pipeline: each keeps up to 8 requests outstanding, spread over
+    // the services (one per service on the wire, the rest wait in the client).
+    c.client_window = 8;
+    // Worker links lose messages: bound how long a worker may hold a request.
+    c.broker.max_job_time = Some(Duration::from_secs(5));
     c.client_tries = 4;
     let mut sim = Sim::new(c);
     let mut rng = Rng::new(seed);
