@@ -15,6 +15,7 @@
 //!   harness's own cost per round trip, measured in the same run.
 //!
 //! Run: `cargo bench -p mdp-core --bench broker`
+#![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 #[path = "common/mod.rs"]
 mod common;

@@ -13,6 +13,7 @@
 //! trip. Arguments: `idle WORKERS SERVICES N` or `queued WORKERS CLIENTS
 //! QUEUED N`. Without arguments (as `cargo bench` runs it) it does a short
 //! run of each scenario.
+#![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 #[path = "common/mod.rs"]
 mod common;
