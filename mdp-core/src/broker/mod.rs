@@ -54,8 +54,8 @@ pub struct Transmit {
 const MMI_PREFIX: &[u8] = b"mmi.";
 const MMI_SERVICE: &[u8] = b"mmi.service";
 
-/// Timer key of a queued request: (service, client, sequence number).
-type RequestKey = (Bytes, PeerId, u64);
+/// Timer key of a client's queue of requests to a service.
+type QueueKey = (Bytes, PeerId);
 
 /// The MDP broker state machine. See the [crate docs](crate) for the loop
 /// that drives it.
@@ -66,7 +66,7 @@ pub struct Broker {
     workers: Map<PeerId, WorkerRec>,
     services: Map<Bytes, Service>,
     worker_timers: DeadlineQueue<(PeerId, u64)>,
-    request_timers: DeadlineQueue<RequestKey>,
+    request_timers: DeadlineQueue<QueueKey>,
     transmits: std::collections::VecDeque<Transmit>,
     events: std::collections::VecDeque<BrokerEvent>,
     stats: BrokerStats,
@@ -166,8 +166,8 @@ impl Broker {
         while let Some((at, (id, gen))) = self.worker_timers.pop_due(now) {
             self.worker_timer(id, gen, at);
         }
-        while let Some((_, (service, client, seq))) = self.request_timers.pop_due(now) {
-            self.request_timer(service, client, seq);
+        while let Some((at, (service, client))) = self.request_timers.pop_due(now) {
+            self.request_timer(service, client, at);
         }
         self.compact_timers();
     }
@@ -258,20 +258,18 @@ impl Broker {
             self.forget_if_unused(&service);
             return self.limit_hit(client, limit);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let deadline = self.now + self.config.request_timeout;
-        let request = Request { client: client.clone(), dialect, body, seq, deadline, dispatches: 0 };
+        let request = Request { client: client.clone(), dialect, body, deadline, dispatches: 0 };
         let first = if at_once {
             Some(request)
         } else {
-            s.enqueue(request);
+            if let Some(at) = s.enqueue(request) {
+                self.request_timers.push(at, (service.clone(), client));
+            }
             self.queued += 1;
             None
         };
-        if self.dispatch(&service, first) > 0 {
-            self.request_timers.push(deadline, (service, client, seq));
-        }
+        self.dispatch(&service, first);
     }
 
     fn mmi(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
@@ -508,7 +506,10 @@ impl Broker {
             };
             let Some((id, w)) = idle else {
                 // Unreachable while `idle_workers` is accurate; put it back.
-                s.requeue(request);
+                let client = request.client.clone();
+                if let Some(at) = s.requeue(request) {
+                    self.request_timers.push(at, (service.clone(), client));
+                }
                 self.queued += 1;
                 break;
             };
@@ -607,11 +608,12 @@ impl Broker {
             self.stats.expired += 1;
             BrokerEvent::RequestExpired { client, service: service.clone() }
         } else {
-            let (deadline, seq, dispatches) = (request.deadline, request.seq, request.dispatches);
-            s.requeue(request);
+            let dispatches = request.dispatches;
+            if let Some(at) = s.requeue(request) {
+                self.request_timers.push(at, (service.clone(), client.clone()));
+            }
             self.queued += 1;
             self.stats.requeued += 1;
-            self.request_timers.push(deadline, (service.clone(), client.clone(), seq));
             BrokerEvent::RequestRequeued { client, service: service.clone(), dispatches }
         };
         self.events.push_back(event);
@@ -640,14 +642,18 @@ impl Broker {
         }
     }
 
-    fn request_timer(&mut self, service: Bytes, client: PeerId, seq: u64) {
+    /// The expiry timer of `client`'s queue for `service`, set for `at`.
+    fn request_timer(&mut self, service: Bytes, client: PeerId, at: Instant) {
         let Some(s) = self.services.get_mut(&service) else { return };
-        if s.expire(&client, seq).is_none() {
-            return;
+        let mut expired = Vec::new();
+        if let Some(next) = s.expire(&client, at, self.now, &mut expired) {
+            self.request_timers.push(next, (service.clone(), client));
         }
-        self.queued -= 1;
-        self.stats.expired += 1;
-        self.events.push_back(BrokerEvent::RequestExpired { client, service: service.clone() });
+        for r in expired {
+            self.queued -= 1;
+            self.stats.expired += 1;
+            self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
+        }
         self.forget_if_unused(&service);
     }
 
@@ -659,9 +665,16 @@ impl Broker {
             let workers = &self.workers;
             self.worker_timers.retain(|(id, gen)| workers.get(id).is_some_and(|w| w.gen == *gen));
         }
+        // A queue has at most one live entry, and only while it holds
+        // requests: rebuild from the queues when stale entries pile up.
         if self.request_timers.len() > 2 * self.queued + 64 {
-            let services = &self.services;
-            self.request_timers.retain(|(name, client, seq)| services.get(name).is_some_and(|s| s.holds(client, *seq)));
+            let mut live = DeadlineQueue::default();
+            for (name, s) in &self.services {
+                for (at, client) in s.timers() {
+                    live.push(at, (name.clone(), client.clone()));
+                }
+            }
+            self.request_timers = live;
         }
     }
 
