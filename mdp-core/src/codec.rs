@@ -427,18 +427,28 @@ fn unknown(index: usize, frame: Bytes, dialect: Dialect, expected: &'static str)
     DecodeError::UnknownCommand { index, dialect, found: Found(frame), expected }
 }
 
+/// Reads the header, then hands the rest to the sub-protocol's decoder
+/// (worker commands get their command frame already read).
+fn decode_with<T>(
+    frames: Multipart,
+    client: fn(Dialect, Reader) -> Result<T, DecodeError>,
+    worker: fn(Dialect, usize, Bytes, Reader) -> Result<T, DecodeError>,
+) -> Result<(Dialect, T), DecodeError> {
+    let (dialect, sub, mut r) = header(frames)?;
+    let command = match sub {
+        Sub::Client => client(dialect, r)?,
+        Sub::Worker => {
+            let (index, frame) = r.command()?;
+            worker(dialect, index, frame, r)?
+        }
+    };
+    Ok((dialect, command))
+}
+
 impl PeerCommand {
     /// Decodes a message sent to the broker, and tells the dialect it is in.
     pub fn decode(frames: Multipart) -> Result<(Dialect, PeerCommand), DecodeError> {
-        let (dialect, sub, mut r) = header(frames)?;
-        let command = match sub {
-            Sub::Client => Self::decode_client(dialect, r)?,
-            Sub::Worker => {
-                let (index, frame) = r.command()?;
-                Self::decode_worker(dialect, index, frame, r)?
-            }
-        };
-        Ok((dialect, command))
+        decode_with(frames, Self::decode_client, Self::decode_worker)
     }
 
     fn decode_client(dialect: Dialect, mut r: Reader) -> Result<PeerCommand, DecodeError> {
@@ -552,15 +562,7 @@ impl PeerCommand {
 impl BrokerCommand {
     /// Decodes a message sent by the broker, and tells the dialect it is in.
     pub fn decode(frames: Multipart) -> Result<(Dialect, BrokerCommand), DecodeError> {
-        let (dialect, sub, mut r) = header(frames)?;
-        let command = match sub {
-            Sub::Client => Self::decode_client(dialect, r)?,
-            Sub::Worker => {
-                let (index, frame) = r.command()?;
-                Self::decode_worker(dialect, index, frame, r)?
-            }
-        };
-        Ok((dialect, command))
+        decode_with(frames, Self::decode_client, Self::decode_worker)
     }
 
     fn decode_client(dialect: Dialect, mut r: Reader) -> Result<BrokerCommand, DecodeError> {
