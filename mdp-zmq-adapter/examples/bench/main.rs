@@ -89,6 +89,10 @@ struct Args {
     /// MDP dialect of the MDP clients and workers.
     #[arg(long, default_value = "v02")]
     dialect: DialectArg,
+    /// Run the whole matrix this many times, the transports taking turns
+    /// for each load and size; the tables give the median of the runs.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Threads of the tokio runtime that runs the tokio clients and workers
     /// (the tokio broker always has one thread of its own).
     #[arg(long, value_name = "N", default_value_t = 2)]
@@ -392,7 +396,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let mut outcomes = Vec::new();
     for &load in &args.loads {
         for &size in &args.sizes {
-            for &transport in &args.transports {
+            for transport in (0..args.repeat).flat_map(|_| args.transports.iter().copied()) {
                 // The raw proxy has no services: one pipelined run serves as
                 // the ceiling for both MDP pipelined loads.
                 if transport == Transport::Raw && load == LoadKind::PipeSvc && args.loads.contains(&LoadKind::Pipe) {
@@ -400,6 +404,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 }
                 let spec = spec_for(args, transport, load, size as usize, dialect);
                 let label = format!("{transport} {} {} B", spec.load_name, spec.size);
+                eprint!("  {label} ...\r");
                 let load_avg = load_average();
                 let shared = Arc::new(Shared::default());
                 let (measured, mut samples) = match transport {
@@ -470,53 +475,109 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
     Spec { load_name, clients, depth, workers, services, size, dialect, tokio_threads: args.tokio_threads }
 }
 
+/// The median (and range) of the repeats of one transport, load and size.
+struct Summary<'a> {
+    first: &'a Outcome,
+    runs: usize,
+    rate: f64,
+    rate_range: (f64, f64),
+    p50_us: f64,
+    p50_range: (f64, f64),
+    p99_us: f64,
+    cpu_us: f64,
+    switches: f64,
+    load_avg: String,
+}
+
+fn median(mut values: Vec<f64>) -> (f64, (f64, f64)) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let mid = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    (mid, (values[0], values[n - 1]))
+}
+
+fn summarise(outcomes: &[Outcome]) -> Vec<Summary<'_>> {
+    let mut summaries: Vec<Summary<'_>> = Vec::new();
+    for o in outcomes {
+        let same = |x: &&Outcome| x.transport == o.transport && x.load == o.load && x.spec.size == o.spec.size;
+        if summaries.iter().any(|s| same(&s.first)) {
+            continue;
+        }
+        let runs: Vec<&Outcome> = outcomes.iter().filter(same).collect();
+        let pick = |f: fn(&Outcome) -> f64| median(runs.iter().map(|r| f(r)).collect());
+        let (rate, rate_range) = pick(Outcome::rate);
+        let (p50_us, p50_range) = pick(|r| r.p50_us);
+        let loads: Vec<&str> = runs.iter().map(|r| r.load_avg.split(' ').next().unwrap_or("?")).collect();
+        summaries.push(Summary {
+            first: o,
+            runs: runs.len(),
+            rate,
+            rate_range,
+            p50_us,
+            p50_range,
+            p99_us: pick(|r| r.p99_us).0,
+            cpu_us: pick(Outcome::cpu_us).0,
+            switches: pick(Outcome::switches).0,
+            load_avg: loads.join(", "),
+        });
+    }
+    summaries
+}
+
 fn print_tables(outcomes: &[Outcome]) {
+    let summaries = summarise(outcomes);
+    let repeated = summaries.iter().any(|s| s.runs > 1);
+    if repeated {
+        println!(
+            "\nMedians of the runs; ranges are min–max; load avg is the 1-minute figure at the start of each run."
+        );
+    }
     println!(
         "\n| load | body | transport | req/s | p50 µs | p99 µs | CPU µs/req | switches/req | vs raw req/s | vs raw p50 | load avg |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let raw_for = |o: &Outcome| {
-        outcomes.iter().find(|r| {
-            r.transport == Transport::Raw
-                && r.spec.size == o.spec.size
+        summaries.iter().find(|r| {
+            r.first.transport == Transport::Raw
+                && r.first.spec.size == o.spec.size
                 && match o.load {
-                    LoadKind::Seq => r.load == LoadKind::Seq,
-                    _ => r.load != LoadKind::Seq,
+                    LoadKind::Seq => r.first.load == LoadKind::Seq,
+                    _ => r.first.load != LoadKind::Seq,
                 }
         })
     };
-    for o in outcomes {
+    for s in &summaries {
+        let o = s.first;
         let (vs_rate, vs_p50) = match raw_for(o) {
             Some(r) if o.transport != Transport::Raw => {
-                (format!("{:.2}×", o.rate() / r.rate()), format!("{:.2}×", o.p50_us / r.p50_us))
+                (format!("{:.2}×", s.rate / r.rate), format!("{:.2}×", s.p50_us / r.p50_us))
             }
             _ => ("".into(), "".into()),
         };
+        let (rate, p50) = if repeated {
+            (
+                format!("{:.0} ({:.0}–{:.0})", s.rate, s.rate_range.0, s.rate_range.1),
+                format!("{:.1} ({:.1}–{:.1})", s.p50_us, s.p50_range.0, s.p50_range.1),
+            )
+        } else {
+            (format!("{:.0}", s.rate), format!("{:.1}", s.p50_us))
+        };
         println!(
-            "| {} | {} B | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
-            o.spec.load_name,
-            o.spec.size,
-            o.transport,
-            o.rate(),
-            o.p50_us,
-            o.p99_us,
-            o.cpu_us(),
-            o.switches(),
-            vs_rate,
-            vs_p50,
-            o.load_avg
+            "| {} | {} B | {} | {rate} | {p50} | {:.1} | {:.1} | {:.1} | {vs_rate} | {vs_p50} | {} |",
+            o.spec.load_name, o.spec.size, o.transport, s.p99_us, s.cpu_us, s.switches, s.load_avg
         );
     }
     println!("\nTargets: pipelined throughput ≥ 0.90× the raw proxy; sequential p50 ≤ 1.15× the raw proxy.");
-    for o in outcomes.iter().filter(|o| o.transport != Transport::Raw) {
+    for s in summaries.iter().filter(|s| s.first.transport != Transport::Raw) {
+        let o = s.first;
         let Some(r) = raw_for(o) else { continue };
         let (what, ratio, met) = match o.load {
             LoadKind::Seq => {
-                let ratio = o.p50_us / r.p50_us;
+                let ratio = s.p50_us / r.p50_us;
                 ("p50", ratio, ratio <= 1.15)
             }
             _ => {
-                let ratio = o.rate() / r.rate();
+                let ratio = s.rate / r.rate;
                 ("req/s", ratio, ratio >= 0.90)
             }
         };
