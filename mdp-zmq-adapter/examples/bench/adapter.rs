@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,26 +14,36 @@ use mdp_core::client::RequestId;
 use mdp_core::{BrokerConfig, ClientConfig, WorkerConfig};
 use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Response, Worker};
 
-use crate::{BoxError, Measured, Shared, Spec, Window};
+use crate::{BoxError, Measured, Shared, Spec, Window, BROKER, CLIENT, WORKER};
 
 pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
-    let mut broker = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()])?;
-    let endpoint = broker.endpoints()[0].clone();
+    // The broker binds on its own thread, so that its ZeroMQ context's
+    // threads are named after it (see `ProcStats`).
     let broker_stop = Arc::new(AtomicBool::new(false));
+    let (endpoint_tx, endpoint_rx) = mpsc::channel();
     let broker_thread = {
         let stop = broker_stop.clone();
-        thread::Builder::new().name("broker".into()).spawn(move || broker.run(&stop, |_| {}))?
+        thread::Builder::new().name(BROKER.into()).spawn(move || {
+            let mut broker = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()])?;
+            let _ = endpoint_tx.send(broker.endpoints()[0].clone());
+            broker.run(&stop, |_| {})
+        })?
+    };
+    let Ok(endpoint) = endpoint_rx.recv() else {
+        return Err(broker_thread.join().expect("broker thread panicked").err().map_or("no broker".into(), Into::into));
     };
     let mut worker_stops = Vec::new();
     let mut workers = Vec::new();
     for w in 0..spec.workers {
         let worker = Worker::new(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect));
         worker_stops.push(worker.stop_flag());
-        workers.push(thread::Builder::new().name("worker".into()).spawn(move || worker.run(|body, _| body))?);
+        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker.run(|body, _| body))?);
     }
 
     let (elapsed, samples) = thread::scope(|s| {
-        let clients: Vec<_> = (0..spec.clients).map(|_| s.spawn(|| client(spec, &endpoint, shared))).collect();
+        let clients = (0..spec.clients)
+            .map(|_| thread::Builder::new().name(CLIENT.into()).spawn_scoped(s, || client(spec, &endpoint, shared)))
+            .collect::<Result<Vec<_>, _>>()?;
         let elapsed = window.run(shared, label);
         let mut samples = Vec::new();
         let mut failed = None;
@@ -44,7 +54,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
             }
         }
         match failed {
-            Some(e) => Err(e),
+            Some(e) => Err(BoxError::from(e)),
             None => Ok((elapsed, samples)),
         }
     })?;

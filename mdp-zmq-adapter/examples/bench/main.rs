@@ -224,11 +224,35 @@ pub struct Window {
 const MAX_MEASURE: Duration = Duration::from_secs(120);
 
 /// CPU time and context switches of this whole process (every thread), from
-/// `/proc/self/task/*/{schedstat,status}` (Linux; zero elsewhere).
+/// `/proc/self/task/*/{schedstat,status,comm}` (Linux; zero elsewhere).
+///
+/// CPU time is also split by role, from the thread's name. libzmq's I/O
+/// and reaper threads inherit the name of the thread that created the
+/// context, so each role includes its contexts' threads (the runs create
+/// them on named threads for that reason): [`BROKER`], [`CLIENT`],
+/// [`WORKER`]. The tokio runtime's threads run clients and workers both.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcStats {
     cpu_ns: u64,
     switches: u64,
+    /// CPU ns of the broker, clients, workers, tokio peers, anything else.
+    by_role: [u64; 5],
+}
+
+/// Thread names, by role (at most 15 bytes: Linux truncates the rest).
+pub const BROKER: &str = "broker";
+pub const CLIENT: &str = "client";
+pub const WORKER: &str = "worker";
+pub const TOKIO_PEERS: &str = "tokio-peers";
+
+fn role(comm: &str) -> usize {
+    match comm {
+        BROKER | "tokio-broker" => 0,
+        CLIENT => 1,
+        WORKER | "mdp-worker-hand" => 2,
+        TOKIO_PEERS => 3,
+        _ => 4,
+    }
 }
 
 impl ProcStats {
@@ -238,7 +262,10 @@ impl ProcStats {
         for task in tasks.flatten() {
             let path = task.path();
             if let Ok(s) = std::fs::read_to_string(path.join("schedstat")) {
-                stats.cpu_ns += s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let ns = s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                stats.cpu_ns += ns;
+                stats.by_role[role(comm.trim_end())] += ns;
             }
             if let Ok(s) = std::fs::read_to_string(path.join("status")) {
                 for line in s.lines() {
@@ -253,9 +280,14 @@ impl ProcStats {
     }
 
     fn since(self, earlier: ProcStats) -> ProcStats {
+        let mut by_role = [0; 5];
+        for (i, r) in by_role.iter_mut().enumerate() {
+            *r = self.by_role[i].saturating_sub(earlier.by_role[i]);
+        }
         ProcStats {
             cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
             switches: self.switches.saturating_sub(earlier.switches),
+            by_role,
         }
     }
 }
@@ -347,6 +379,21 @@ impl Outcome {
         self.proc.cpu_ns as f64 / 1000.0 / self.replies as f64
     }
 
+    /// CPU µs per reply of the threads of one role (see [`ProcStats`]).
+    fn role_us(&self, role: usize) -> f64 {
+        self.proc.by_role[role] as f64 / 1000.0 / self.replies as f64
+    }
+
+    /// "broker / clients / workers" CPU µs per reply.
+    fn split(&self) -> String {
+        let peers = if self.transport == Transport::Tokio {
+            format!("{:.0} (tokio runtime)", self.role_us(3))
+        } else {
+            format!("{:.0} / {:.0}", self.role_us(1), self.role_us(2))
+        };
+        format!("{:.0} / {peers}", self.role_us(0))
+    }
+
     /// Context switches (all threads) per reply.
     fn switches(&self) -> f64 {
         self.proc.switches as f64 / self.replies as f64
@@ -433,7 +480,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
                     spec,
                 };
                 println!(
-                    "{:<10} {:<15} {:>5} B  {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cpu {:>5.1} µs/req  {:>4.1} cs/req  ({} replies in {:.2} s{}, load {})",
+                    "{:<10} {:<15} {:>5} B  {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cpu {:>5.1} µs/req (broker / clients / workers {})  {:>4.1} cs/req  ({} replies in {:.2} s{}, load {})",
                     outcome.transport.to_string(),
                     outcome.spec.load_name,
                     outcome.spec.size,
@@ -441,6 +488,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
                     outcome.p50_us,
                     outcome.p99_us,
                     outcome.cpu_us(),
+                    outcome.split(),
                     outcome.switches(),
                     outcome.replies,
                     outcome.seconds,
@@ -485,6 +533,7 @@ struct Summary<'a> {
     p50_range: (f64, f64),
     p99_us: f64,
     cpu_us: f64,
+    split: String,
     switches: f64,
     load_avg: String,
 }
@@ -517,6 +566,14 @@ fn summarise(outcomes: &[Outcome]) -> Vec<Summary<'_>> {
             p50_range,
             p99_us: pick(|r| r.p99_us).0,
             cpu_us: pick(Outcome::cpu_us).0,
+            // The split of the run whose total CPU is the median's (or nearest).
+            split: runs
+                .iter()
+                .min_by(|a, b| {
+                    let m = pick(Outcome::cpu_us).0;
+                    (a.cpu_us() - m).abs().total_cmp(&(b.cpu_us() - m).abs())
+                })
+                .map_or_else(String::new, |r| r.split()),
             switches: pick(Outcome::switches).0,
             load_avg: loads.join(", "),
         });
@@ -533,9 +590,9 @@ fn print_tables(outcomes: &[Outcome]) {
         );
     }
     println!(
-        "\n| load | body | transport | req/s | p50 µs | p99 µs | CPU µs/req | switches/req | vs raw req/s | vs raw p50 | load avg |"
+        "\n| load | body | transport | req/s | p50 µs | p99 µs | CPU µs/req | broker / clients / workers | switches/req | vs raw req/s | vs raw p50 | load avg |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let raw_for = |o: &Outcome| {
         summaries.iter().find(|r| {
             r.first.transport == Transport::Raw
@@ -563,8 +620,8 @@ fn print_tables(outcomes: &[Outcome]) {
             (format!("{:.0}", s.rate), format!("{:.1}", s.p50_us))
         };
         println!(
-            "| {} | {} B | {} | {rate} | {p50} | {:.1} | {:.1} | {:.1} | {vs_rate} | {vs_p50} | {} |",
-            o.spec.load_name, o.spec.size, o.transport, s.p99_us, s.cpu_us, s.switches, s.load_avg
+            "| {} | {} B | {} | {rate} | {p50} | {:.1} | {:.1} | {} | {:.1} | {vs_rate} | {vs_p50} | {} |",
+            o.spec.load_name, o.spec.size, o.transport, s.p99_us, s.cpu_us, s.split, s.switches, s.load_avg
         );
     }
     println!("\nTargets: pipelined throughput ≥ 0.90× the raw proxy; sequential p50 ≤ 1.15× the raw proxy.");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mdp_core::{BrokerConfig, ClientConfig, WorkerConfig};
 
 use crate::transport::{spawn_broker, spawn_client, spawn_worker, RequestError, TcpOptions};
-use crate::{BoxError, Measured, Shared, Spec, Window};
+use crate::{BoxError, Measured, Shared, Spec, Window, TOKIO_PEERS};
 
 /// Longest wait for the clients' last requests after the window closes.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -37,7 +37,11 @@ pub fn run(spec: &Spec, shared: &Arc<Shared>, window: &Window, label: &str) -> R
         return Err(broker_thread.join().expect("broker thread panicked").err().unwrap_or_else(|| "no broker".into()));
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(spec.tokio_threads).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(spec.tokio_threads)
+        .thread_name(TOKIO_PEERS)
+        .enable_all()
+        .build()?;
     let _entered = rt.enter();
     let mut workers = Vec::new();
     for w in 0..spec.workers {

@@ -26,34 +26,45 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Instant;
 
-use crate::{BoxError, Measured, Shared, Spec, Window};
+use crate::{BoxError, Measured, Shared, Spec, Window, BROKER, CLIENT, WORKER};
 
 const POLL_MS: i64 = 100;
 
 pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
-    let ctx = zmq::Context::new();
-    let frontend = router(&ctx)?;
-    let backend = router(&ctx)?;
-    let front_ep = frontend.get_last_endpoint()?.map_err(|_| "endpoint is not UTF-8")?;
-    let back_ep = backend.get_last_endpoint()?.map_err(|_| "endpoint is not UTF-8")?;
+    // The proxy makes its context and sockets on its own thread, so that
+    // the context's threads are named after it (see `ProcStats`).
     let servers_stop = Arc::new(AtomicBool::new(false));
+    let (endpoints_tx, endpoints_rx) = mpsc::channel();
     let proxy_thread = {
         let stop = servers_stop.clone();
-        thread::Builder::new().name("proxy".into()).spawn(move || proxy(ctx, frontend, backend, &stop))?
+        thread::Builder::new().name(BROKER.into()).spawn(move || -> Result<(), BoxError> {
+            let ctx = zmq::Context::new();
+            let frontend = router(&ctx)?;
+            let backend = router(&ctx)?;
+            let front = frontend.get_last_endpoint()?.map_err(|_| "endpoint is not UTF-8")?;
+            let back = backend.get_last_endpoint()?.map_err(|_| "endpoint is not UTF-8")?;
+            let _ = endpoints_tx.send((front, back));
+            Ok(proxy(&frontend, &backend, &stop)?)
+        })?
+    };
+    let Ok((front_ep, back_ep)) = endpoints_rx.recv() else {
+        return Err(proxy_thread.join().expect("proxy thread panicked").err().unwrap_or_else(|| "no proxy".into()));
     };
     let mut workers = Vec::new();
     for _ in 0..spec.workers {
         let stop = servers_stop.clone();
         let ep = back_ep.clone();
-        workers.push(thread::Builder::new().name("raw-worker".into()).spawn(move || worker(&ep, &stop))?);
+        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker(&ep, &stop))?);
     }
 
     let result = thread::scope(|s| {
-        let clients: Vec<_> = (0..spec.clients).map(|_| s.spawn(|| client(spec, &front_ep, shared))).collect();
+        let clients = (0..spec.clients)
+            .map(|_| thread::Builder::new().name(CLIENT.into()).spawn_scoped(s, || client(spec, &front_ep, shared)))
+            .collect::<Result<Vec<_>, _>>()?;
         let elapsed = window.run(shared, label);
         let mut samples = Vec::new();
         let mut failed = None;
@@ -129,27 +140,27 @@ fn send_parts(socket: &zmq::Socket, parts: impl ExactSizeIterator<Item = zmq::Me
     Ok(())
 }
 
-fn proxy(_ctx: zmq::Context, frontend: zmq::Socket, backend: zmq::Socket, stop: &AtomicBool) -> zmq::Result<()> {
+fn proxy(frontend: &zmq::Socket, backend: &zmq::Socket, stop: &AtomicBool) -> zmq::Result<()> {
     let mut idle: VecDeque<zmq::Message> = VecDeque::new();
     let mut parts = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let front_events = if idle.is_empty() { zmq::PollEvents::empty() } else { zmq::POLLIN };
         poll(&mut [backend.as_poll_item(zmq::POLLIN), frontend.as_poll_item(front_events)])?;
-        while recv_parts(&backend, &mut parts)? {
+        while recv_parts(backend, &mut parts)? {
             let mut frames = parts.drain(..);
             let Some(worker) = frames.next() else { continue };
             if frames.len() > 1 {
                 // [client, frames…]: the reply, on to the client.
-                send_parts(&frontend, frames)?;
+                send_parts(frontend, frames)?;
             } else {
                 drop(frames); // READY
             }
             idle.push_back(worker);
         }
-        while !idle.is_empty() && recv_parts(&frontend, &mut parts)? {
+        while !idle.is_empty() && recv_parts(frontend, &mut parts)? {
             let worker = idle.pop_front().expect("a worker is idle");
             backend.send(worker, zmq::SNDMORE)?;
-            send_parts(&backend, parts.drain(..))?;
+            send_parts(backend, parts.drain(..))?;
         }
     }
     Ok(())
