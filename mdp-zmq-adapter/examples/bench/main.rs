@@ -26,7 +26,16 @@
 //! wire, so in `pipe` a client has only one request on the wire and the
 //! rest wait in it; `pipe-svc` puts 8 on the wire per client. The raw proxy
 //! has no services: its `pipe` has all 16 of each client on the wire, and it
-//! is the ceiling for both MDP pipelined loads.
+//! is the ceiling for both MDP pipelined loads. `pipe-wire` runs the raw
+//! proxy only, with 1 request per client on the wire (8 in all, as MDP's
+//! `pipe` has): a reference that shows what the one-per-service rule costs
+//! even without MDP.
+//!
+//! Besides req/s and latency, each run reports the CPU time of the whole
+//! process per request and its split between the broker, the clients and the
+//! workers (each with its ZeroMQ context's threads), and the context switches
+//! per request, from `/proc/self/task`. On a shared machine those move less
+//! than wall-clock figures.
 //!
 //! Latency is per request, at the client, from the call that sends it to its
 //! final reply (time waiting in the MDP client behind an earlier request for
@@ -69,7 +78,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "16,4096", value_parser = clap::value_parser!(u32).range(8..))]
     sizes: Vec<u32>,
     /// Loads to run.
-    #[arg(long, value_delimiter = ',', default_value = "seq,pipe,pipe-svc")]
+    #[arg(long, value_delimiter = ',', default_value = "seq,pipe,pipe-svc,pipe-wire")]
     loads: Vec<LoadKind>,
     /// Transports to run.
     #[arg(long, value_delimiter = ',', default_value = "adapter,tokio,raw")]
@@ -107,6 +116,10 @@ enum LoadKind {
     Pipe,
     /// Pipelined, each client over several services.
     PipeSvc,
+    /// Raw proxy only: pipelined with one request per client on the wire,
+    /// as many as MDP's one-service `pipe` puts there. A reference, not a
+    /// ceiling: the ratios are against the raw `pipe`.
+    PipeWire,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -449,6 +462,9 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 if transport == Transport::Raw && load == LoadKind::PipeSvc && args.loads.contains(&LoadKind::Pipe) {
                     continue;
                 }
+                if transport != Transport::Raw && load == LoadKind::PipeWire {
+                    continue;
+                }
                 let spec = spec_for(args, transport, load, size as usize, dialect);
                 let label = format!("{transport} {} {} B", spec.load_name, spec.size);
                 eprint!("  {label} ...\r");
@@ -513,9 +529,11 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         LoadKind::Seq => (1, 1, 1, 1),
         LoadKind::Pipe => (args.clients, args.depth, args.workers, 1),
         LoadKind::PipeSvc => (args.clients, args.depth, args.workers.max(args.services), args.services),
+        LoadKind::PipeWire => (args.clients, 1, args.workers, 1),
     };
     let load_name = match (transport, load) {
         (_, LoadKind::Seq) => "seq".to_owned(),
+        (_, LoadKind::PipeWire) => format!("pipe {clients}x{depth} (wire)"),
         (Transport::Raw, _) => format!("pipe {clients}x{depth}"),
         (_, LoadKind::Pipe) => format!("pipe {clients}x{depth}"),
         (_, LoadKind::PipeSvc) => format!("pipe {clients}x{depth}/{services}svc"),
@@ -593,20 +611,23 @@ fn print_tables(outcomes: &[Outcome]) {
         "\n| load | body | transport | req/s | p50 µs | p99 µs | CPU µs/req | broker / clients / workers | switches/req | vs raw req/s | vs raw p50 | load avg |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // The ceiling: the raw run of the same body size, sequential for
+    // sequential loads, else pipelined (`pipe`, or `pipe-svc` without it).
     let raw_for = |o: &Outcome| {
-        summaries.iter().find(|r| {
-            r.first.transport == Transport::Raw
-                && r.first.spec.size == o.spec.size
-                && match o.load {
-                    LoadKind::Seq => r.first.load == LoadKind::Seq,
-                    _ => r.first.load != LoadKind::Seq,
-                }
-        })
+        let raw = |load: LoadKind| {
+            summaries.iter().find(|r| {
+                r.first.transport == Transport::Raw && r.first.spec.size == o.spec.size && r.first.load == load
+            })
+        };
+        match o.load {
+            LoadKind::Seq => raw(LoadKind::Seq),
+            _ => raw(LoadKind::Pipe).or_else(|| raw(LoadKind::PipeSvc)),
+        }
     };
     for s in &summaries {
         let o = s.first;
         let (vs_rate, vs_p50) = match raw_for(o) {
-            Some(r) if o.transport != Transport::Raw => {
+            Some(r) if !std::ptr::eq(r.first, o) => {
                 (format!("{:.2}×", s.rate / r.rate), format!("{:.2}×", s.p50_us / r.p50_us))
             }
             _ => ("".into(), "".into()),
