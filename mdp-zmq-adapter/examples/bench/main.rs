@@ -318,14 +318,14 @@ impl Window {
     /// `stop`. Returns the measured time, and the process's CPU time and
     /// context switches during it.
     pub fn run(&self, shared: &Shared, label: &str) -> Measured {
-        let started = Instant::now();
+        eprint!("\r  {label:<34} warming up for {:.1} s   ", self.warmup.as_secs_f64());
+        let _ = std::io::stderr().flush();
         std::thread::sleep(self.warmup);
         let proc0 = ProcStats::now();
         shared.measuring.store(true, Ordering::Relaxed);
         let t0 = Instant::now();
         let mut last_tick = t0;
         let mut last_done = shared.done.load(Ordering::Relaxed);
-        let mut rate = 0.0;
         let t1 = loop {
             let now = Instant::now();
             let over = match self.requests {
@@ -335,24 +335,20 @@ impl Window {
             if over {
                 break now;
             }
+            // The progress line, once a second.
             if now - last_tick >= Duration::from_secs(1) {
                 let done = shared.done.load(Ordering::Relaxed);
-                rate = (done - last_done) as f64 / (now - last_tick).as_secs_f64();
+                let rate = (done - last_done) as f64 / (now - last_tick).as_secs_f64();
                 last_done = done;
                 last_tick = now;
+                let goal = match self.requests {
+                    Some(n) => format!("{}/{n} replies", shared.measured.load(Ordering::Relaxed)),
+                    None => format!("{:.0}/{:.0} s", (now - t0).as_secs_f64(), self.duration.as_secs_f64()),
+                };
+                eprint!("\r  {label:<34} measured {goal:>16}, {rate:>8.0} req/s in the last second   ");
+                let _ = std::io::stderr().flush();
             }
-            let goal = match self.requests {
-                Some(n) => format!("{}/{n} req", shared.measured.load(Ordering::Relaxed)),
-                None => format!("{:.0}/{:.0} s", (now - t0).as_secs_f64(), self.duration.as_secs_f64()),
-            };
-            eprint!(
-                "\r  {label:<38} measuring {goal:>14}, {:>9.0} req/s in the last second, {:.1} s in run   ",
-                rate,
-                (now - started).as_secs_f64()
-            );
-            let _ = std::io::stderr().flush();
-            // Short sleeps so that a fixed duration ends on time; the line
-            // changes once a second.
+            // Short sleeps so that a fixed duration ends on time.
             let left = match self.requests {
                 Some(_) => Duration::from_millis(10),
                 None => self.duration.saturating_sub(now - t0),
@@ -467,7 +463,6 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 }
                 let spec = spec_for(args, transport, load, size as usize, dialect);
                 let label = format!("{transport} {} {} B", spec.load_name, spec.size);
-                eprint!("  {label} ...\r");
                 let load_avg = load_average();
                 let shared = Arc::new(Shared::default());
                 let (measured, mut samples) = match transport {
