@@ -19,16 +19,24 @@
 //!   request for `S`**. PARTIALs become [`ClientEvent::Partial`]s of it; the
 //!   FINAL (in MDP/0.1 the one REPLY) becomes [`ClientEvent::Reply`] and
 //!   completes it.
-//! * This is exact when the broker answers one client's requests to one
-//!   service in the order they were sent. mdp-rs's broker guarantees that by
-//!   dispatching at most one request per (client, service) at a time. Brokers
-//!   that hand one client's concurrent requests for one service to several
-//!   workers (the ZeroMQ Guide's, majortomo's) may deliver the replies out of
-//!   order, and then they are matched to the wrong requests. Against such a
-//!   broker, keep one request per service outstanding.
+//! * To keep that exact whatever the broker does, the client puts **one
+//!   request per service on the wire at a time**. Further requests for the
+//!   same service wait in the client, in order, and each is sent when the one
+//!   before it is answered or has failed. Requests for different services go
+//!   out at once, side by side.
+//!
+//!   With several requests for one service on the wire, a single one lost
+//!   without a word would shift every later reply onto the wrong request: a
+//!   broker that drops or expires a request, a broker that restarts while
+//!   ZeroMQ silently reconnects the socket, or a broker (the ZeroMQ Guide's,
+//!   majortomo's) that hands one client's requests to several workers at once
+//!   and so answers them out of order. With one on the wire, a reply for `S`
+//!   can only be for that one request. The price is one round trip per
+//!   request to one service; mdp-rs's broker serves one request per (client,
+//!   service) at a time anyway, for the same reason.
 //! * Majortomo-dialect replies carry no service name, so they are matched to
-//!   the oldest outstanding request overall. To keep that exact, a majortomo
-//!   client may only have requests for one service outstanding at a time:
+//!   the request on the wire. To keep that exact, a majortomo client may only
+//!   have requests for one service outstanding at a time:
 //!   [`request`](Client::request) for another service fails with
 //!   [`ClientUsageError::OtherServiceOutstanding`].
 //! * A reply that matches no outstanding request is dropped with
@@ -37,17 +45,19 @@
 //! ## Timeouts and retries
 //!
 //! Each send of a request has a deadline, `timeout` after it was sent; the
-//! deadline covers the whole reply, PARTIALs included. When a deadline passes,
-//! the client follows RFC 7's advice and replaces its connection: it emits
-//! [`PeerTransmit::Reconnect`] first, then
+//! deadline covers the whole reply, PARTIALs included. A request waiting
+//! behind another for its service has no deadline yet. When a deadline
+//! passes, the client follows RFC 7's advice and replaces its connection: it
+//! emits [`PeerTransmit::Reconnect`] first, then, for each request on the
+//! wire,
 //!
-//! * each request whose deadline passed has used a try: after `tries` tries
-//!   it fails ([`ClientEvent::Failed`]), otherwise it is sent again;
-//! * every other outstanding request is sent again too, because its reply
-//!   would come to the old connection, which is gone. This costs it no try.
+//! * if its deadline passed it has used a try: after `tries` tries it fails
+//!   ([`ClientEvent::Failed`]) and the next request for its service goes out,
+//!   otherwise it is sent again;
+//! * otherwise it is sent again too, because its reply would come to the old
+//!   connection, which is gone. This costs it no try.
 //!
-//! Requests are resent in the order they were first sent, so the order per
-//! service, which matching relies on, is kept; each gets a fresh deadline. A
+//! Each request sent gets a fresh deadline. A
 //! resent request whose PARTIALs were already delivered is announced with
 //! [`ClientEvent::Restarted`]: the parts delivered so far must be thrown away,
 //! because the answer starts again from its first part.
@@ -287,7 +297,11 @@ struct Pending {
     body: Multipart,
     /// How many times it was sent.
     tries: u32,
-    /// When the current send times out (`None`: too far away for `Instant`).
+    /// Whether it is on the wire: the oldest outstanding request for its
+    /// service. The others wait their turn unsent.
+    sent: bool,
+    /// When the current send times out (`None`: not sent, or too far away
+    /// for `Instant`).
     deadline: Option<Instant>,
     /// Whether PARTIALs of the current send were delivered.
     parts_delivered: bool,
@@ -300,8 +314,7 @@ pub struct Client {
     /// The latest `now` passed in; time never goes back from it.
     now: Instant,
     next_id: u64,
-    /// Outstanding requests in the order they were sent. Deadlines never
-    /// decrease along this order (see `poll_timeout`).
+    /// Outstanding requests in the order they were made.
     pending: BTreeMap<RequestId, Pending>,
     /// Outstanding request ids per service, oldest first: whom a reply is for.
     by_service: HashMap<Bytes, VecDeque<RequestId>>,
@@ -359,10 +372,14 @@ impl Client {
         self.check_request(&service, &body)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let pending = Pending { service: service.clone(), body, tries: 1, deadline: None, parts_delivered: false };
+        let pending =
+            Pending { service: service.clone(), body, tries: 1, sent: false, deadline: None, parts_delivered: false };
         self.pending.insert(id, pending);
-        self.by_service.entry(service).or_default().push_back(id);
-        self.send(id, now);
+        let queue = self.by_service.entry(service).or_default();
+        queue.push_back(id);
+        if queue.len() == 1 {
+            self.send(id, now);
+        }
         Ok(id)
     }
 
@@ -393,8 +410,8 @@ impl Client {
             return;
         }
         self.transmits.push_back(PeerTransmit::Reconnect);
-        let ids: Vec<RequestId> = self.pending.keys().copied().collect();
-        for id in ids {
+        let on_wire: Vec<RequestId> = self.pending.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
+        for id in on_wire {
             self.retry(id, now);
         }
     }
@@ -416,12 +433,10 @@ impl Client {
         self.first_deadline().map(|d| d.max(self.now))
     }
 
-    /// The earliest deadline, which is the oldest request's: a request sent
-    /// at `now` gets `now + timeout`, `now` never goes back, and a timeout
-    /// resends every outstanding request with the same fresh deadline, so
-    /// deadlines never decrease in the order requests were first sent.
+    /// The earliest deadline of a request on the wire: one per service.
     fn first_deadline(&self) -> Option<Instant> {
-        self.pending.values().next().and_then(|p| p.deadline)
+        let heads = self.by_service.values().filter_map(|ids| ids.front());
+        heads.filter_map(|id| self.pending.get(id)?.deadline).min()
     }
 
     fn check_request(&self, service: &Bytes, body: &Multipart) -> Result<(), ClientUsageError> {
@@ -455,6 +470,7 @@ impl Client {
     /// Sends (or resends) request `id` and starts its deadline.
     fn send(&mut self, id: RequestId, now: Instant) {
         let Some(p) = self.pending.get_mut(&id) else { return };
+        p.sent = true;
         p.deadline = now.checked_add(self.config.timeout);
         p.parts_delivered = false;
         let command = PeerCommand::Request { service: p.service.clone(), body: p.body.clone() };
@@ -472,12 +488,12 @@ impl Client {
         let Some(p) = self.pending.get_mut(&id) else { return };
         let timed_out = p.deadline.is_some_and(|d| d <= now);
         if timed_out && p.tries >= self.config.tries {
-            self.remove(id);
             let reason = match self.config.tries {
                 1 => FailReason::Timeout,
                 tries => FailReason::RetriesExhausted { tries },
             };
             self.events.push_back(ClientEvent::Failed { id, reason });
+            self.complete(id, now);
             return;
         }
         if timed_out {
@@ -489,12 +505,15 @@ impl Client {
         self.send(id, now);
     }
 
-    /// The request a reply naming `service` (or none) belongs to.
+    /// The request a reply naming `service` (or none) belongs to: the one
+    /// on the wire for that service. In the majortomo dialect all requests
+    /// are for one service, so the oldest is the one on the wire.
     fn matching(&self, service: Option<&Bytes>) -> Option<RequestId> {
-        match service {
+        let id = match service {
             Some(service) => self.by_service.get(service).and_then(|ids| ids.front().copied()),
             None => self.pending.keys().next().copied(),
-        }
+        };
+        id.filter(|id| self.pending.get(id).is_some_and(|p| p.sent))
     }
 
     fn partial(&mut self, service: Option<Bytes>, body: Multipart) {
@@ -511,16 +530,21 @@ impl Client {
         let Some(id) = self.matching(service.as_ref()) else {
             return self.unmatched("FINAL", service);
         };
-        self.remove(id);
         self.events.push_back(ClientEvent::Reply { id, body });
+        let now = self.now;
+        self.complete(id, now);
     }
 
-    fn remove(&mut self, id: RequestId) {
+    /// `id` is answered or failed: forget it, and send the next request
+    /// waiting for its service.
+    fn complete(&mut self, id: RequestId, now: Instant) {
         let Some(p) = self.pending.remove(&id) else { return };
-        if let Some(ids) = self.by_service.get_mut(&p.service) {
-            ids.retain(|&other| other != id);
-            if ids.is_empty() {
-                // Forget the service, so the map holds only outstanding ones.
+        let Some(ids) = self.by_service.get_mut(&p.service) else { return };
+        ids.retain(|&other| other != id);
+        match ids.front().copied() {
+            Some(next) => self.send(next, now),
+            // Forget the service, so the map holds only outstanding ones.
+            None => {
                 self.by_service.remove(&p.service);
             }
         }

@@ -427,18 +427,28 @@ fn unknown(index: usize, frame: Bytes, dialect: Dialect, expected: &'static str)
     DecodeError::UnknownCommand { index, dialect, found: Found(frame), expected }
 }
 
+/// Reads the header, then hands the rest to the sub-protocol's decoder
+/// (worker commands get their command frame already read).
+fn decode_with<T>(
+    frames: Multipart,
+    client: fn(Dialect, Reader) -> Result<T, DecodeError>,
+    worker: fn(Dialect, usize, Bytes, Reader) -> Result<T, DecodeError>,
+) -> Result<(Dialect, T), DecodeError> {
+    let (dialect, sub, mut r) = header(frames)?;
+    let command = match sub {
+        Sub::Client => client(dialect, r)?,
+        Sub::Worker => {
+            let (index, frame) = r.command()?;
+            worker(dialect, index, frame, r)?
+        }
+    };
+    Ok((dialect, command))
+}
+
 impl PeerCommand {
     /// Decodes a message sent to the broker, and tells the dialect it is in.
     pub fn decode(frames: Multipart) -> Result<(Dialect, PeerCommand), DecodeError> {
-        let (dialect, sub, mut r) = header(frames)?;
-        let command = match sub {
-            Sub::Client => Self::decode_client(dialect, r)?,
-            Sub::Worker => {
-                let (index, frame) = r.command()?;
-                Self::decode_worker(dialect, index, frame, r)?
-            }
-        };
-        Ok((dialect, command))
+        decode_with(frames, Self::decode_client, Self::decode_worker)
     }
 
     fn decode_client(dialect: Dialect, mut r: Reader) -> Result<PeerCommand, DecodeError> {
@@ -510,15 +520,16 @@ impl PeerCommand {
                 if body.is_empty() {
                     return Err(EncodeError::EmptyBody);
                 }
-                out.reserve_exact(4 + body.len());
-                start(&mut out, dialect, Sub::Client);
-                match dialect {
-                    Dialect::V01 => {}
-                    Dialect::V02 => out.push(byte(ccmd::RFC18_REQUEST)),
-                    Dialect::Majortomo => out.push(byte(ccmd::MAJORTOMO_REQUEST)),
-                }
-                out.push(service);
-                out.extend(body);
+                let head_len = start_len(dialect) + usize::from(dialect != Dialect::V01) + 1;
+                return Ok(prepend(body, head_len, |out| {
+                    start(out, dialect, Sub::Client);
+                    match dialect {
+                        Dialect::V01 => {}
+                        Dialect::V02 => out.push(byte(ccmd::RFC18_REQUEST)),
+                        Dialect::Majortomo => out.push(byte(ccmd::MAJORTOMO_REQUEST)),
+                    }
+                    out.push(service);
+                }));
             }
             PeerCommand::Ready { service } => {
                 check_service(&service)?;
@@ -530,10 +541,10 @@ impl PeerCommand {
                 if v01 {
                     return Err(EncodeError::NoPartial(dialect));
                 }
-                addressed(&mut out, dialect, V02_PARTIAL, client, body);
+                return Ok(addressed(dialect, V02_PARTIAL, client, body));
             }
             PeerCommand::Final { client, body } => {
-                addressed(&mut out, dialect, if v01 { V01_REPLY } else { V02_FINAL }, client, body);
+                return Ok(addressed(dialect, if v01 { V01_REPLY } else { V02_FINAL }, client, body));
             }
             PeerCommand::Heartbeat => {
                 start(&mut out, dialect, Sub::Worker);
@@ -551,15 +562,7 @@ impl PeerCommand {
 impl BrokerCommand {
     /// Decodes a message sent by the broker, and tells the dialect it is in.
     pub fn decode(frames: Multipart) -> Result<(Dialect, BrokerCommand), DecodeError> {
-        let (dialect, sub, mut r) = header(frames)?;
-        let command = match sub {
-            Sub::Client => Self::decode_client(dialect, r)?,
-            Sub::Worker => {
-                let (index, frame) = r.command()?;
-                Self::decode_worker(dialect, index, frame, r)?
-            }
-        };
-        Ok((dialect, command))
+        decode_with(frames, Self::decode_client, Self::decode_worker)
     }
 
     fn decode_client(dialect: Dialect, mut r: Reader) -> Result<BrokerCommand, DecodeError> {
@@ -630,7 +633,7 @@ impl BrokerCommand {
                     Dialect::V02 => ccmd::RFC18_PARTIAL,
                     Dialect::Majortomo => ccmd::MAJORTOMO_PARTIAL,
                 };
-                client_reply(&mut out, dialect, Some(command), service, body)?;
+                return client_reply(dialect, Some(command), service, body);
             }
             BrokerCommand::Final { service, body } => {
                 let command = match dialect {
@@ -638,13 +641,13 @@ impl BrokerCommand {
                     Dialect::V02 => Some(ccmd::RFC18_FINAL),
                     Dialect::Majortomo => Some(ccmd::MAJORTOMO_FINAL),
                 };
-                client_reply(&mut out, dialect, command, service, body)?;
+                return client_reply(dialect, command, service, body);
             }
             BrokerCommand::Request { client, body } => {
                 if body.is_empty() {
                     return Err(EncodeError::EmptyBody);
                 }
-                addressed(&mut out, dialect, if v01 { V01_REQUEST } else { V02_REQUEST }, client, body);
+                return Ok(addressed(dialect, if v01 { V01_REQUEST } else { V02_REQUEST }, client, body));
             }
             BrokerCommand::Heartbeat => {
                 start(&mut out, dialect, Sub::Worker);
@@ -687,39 +690,80 @@ fn start(out: &mut Multipart, dialect: Dialect, sub: Sub) {
     }));
 }
 
+/// Writes the frames `head` pushes in front of `body`, in `body`'s buffer when
+/// it has room. A decoded message leaves its header's slots free in front of
+/// its body, so re-addressing it (a worker's FINAL becoming a client's reply)
+/// needs no allocation.
+fn prepend(mut body: Multipart, head_len: usize, head: impl FnOnce(&mut Multipart)) -> Multipart {
+    if body.capacity() - body.len() < head_len {
+        // No room: one new buffer of the exact size, as a growth would
+        // reallocate anyway.
+        let mut out = Vec::with_capacity(head_len + body.len());
+        head(&mut out);
+        debug_assert_eq!(out.len(), head_len, "head_len is the number of frames head pushes");
+        out.append(&mut body);
+        return out;
+    }
+    let len = body.len();
+    head(&mut body);
+    debug_assert_eq!(body.len(), len + head_len, "head_len is the number of frames head pushes");
+    body.rotate_right(head_len);
+    body
+}
+
+/// Frames `start` pushes.
+fn start_len(dialect: Dialect) -> usize {
+    usize::from(dialect.leading_empty()) + 1
+}
+
 /// Header, command, client address, empty delimiter, body.
-fn addressed(out: &mut Multipart, dialect: Dialect, command: u8, client: Bytes, body: Multipart) {
-    out.reserve_exact(5 + body.len());
-    start(out, dialect, Sub::Worker);
+fn addressed(dialect: Dialect, command: u8, client: Bytes, body: Multipart) -> Multipart {
+    prepend(body, start_len(dialect) + 3, |out| {
+        start(out, dialect, Sub::Worker);
+        out.push(byte(command));
+        out.push(client);
+        out.push(Bytes::new());
+    })
+}
+
+/// The REQUEST the broker sends a worker, in one allocation. The body is
+/// borrowed: the broker keeps it to re-queue the request if the worker is
+/// lost, so the frames are cloned (reference counts, not bytes).
+pub(crate) fn worker_request(dialect: Dialect, client: Bytes, body: &[Bytes]) -> Multipart {
+    debug_assert!(!body.is_empty(), "a REQUEST has a body");
+    let command = if dialect == Dialect::V01 { wcmd::V01_REQUEST } else { wcmd::V02_REQUEST };
+    let mut out = Vec::with_capacity(start_len(dialect) + 3 + body.len());
+    start(&mut out, dialect, Sub::Worker);
     out.push(byte(command));
     out.push(client);
     out.push(Bytes::new());
-    out.extend(body);
+    out.extend_from_slice(body);
+    out
 }
 
 fn client_reply(
-    out: &mut Multipart,
     dialect: Dialect,
     command: Option<u8>,
     service: Option<Bytes>,
     body: Multipart,
-) -> Result<(), EncodeError> {
-    out.reserve_exact(4 + body.len());
-    start(out, dialect, Sub::Client);
-    if let Some(command) = command {
-        out.push(byte(command));
-    }
-    match (dialect, service) {
-        (Dialect::Majortomo, None) => {}
+) -> Result<Multipart, EncodeError> {
+    let service = match (dialect, service) {
+        (Dialect::Majortomo, None) => None,
         (Dialect::Majortomo, Some(_)) => return Err(EncodeError::UnexpectedService(dialect)),
         (_, None) => return Err(EncodeError::MissingService(dialect)),
         (_, Some(service)) => {
             check_service(&service)?;
-            out.push(service);
+            Some(service)
         }
-    }
-    out.extend(body);
-    Ok(())
+    };
+    let head_len = start_len(dialect) + usize::from(command.is_some()) + usize::from(service.is_some());
+    Ok(prepend(body, head_len, |out| {
+        start(out, dialect, Sub::Client);
+        if let Some(command) = command {
+            out.push(byte(command));
+        }
+        out.extend(service);
+    }))
 }
 
 #[cfg(test)]
@@ -737,6 +781,32 @@ mod tests {
         let (_, cmd) = PeerCommand::decode(input).unwrap();
         let PeerCommand::Request { body: decoded, .. } = cmd else { panic!("not a request") };
         assert_eq!(decoded[0].as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn a_decoded_final_is_readdressed_in_its_own_buffer() {
+        for dialect in Dialect::ALL {
+            let fin = PeerCommand::Final { client: Bytes::from_static(b"c"), body: vec![Bytes::from_static(b"hi")] };
+            let frames = fin.encode(dialect).unwrap();
+            let buffer = frames.as_ptr();
+            let (_, PeerCommand::Final { body, .. }) = PeerCommand::decode(frames).unwrap() else {
+                panic!("not a FINAL")
+            };
+            let service = (dialect != Dialect::Majortomo).then(|| Bytes::from_static(b"echo"));
+            let reply = BrokerCommand::Final { service, body }.encode(dialect).unwrap();
+            assert_eq!(reply.as_ptr(), buffer, "{dialect}");
+            assert_eq!(BrokerCommand::decode(reply).unwrap().0, dialect);
+        }
+    }
+
+    #[test]
+    fn worker_request_matches_encode() {
+        for dialect in Dialect::ALL {
+            let (client, body) = (Bytes::from_static(b"c"), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+            let direct = worker_request(dialect, client.clone(), &body);
+            assert_eq!(direct.capacity(), direct.len());
+            assert_eq!(direct, BrokerCommand::Request { client, body }.encode(dialect).unwrap());
+        }
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl<K: Ord> DeadlineQueue<K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test starts its virtual clock from the real one
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -1,4 +1,5 @@
 //! The broker's behaviour, through its public API only, under virtual time.
+#![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 mod common;
 
@@ -767,6 +768,49 @@ fn a_silent_busy_worker_expires_and_its_request_goes_back_to_the_head() {
     assert_eq!(out.requests(), vec![(w2.clone(), a.0.clone(), body(&["a"]))]);
     assert_eq!(h.reply(&w2, V02, &a, &["r"]).dispatched(), vec![(b.clone(), w2.clone())]);
     assert_eq!(h.reply(&w2, V02, &b, &["r"]).dispatched(), vec![(c.clone(), w2.clone())]);
+}
+
+#[test]
+fn max_job_time_frees_a_worker_whose_answer_never_comes() {
+    // The worker keeps heartbeating (so it never expires), but its FINAL
+    // was lost: without a limit it would stay busy for ever.
+    let mut h = Harness::new(config(|c| c.max_job_time = Some(Duration::from_secs(9))));
+    let (w1, w2, a) = (id("w1"), id("w2"), id("a"));
+    h.ready(&w1, V02, "echo");
+    h.request(&a, V02, "echo", &["a"]);
+    for t in 1..=3 {
+        h.set_time(ms(t * 2800));
+        h.heartbeat(&w1, V02);
+        assert!(h.tick(ms(t * 2800)).events.is_empty(), "still working at {} ms", t * 2800);
+    }
+    assert!(h.run_until(ms(8_999)).events.is_empty());
+    let out = h.run_until(ms(9_000));
+    assert_eq!(
+        out.events,
+        vec![
+            gone(&w1, "echo", GoneReason::JobTooLong),
+            BrokerEvent::RequestRequeued { client: a.clone(), service: svc("echo"), dispatches: 1 }
+        ]
+    );
+    assert_eq!(out.to(&w1).last(), Some(&disconnect(V02)));
+    // Another worker answers it.
+    let out = h.ready(&w2, V02, "echo");
+    assert_eq!(out.requests(), vec![(w2.clone(), a.0.clone(), body(&["a"]))]);
+}
+
+#[test]
+fn without_max_job_time_a_heartbeating_worker_may_work_as_long_as_it_likes() {
+    let mut h = Harness::default();
+    let (w1, a) = (id("w1"), id("a"));
+    h.ready(&w1, V02, "echo");
+    h.request(&a, V02, "echo", &["a"]);
+    for t in 1..=100 {
+        h.set_time(ms(t * 2000));
+        h.heartbeat(&w1, V02);
+        assert!(h.tick(ms(t * 2000)).events.is_empty());
+    }
+    assert_eq!(h.broker.stats().busy_workers, 1);
+    assert_eq!(h.reply(&w1, V02, &a, &["r"]).to(&a).len(), 1);
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! The client state machine through its public API, under virtual time.
+#![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -60,6 +61,19 @@ fn ask(c: &mut Client, now: Instant, service: &'static [u8], body: &'static [u8]
     id
 }
 
+/// Makes a request that must wait: one for its service is on the wire.
+fn queue(c: &mut Client, now: Instant, service: &'static [u8], body: &'static [u8]) -> RequestId {
+    let id = c.request(now, b(service), frames(&[body])).expect("request accepted");
+    assert_eq!(drain(c), (vec![], vec![]), "a second request for one service waits its turn");
+    id
+}
+
+/// Passes one message in; returns the events and what was sent.
+fn feed(c: &mut Client, now: Instant, message: Multipart) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
+    c.handle_message(now, message);
+    drain(c)
+}
+
 /// A reply from the broker; `service` is left out in the majortomo dialect.
 fn reply(dialect: Dialect, partial: bool, service: &'static [u8], body: &'static [u8]) -> Multipart {
     let service = (dialect != Dialect::Majortomo).then(|| b(service));
@@ -108,16 +122,19 @@ fn request_frames_in_each_dialect() {
         let mut c = client(dialect, t0);
         let first = ask(&mut c, t0, b"echo", b"hello");
         let second = c.request(t0, b(b"echo"), frames(&[b"a", b"b"])).unwrap();
+        assert_eq!(drain(&mut c), (vec![], vec![]), "{dialect}: the second waits for the first");
+        assert!(second > first, "ids increase");
+        assert_eq!(second.get(), first.get() + 1);
+        assert_eq!(c.outstanding(), 2);
+        assert_eq!(c.poll_timeout(), Some(t0 + TIMEOUT));
         let expected = match dialect {
             Dialect::V01 => send(&[b"", b"MDPC01", b"echo", b"a", b"b"]),
             Dialect::V02 => send(&[b"MDPC02", &[0x01], b"echo", b"a", b"b"]),
             Dialect::Majortomo => send(&[b"", b"MDPC02", &[0x02], b"echo", b"a", b"b"]),
         };
-        assert_eq!(drain(&mut c), (vec![expected], vec![]), "{dialect}");
-        assert!(second > first, "ids increase");
-        assert_eq!(second.get(), first.get() + 1);
-        assert_eq!(c.outstanding(), 2);
-        assert_eq!(c.poll_timeout(), Some(t0 + TIMEOUT));
+        let answered = feed(&mut c, t0 + ms(5), final_(dialect, b"echo", b"r"));
+        assert_eq!(answered, (vec![expected], vec![got_reply(first, b"r")]), "{dialect}");
+        assert_eq!(c.poll_timeout(), Some(t0 + ms(5) + TIMEOUT), "its deadline starts when it is sent");
     }
 }
 
@@ -144,8 +161,9 @@ fn v01_gets_one_reply_per_request() {
     let t0 = Instant::now();
     let mut c = client(Dialect::V01, t0);
     let first = ask(&mut c, t0, b"echo", b"1");
-    let second = ask(&mut c, t0, b"echo", b"2");
-    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r1")), got_reply(first, b"r1"));
+    let second = queue(&mut c, t0, b"echo", b"2");
+    let answered = feed(&mut c, t0, final_(Dialect::V01, b"echo", b"r1"));
+    assert_eq!(answered, (vec![request_frames(Dialect::V01, b"echo", b"2")], vec![got_reply(first, b"r1")]));
     assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r2")), got_reply(second, b"r2"));
     assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r3")), unmatched("FINAL", Some(b"echo")));
 }
@@ -157,23 +175,27 @@ fn replies_match_fifo_per_service_across_two_services() {
     let mut c = client(d, t0);
     let a1 = ask(&mut c, t0, b"a", b"a1");
     let b1 = ask(&mut c, t0, b"b", b"b1");
-    let a2 = ask(&mut c, t0, b"a", b"a2");
-    let b2 = ask(&mut c, t0, b"b", b"b2");
-    let a3 = ask(&mut c, t0, b"a", b"a3");
-    let script: Vec<(Multipart, ClientEvent)> = vec![
-        (partial(d, b"b", b"x"), got_partial(b1, b"x")),
-        (final_(d, b"b", b"y"), got_reply(b1, b"y")),
-        (final_(d, b"a", b"z"), got_reply(a1, b"z")),
-        (partial(d, b"a", b"p"), got_partial(a2, b"p")),
-        (partial(d, b"a", b"q"), got_partial(a2, b"q")),
-        (final_(d, b"a", b"r"), got_reply(a2, b"r")),
-        (final_(d, b"b", b"s"), got_reply(b2, b"s")),
-        (partial(d, b"b", b"t"), unmatched("PARTIAL", Some(b"b"))),
-        (final_(d, b"c", b"u"), unmatched("FINAL", Some(b"c"))),
-        (final_(d, b"a", b"v"), got_reply(a3, b"v")),
+    let a2 = queue(&mut c, t0, b"a", b"a2");
+    let b2 = queue(&mut c, t0, b"b", b"b2");
+    let a3 = queue(&mut c, t0, b"a", b"a3");
+    // Each step: what comes in, the event it causes, and the request it lets
+    // go out (the next one waiting for that service).
+    type Step = (Multipart, ClientEvent, Option<(&'static [u8], &'static [u8])>);
+    let script: Vec<Step> = vec![
+        (partial(d, b"b", b"x"), got_partial(b1, b"x"), None),
+        (final_(d, b"b", b"y"), got_reply(b1, b"y"), Some((b"b", b"b2"))),
+        (final_(d, b"a", b"z"), got_reply(a1, b"z"), Some((b"a", b"a2"))),
+        (partial(d, b"a", b"p"), got_partial(a2, b"p"), None),
+        (partial(d, b"a", b"q"), got_partial(a2, b"q"), None),
+        (final_(d, b"a", b"r"), got_reply(a2, b"r"), Some((b"a", b"a3"))),
+        (final_(d, b"b", b"s"), got_reply(b2, b"s"), None),
+        (partial(d, b"b", b"t"), unmatched("PARTIAL", Some(b"b")), None),
+        (final_(d, b"c", b"u"), unmatched("FINAL", Some(b"c")), None),
+        (final_(d, b"a", b"v"), got_reply(a3, b"v"), None),
     ];
-    for (i, (message, expected)) in script.into_iter().enumerate() {
-        assert_eq!(receive(&mut c, t0 + ms(i as u64), message), expected, "step {i}");
+    for (i, (message, event, next)) in script.into_iter().enumerate() {
+        let sent: Vec<PeerTransmit> = next.map(|(s, body)| request_frames(d, s, body)).into_iter().collect();
+        assert_eq!(feed(&mut c, t0 + ms(i as u64), message), (sent, vec![event]), "step {i}");
     }
     assert_eq!(c.outstanding(), 0);
 }
@@ -184,9 +206,10 @@ fn majortomo_matches_the_oldest_request_overall() {
     let d = Dialect::Majortomo;
     let mut c = client(d, t0);
     let first = ask(&mut c, t0, b"echo", b"1");
-    let second = ask(&mut c, t0, b"echo", b"2");
+    let second = queue(&mut c, t0, b"echo", b"2");
     assert_eq!(receive(&mut c, t0, partial(d, b"", b"p")), got_partial(first, b"p"));
-    assert_eq!(receive(&mut c, t0, final_(d, b"", b"f")), got_reply(first, b"f"));
+    let answered = feed(&mut c, t0, final_(d, b"", b"f"));
+    assert_eq!(answered, (vec![request_frames(d, b"echo", b"2")], vec![got_reply(first, b"f")]));
     assert_eq!(receive(&mut c, t0, final_(d, b"", b"g")), got_reply(second, b"g"));
     assert_eq!(receive(&mut c, t0, final_(d, b"", b"h")), unmatched("FINAL", None));
 }
@@ -203,8 +226,8 @@ fn majortomo_refuses_a_second_service_while_one_is_outstanding() {
     assert_eq!(err, ClientUsageError::OtherServiceOutstanding { outstanding, requested });
     assert_eq!(drain(&mut c), (vec![], vec![]), "nothing sent");
     // The same service is fine, and another one once the first is answered.
-    ask(&mut c, t0, b"echo", b"2");
-    receive(&mut c, t0, final_(d, b"", b"r"));
+    queue(&mut c, t0, b"echo", b"2");
+    feed(&mut c, t0, final_(d, b"", b"r"));
     receive(&mut c, t0, final_(d, b"", b"r"));
     assert!(!c.is_outstanding(id));
     ask(&mut c, t0, b"time", b"3");
@@ -315,33 +338,32 @@ fn a_timeout_resends_every_outstanding_request_in_order_without_using_their_trie
     let mut c = client(d, t0);
     let a1 = ask(&mut c, t0, b"a", b"a1");
     let b1 = ask(&mut c, t0 + ms(1000), b"b", b"b1");
-    let a2 = ask(&mut c, t0 + ms(2000), b"a", b"a2");
-    // a1 times out; b1 and a2 go along to the new connection.
+    let a2 = queue(&mut c, t0 + ms(2000), b"a", b"a2");
+    // a1 times out; b1 goes along to the new connection; a2 still waits.
     c.handle_timeout(t0 + TIMEOUT);
-    let expected = vec![
-        PeerTransmit::Reconnect,
-        request_frames(d, b"a", b"a1"),
-        request_frames(d, b"b", b"b1"),
-        request_frames(d, b"a", b"a2"),
-    ];
+    let expected = vec![PeerTransmit::Reconnect, request_frames(d, b"a", b"a1"), request_frames(d, b"b", b"b1")];
     assert_eq!(drain(&mut c), (expected, vec![]));
-    // All three now share one fresh deadline, and the per-service order holds.
+    // Both now share one fresh deadline.
     assert_eq!(c.poll_timeout(), Some(t0 + TIMEOUT * 2));
-    assert_eq!(receive(&mut c, t0 + ms(2600), final_(d, b"a", b"r")), got_reply(a1, b"r"));
-    // Nothing more: b1 and a2 time out at 5.0 s (b1's second try, a2's second).
+    // a1's answer lets a2 go, with its own deadline.
+    let answered = feed(&mut c, t0 + ms(2600), final_(d, b"a", b"r"));
+    assert_eq!(answered, (vec![request_frames(d, b"a", b"a2")], vec![got_reply(a1, b"r")]));
+    // b1 times out at 5.0 s (its second try); a2 (first try) is resent with it.
     c.handle_timeout(t0 + TIMEOUT * 2);
-    drain(&mut c);
+    let resent = vec![PeerTransmit::Reconnect, request_frames(d, b"b", b"b1"), request_frames(d, b"a", b"a2")];
+    assert_eq!(drain(&mut c), (resent, vec![]));
+    // 7.5 s: both time out: b1's third try, a2's second.
     c.handle_timeout(t0 + TIMEOUT * 3);
     drain(&mut c);
-    // a1 would have failed at 7.5 s; b1 and a2 used one try less and fail
-    // only now, at 10 s.
+    // 10 s: b1 is out of tries; a2, resent without using a try at 5 s, goes on.
     c.handle_timeout(t0 + TIMEOUT * 4 - ms(1));
     assert_eq!(drain(&mut c), (vec![], vec![]));
     c.handle_timeout(t0 + TIMEOUT * 4);
     let exhausted = FailReason::RetriesExhausted { tries: 3 };
-    let events =
-        vec![ClientEvent::Failed { id: b1, reason: exhausted }, ClientEvent::Failed { id: a2, reason: exhausted }];
-    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect], events));
+    let events = vec![ClientEvent::Failed { id: b1, reason: exhausted }];
+    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect, request_frames(d, b"a", b"a2")], events));
+    c.handle_timeout(t0 + TIMEOUT * 5);
+    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect], vec![ClientEvent::Failed { id: a2, reason: exhausted }]));
 }
 
 #[test]
@@ -351,14 +373,14 @@ fn requests_not_timed_out_keep_their_tries() {
     config.tries = 2;
     let mut c = Client::new(config, t0).unwrap();
     let old = ask(&mut c, t0, b"a", b"1");
-    let young = ask(&mut c, t0 + ms(2000), b"a", b"2");
+    let young = ask(&mut c, t0 + ms(2000), b"b", b"2");
     c.handle_timeout(t0 + TIMEOUT); // old: try 2; young resent, still on try 1
     drain(&mut c);
     c.handle_timeout(t0 + TIMEOUT * 2); // old fails; young: try 2
     let (sent, events) = drain(&mut c);
     let failed = ClientEvent::Failed { id: old, reason: FailReason::RetriesExhausted { tries: 2 } };
     assert_eq!(events, vec![failed]);
-    assert_eq!(sent, vec![PeerTransmit::Reconnect, request_frames(Dialect::V01, b"a", b"2")]);
+    assert_eq!(sent, vec![PeerTransmit::Reconnect, request_frames(Dialect::V01, b"b", b"2")]);
     assert!(c.is_outstanding(young));
 }
 

@@ -112,6 +112,11 @@ impl BrokerRunner {
     fn send(&mut self, t: Transmit) -> Result<(), AdapterError> {
         match send_routed(&self.socket, &t) {
             Ok(()) => Ok(()),
+            // Either way the message is lost. For a worker that would leave
+            // it holding a request it never got, while its heartbeats keep
+            // it alive: so the core forgets it and re-queues the request. A
+            // live worker then gets DISCONNECT on its next HEARTBEAT and
+            // registers again. A client simply retries.
             Err(zmq::Error::EHOSTUNREACH) => {
                 tracing::debug!(peer = %t.to, "peer unreachable; message dropped");
                 self.broker.handle_unreachable(Instant::now(), &t.to);
@@ -119,6 +124,7 @@ impl BrokerRunner {
             }
             Err(zmq::Error::EAGAIN) => {
                 tracing::warn!(peer = %t.to, "peer's pipe is full; message dropped");
+                self.broker.handle_unreachable(Instant::now(), &t.to);
                 Ok(())
             }
             Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),

@@ -168,7 +168,8 @@ impl Client {
     /// Waits for input or a timer, feeds the core and collects answers.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
-        poll(&mut [self.conn.socket.as_poll_item(zmq::POLLIN)], ms)?;
+        poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
+        self.conn.flush_backlog()?;
         while let Some(frames) = self.conn.try_recv()? {
             self.core.handle_message(Instant::now(), frames);
             self.flush()?;
@@ -181,7 +182,7 @@ impl Client {
     fn flush(&mut self) -> Result<(), ClientError> {
         while let Some(t) = self.core.poll_transmit() {
             match t {
-                PeerTransmit::Send(frames) => self.conn.send(&frames)?,
+                PeerTransmit::Send(frames) => self.conn.send(frames)?,
                 PeerTransmit::Reconnect => self.conn.replace()?,
             }
         }

@@ -1,6 +1,7 @@
 //! What the client and the worker share: a DEALER connection to the broker
 //! that can be replaced when the core asks for it.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,44 +12,64 @@ use crate::AdapterError;
 /// Longest wait in one poll, so that a stop request is seen promptly.
 pub(crate) const MAX_POLL: Duration = Duration::from_millis(100);
 
+/// Most messages held back while the socket's pipe is full.
+const MAX_BACKLOG: usize = 10_000;
+
 /// A DEALER socket connected to one broker endpoint.
 pub(crate) struct Connection {
     ctx: zmq::Context,
     endpoint: String,
     pub(crate) socket: zmq::Socket,
+    /// Messages the socket could not take yet (its pipe was full). A lost
+    /// FINAL would leave the broker holding our request for ever, so they
+    /// wait here, in order, and go out when the socket can take them.
+    backlog: VecDeque<Multipart>,
 }
 
 impl Connection {
     pub(crate) fn open(ctx: &zmq::Context, endpoint: &str) -> Result<Self, AdapterError> {
         let socket = dealer(ctx, endpoint)?;
-        Ok(Connection { ctx: ctx.clone(), endpoint: endpoint.to_owned(), socket })
+        Ok(Connection { ctx: ctx.clone(), endpoint: endpoint.to_owned(), socket, backlog: VecDeque::new() })
     }
 
     /// Closes the socket and opens a new one: a new identity, so nothing
     /// meant for the old one can reach the core (the contract of
-    /// [`mdp_core::PeerTransmit::Reconnect`]).
+    /// [`mdp_core::PeerTransmit::Reconnect`]). What the old socket had not
+    /// sent yet was meant for the old connection and goes with it.
     pub(crate) fn replace(&mut self) -> Result<(), AdapterError> {
         self.socket = dealer(&self.ctx, &self.endpoint)?;
+        self.backlog.clear();
         Ok(())
     }
 
-    /// Sends without blocking. If the pipe is full the message is dropped:
-    /// the core's timers recover from a lost message, a blocked thread would
-    /// not.
-    pub(crate) fn send(&self, frames: &Multipart) -> Result<(), AdapterError> {
-        let last = frames.len().saturating_sub(1);
-        for (i, frame) in frames.iter().enumerate() {
-            let more = if i == last { 0 } else { zmq::SNDMORE };
-            match self.socket.send(frame.as_ref(), zmq::DONTWAIT | more) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) if i == 0 => {
-                    tracing::warn!(endpoint = %self.endpoint, "send queue full; message dropped");
-                    return Ok(());
-                }
-                Err(e) => return Err(AdapterError::zmq("send")(e)),
+    /// Sends without blocking, after anything held back.
+    pub(crate) fn send(&mut self, frames: Multipart) -> Result<(), AdapterError> {
+        if self.backlog.len() >= MAX_BACKLOG {
+            tracing::warn!(endpoint = %self.endpoint, "send backlog full; message dropped");
+            return Ok(());
+        }
+        self.backlog.push_back(frames);
+        self.flush_backlog()
+    }
+
+    /// Sends what it can of the backlog, in order.
+    pub(crate) fn flush_backlog(&mut self) -> Result<(), AdapterError> {
+        while let Some(frames) = self.backlog.front() {
+            if !send_now(&self.socket, frames)? {
+                return Ok(());
             }
+            self.backlog.pop_front();
         }
         Ok(())
+    }
+
+    /// The poll events to wait for: input, and room to send if held back.
+    pub(crate) fn events(&self) -> zmq::PollEvents {
+        if self.backlog.is_empty() {
+            zmq::POLLIN
+        } else {
+            zmq::POLLIN | zmq::POLLOUT
+        }
     }
 
     /// One message without blocking.
@@ -59,6 +80,22 @@ impl Connection {
             Err(e) => Err(AdapterError::zmq("recv")(e)),
         }
     }
+}
+
+/// Sends one message if the socket takes it now; `false` if its pipe is
+/// full. Only the first frame can be refused: once it is taken, libzmq
+/// takes the rest of the message.
+fn send_now(socket: &zmq::Socket, frames: &Multipart) -> Result<bool, AdapterError> {
+    let last = frames.len().saturating_sub(1);
+    for (i, frame) in frames.iter().enumerate() {
+        let more = if i == last { 0 } else { zmq::SNDMORE };
+        match socket.send(frame.as_ref(), zmq::DONTWAIT | more) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) if i == 0 => return Ok(false),
+            Err(e) => return Err(AdapterError::zmq("send")(e)),
+        }
+    }
+    Ok(true)
 }
 
 fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, AdapterError> {

@@ -147,8 +147,9 @@ impl Driver {
         self.flush()?;
         while !stop.load(Ordering::Relaxed) {
             let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
-            let mut items = [self.conn.socket.as_poll_item(zmq::POLLIN), self.bell.as_poll_item(zmq::POLLIN)];
+            let mut items = [self.conn.socket.as_poll_item(self.conn.events()), self.bell.as_poll_item(zmq::POLLIN)];
             poll(&mut items, ms)?;
+            self.conn.flush_backlog()?;
             while let Some(frames) = self.conn.try_recv()? {
                 self.core.handle_message(Instant::now(), frames);
                 self.flush()?;
@@ -191,7 +192,7 @@ impl Driver {
         loop {
             while let Some(t) = self.core.poll_transmit() {
                 match t {
-                    PeerTransmit::Send(frames) => self.conn.send(&frames)?,
+                    PeerTransmit::Send(frames) => self.conn.send(frames)?,
                     PeerTransmit::Reconnect => self.conn.replace()?,
                 }
             }

@@ -25,13 +25,25 @@ pub struct BrokerConfig {
     /// window as for idle workers. majortomo's workers do not heartbeat while
     /// they work; give this a larger value to host slow majortomo workers.
     pub busy_worker_timeout: Option<Duration>,
+    /// The longest a worker may hold one request, heartbeats or not. Past
+    /// it the worker is sent DISCONNECT, forgotten, and its request
+    /// re-queued. `None` (the default): no limit. Over ZeroMQ or TCP a
+    /// message is never lost inside a live connection, so a worker that
+    /// heartbeats is working; over a transport that can lose a REQUEST or a
+    /// FINAL while the connection stays up, set this, or such a worker stays
+    /// "busy" for ever. (majortomo's broker calls this its busy worker
+    /// timeout, 900 s by default.)
+    pub max_job_time: Option<Duration>,
     /// A queued request that no worker has taken this long after it arrived
     /// expires with [`BrokerEvent::RequestExpired`](crate::BrokerEvent::RequestExpired).
     /// Time spent at a worker that then died counts too. Default: 10 s.
     pub request_timeout: Duration,
     /// How many times one request may be handed to a worker. A request whose
     /// worker dies is re-queued at the head of its service until it has been
-    /// dispatched this often, then dropped with an event. Default: 3.
+    /// dispatched this often, then dropped with an event. (One whose worker
+    /// had streamed PARTIALs to an MDP/0.2 client is dropped at once:
+    /// [`DropReason::PartlyAnswered`](crate::DropReason::PartlyAnswered).)
+    /// Default: 3.
     pub max_dispatches: u32,
     /// Most services known at once (a service exists while it has workers or
     /// queued requests). Default: 10,000.
@@ -71,6 +83,7 @@ impl Default for BrokerConfig {
             heartbeat_interval: Duration::from_millis(2500),
             liveness: 3,
             busy_worker_timeout: None,
+            max_job_time: None,
             request_timeout: Duration::from_secs(10),
             max_dispatches: 3,
             max_services: 10_000,

@@ -89,6 +89,10 @@ pub enum GoneReason {
     Disconnected,
     /// It was silent for longer than its liveness window.
     Expired,
+    /// It held one request for longer than
+    /// [`max_job_time`](crate::BrokerConfig::max_job_time); it was sent
+    /// DISCONNECT and its request re-queued.
+    JobTooLong,
     /// It broke the protocol and was sent DISCONNECT.
     Misbehaved,
     /// The transport reported it unreachable
@@ -110,6 +114,11 @@ pub enum DropReason {
     ReplyTooLarge,
     /// The broker shut down before the request was answered.
     Shutdown,
+    /// Its worker was lost after PARTIALs of the answer had reached the
+    /// (MDP/0.2) client. Another worker's answer would start again from the
+    /// first part, and the client could not tell it from a continuation, so
+    /// the request is not re-queued: the client times out and resends it.
+    PartlyAnswered,
 }
 
 /// Which limit was hit.

@@ -27,6 +27,7 @@ mod event;
 mod service;
 mod worker;
 
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -53,8 +54,8 @@ pub struct Transmit {
 const MMI_PREFIX: &[u8] = b"mmi.";
 const MMI_SERVICE: &[u8] = b"mmi.service";
 
-/// Timer key of a queued request: (service, client, sequence number).
-type RequestKey = (Bytes, PeerId, u64);
+/// Timer key of a client's queue of requests to a service.
+type QueueKey = (Bytes, PeerId);
 
 /// The MDP broker state machine. See the [crate docs](crate) for the loop
 /// that drives it.
@@ -65,7 +66,7 @@ pub struct Broker {
     workers: Map<PeerId, WorkerRec>,
     services: Map<Bytes, Service>,
     worker_timers: DeadlineQueue<(PeerId, u64)>,
-    request_timers: DeadlineQueue<RequestKey>,
+    request_timers: DeadlineQueue<QueueKey>,
     transmits: std::collections::VecDeque<Transmit>,
     events: std::collections::VecDeque<BrokerEvent>,
     stats: BrokerStats,
@@ -165,8 +166,8 @@ impl Broker {
         while let Some((at, (id, gen))) = self.worker_timers.pop_due(now) {
             self.worker_timer(id, gen, at);
         }
-        while let Some((_, (service, client, seq))) = self.request_timers.pop_due(now) {
-            self.request_timer(service, client, seq);
+        while let Some((at, (service, client))) = self.request_timers.pop_due(now) {
+            self.request_timer(service, client, at);
         }
         self.compact_timers();
     }
@@ -234,22 +235,26 @@ impl Broker {
         if service.starts_with(MMI_PREFIX) {
             return self.mmi(client, dialect, service, body);
         }
-        if !self.services.contains_key(&service) && self.services.len() >= self.config.max_services {
-            return self.limit_hit(client, Limit::Services);
-        }
         let queued_total = self.queued;
-        let seed = Seeded(self.config.hash_seed);
-        let s = self.services.entry(service.clone()).or_insert_with(|| Service::new(seed));
+        let known = self.services.len();
+        let s = match self.services.entry(service.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if known >= self.config.max_services => return self.limit_hit(client, Limit::Services),
+            Entry::Vacant(e) => e.insert(Service::new(Seeded(self.config.hash_seed))),
+        };
         // A request an idle worker takes at once never waits in a queue, so
-        // a full queue does not refuse it. A queue pushed *past* its limit by
-        // re-queued requests refuses even that one: otherwise each such
-        // request could be re-queued in turn, and the requests held (queued
-        // or at workers) would grow past max_queue_total + max_workers.
-        let waits = !s.would_dispatch_at_once(&client);
-        let full = |queued: usize, limit: usize| if waits { queued >= limit } else { queued > limit };
-        let limit = if full(s.queued, self.config.max_queue_per_service) {
+        // a full queue does not refuse it, and it skips the queue. A queue
+        // pushed *past* its limit by re-queued requests refuses even that
+        // one: otherwise each such request could be re-queued in turn, and
+        // the requests held (queued or at workers) would grow past
+        // max_queue_total + max_workers.
+        let over = s.queued > self.config.max_queue_per_service || queued_total > self.config.max_queue_total;
+        let at_once = !over && s.begin_at_once(&client);
+        let limit = if at_once {
+            None
+        } else if s.queued >= self.config.max_queue_per_service {
             Some(Limit::QueuePerService)
-        } else if full(queued_total, self.config.max_queue_total) {
+        } else if queued_total >= self.config.max_queue_total {
             Some(Limit::QueueTotal)
         } else {
             None
@@ -258,16 +263,18 @@ impl Broker {
             self.forget_if_unused(&service);
             return self.limit_hit(client, limit);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let deadline = add_saturating(self.now, self.config.request_timeout);
-        let request = Request { client: client.clone(), dialect, body, seq, deadline, dispatches: 0 };
-        s.enqueue(request);
-        self.queued += 1;
-        self.dispatch(&service);
-        if self.services.get(&service).is_some_and(|s| s.queued > 0) {
-            self.request_timers.push(deadline, (service, client, seq));
-        }
+        let request = Request { client: client.clone(), dialect, body, deadline, dispatches: 0 };
+        let first = if at_once {
+            Some(request)
+        } else {
+            if let Some(at) = s.enqueue(request) {
+                self.request_timers.push(at, (service.clone(), client));
+            }
+            self.queued += 1;
+            None
+        };
+        self.dispatch(&service, first);
     }
 
     fn mmi(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
@@ -307,21 +314,26 @@ impl Broker {
     /// Returns the worker if `from` is registered and speaks `dialect`;
     /// otherwise deals with the violation and returns `None`.
     fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str) -> Option<&mut WorkerRec> {
-        let registered = match self.workers.get(from) {
-            None => {
-                self.misbehaved(from.clone(), sent, Some(dialect), Misbehavior::BeforeReady);
-                return None;
-            }
-            Some(w) => w.dialect,
-        };
-        if registered != dialect {
-            self.misbehaved(from.clone(), sent, None, Misbehavior::DialectChanged { registered, sent: dialect });
+        let registered = self.workers.get(from).map(|w| w.dialect);
+        if registered != Some(dialect) {
+            self.not_a_worker(from, dialect, sent, registered);
             return None;
         }
         let now = self.now;
         let w = self.workers.get_mut(from)?;
         w.last_heard = now;
         Some(w)
+    }
+
+    /// A worker command from `from`, registered in `registered` (or not at
+    /// all), came in `dialect` and they differ: deals with the violation.
+    fn not_a_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str, registered: Option<Dialect>) {
+        match registered {
+            None => self.misbehaved(from.clone(), sent, Some(dialect), Misbehavior::BeforeReady),
+            Some(registered) => {
+                self.misbehaved(from.clone(), sent, None, Misbehavior::DialectChanged { registered, sent: dialect })
+            }
+        }
     }
 
     fn ready(&mut self, from: PeerId, dialect: Dialect, service: Bytes) {
@@ -362,13 +374,22 @@ impl Broker {
         self.services.entry(service.clone()).or_insert_with(|| Service::new(seed)).workers += 1;
         self.events.push_back(BrokerEvent::WorkerReady { worker: from.clone(), service: service.clone(), dialect });
         self.make_idle(&from);
-        self.dispatch(&service);
+        self.dispatch(&service, None);
     }
 
     fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, is_final: bool) {
         let sent = if is_final { "FINAL" } else { "PARTIAL" };
         let limits = (self.config.max_message_frames, self.config.max_message_bytes);
-        let Some(w) = self.known_worker(&from, dialect, sent) else { return };
+        // As known_worker, but with one lookup: this is the hot path.
+        let now = self.now;
+        let w = match self.workers.get_mut(&from) {
+            Some(w) if w.dialect == dialect => w,
+            other => {
+                let registered = other.map(|w| w.dialect);
+                return self.not_a_worker(&from, dialect, sent, registered);
+            }
+        };
+        w.last_heard = now;
         let service = w.service.clone();
         let Some(job) = w.job.as_mut().filter(|j| j.request.client.0 == client) else {
             return self.misbehaved(from, sent, None, Misbehavior::NotServingClient);
@@ -384,7 +405,13 @@ impl Broker {
         if client_dialect == Dialect::V01 {
             // 0.1 has one REPLY per request: join the parts.
             job.joined_bytes += body.iter().map(Bytes::len).sum::<usize>();
-            job.joined.extend(body);
+            if job.joined.is_empty() {
+                // The usual case, no PARTIAL before: the FINAL's own frames
+                // (and buffer) become the REPLY.
+                job.joined = body;
+            } else {
+                job.joined.extend(body);
+            }
             if job.joined.len() > limits.0 || job.joined_bytes > limits.1 {
                 job.discarding = true;
                 job.joined = Vec::new();
@@ -402,9 +429,18 @@ impl Broker {
             let joined = std::mem::take(&mut job.joined);
             self.stats.replies_sent += 1;
             self.send_client(to, client_dialect, &service, false, joined);
+        } else if is_final {
+            // finish_job's work, without looking the worker up again.
+            let Some(job) = w.job.take() else { return };
+            let token = self.next_seq;
+            self.next_seq += 1;
+            w.idle_token = Some(token);
+            self.stats.replies_sent += 1;
+            self.send_client(to, client_dialect, &service, false, body);
+            return self.job_done(&from, &service, job.request.client, token);
         } else {
-            self.stats.replies_sent += u64::from(is_final);
-            self.send_client(to, client_dialect, &service, !is_final, body);
+            job.streamed = true;
+            return self.send_client(to, client_dialect, &service, true, body);
         }
         if is_final {
             self.finish_job(&from, &service);
@@ -416,12 +452,25 @@ impl Broker {
     fn finish_job(&mut self, worker: &PeerId, service: &Bytes) {
         let Some(w) = self.workers.get_mut(worker) else { return };
         let Some(job) = w.job.take() else { return };
+        // As make_idle, without looking the worker up again.
+        let token = self.next_seq;
+        self.next_seq += 1;
+        w.idle_token = Some(token);
+        self.job_done(worker, service, job.request.client, token);
+    }
+
+    /// The rest of [`finish_job`](Self::finish_job), once the worker's job
+    /// is taken and its idle token set to `token`. `service` is the worker's.
+    fn job_done(&mut self, worker: &PeerId, service: &Bytes, client: PeerId, token: u64) {
         self.busy_workers -= 1;
-        if let Some(s) = self.services.get_mut(service) {
-            s.finish(&job.request.client);
+        let Some(s) = self.services.get_mut(service) else { return };
+        s.finish(client);
+        s.push_idle(worker.clone(), token);
+        // With nothing queued there is nothing to hand out, and the service
+        // (which has this worker) stays: dispatch would do nothing.
+        if s.queued > 0 {
+            self.dispatch(service, None);
         }
-        self.make_idle(worker);
-        self.dispatch(service);
     }
 
     fn make_idle(&mut self, worker: &PeerId) {
@@ -434,28 +483,48 @@ impl Broker {
         }
     }
 
-    /// Hands queued requests of `service` to its idle workers.
-    fn dispatch(&mut self, service: &Bytes) {
-        let Some(s) = self.services.get_mut(service) else { return };
-        while s.idle_workers() > 0 {
-            let Some(mut request) = s.next_request() else { break };
-            self.queued -= 1;
-            let workers = &self.workers;
-            let valid = |id: &PeerId, token: u64| workers.get(id).is_some_and(|w| w.idle_token == Some(token));
-            let Some(id) = s.pop_idle(valid) else {
+    /// Hands `first` (a request already marked in flight, see
+    /// `Service::begin_at_once`), then queued requests of `service`, to its
+    /// idle workers. Returns how many requests of the service still wait.
+    fn dispatch(&mut self, service: &Bytes, mut first: Option<Request>) -> usize {
+        let Some(s) = self.services.get_mut(service) else { return 0 };
+        loop {
+            let mut request = match first.take() {
+                Some(request) => request,
+                None if s.idle_workers() > 0 => match s.next_request() {
+                    Some(request) => {
+                        self.queued -= 1;
+                        request
+                    }
+                    None => break,
+                },
+                None => break,
+            };
+            // The least recently used idle worker; stale entries (of workers
+            // that died) are skipped.
+            let idle = loop {
+                let Some((id, token)) = s.pop_idle_entry() else { break None };
+                match self.workers.get_mut(&id) {
+                    Some(w) if w.idle_token == Some(token) => break Some((id, w)),
+                    _ => continue,
+                }
+            };
+            let Some((id, w)) = idle else {
                 // Unreachable while `idle_workers` is accurate; put it back.
-                s.requeue(request);
+                let client = request.client.clone();
+                if let Some(at) = s.requeue(request) {
+                    self.request_timers.push(at, (service.clone(), client));
+                }
                 self.queued += 1;
                 break;
             };
-            let Some(w) = self.workers.get_mut(&id) else { break };
+            s.took_idle();
             request.dispatches += 1;
             w.idle_token = None;
             w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_period());
-            let cmd = BrokerCommand::Request { client: request.client.0.clone(), body: request.body.clone() };
-            let dialect = w.dialect;
+            let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
             let client = request.client.clone();
-            w.job = Some(Job::new(request));
+            w.job = Some(Job::new(request, self.now));
             // A busy window shorter than the idle one moves the expiry earlier.
             let deadline = w.next_deadline(&self.config);
             if deadline < w.timer_at {
@@ -469,16 +538,17 @@ impl Broker {
                 service: service.clone(),
                 worker: id.clone(),
             });
-            match cmd.encode(dialect) {
-                Ok(frames) => self.transmits.push_back(Transmit { to: id, frames }),
-                Err(e) => debug_assert!(false, "queued a request with no body: {e}"),
-            }
+            self.transmits.push_back(Transmit { to: id, frames });
         }
-        self.forget_if_unused(service);
+        let queued = s.queued;
+        if s.is_unused() {
+            self.services.remove(service);
+        }
+        queued
     }
 
     /// Forgets a worker. Its request, if it held one, goes back to the head
-    /// of its service's queue.
+    /// of its service's queue (unless PARTIALs of it reached the client).
     fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, disconnect: bool) {
         let Some(w) = self.workers.remove(id) else { return };
         if disconnect {
@@ -491,9 +561,10 @@ impl Broker {
         self.unlink(&w);
         self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: service.clone(), reason });
         if let Some(job) = w.job {
-            self.requeue(&service, job.request);
+            let job = *job;
+            self.requeue(&service, job.request, job.streamed);
         }
-        self.dispatch(&service);
+        self.dispatch(&service, None);
     }
 
     /// Shutdown's removal: DISCONNECT, and the request is dropped, not
@@ -524,24 +595,30 @@ impl Broker {
     }
 
     /// A request whose worker was lost: back to the head of the queue, or
-    /// dropped if it has been dispatched too often or is past its deadline.
-    fn requeue(&mut self, service: &Bytes, request: Request) {
+    /// dropped if part of its answer reached the client already (`streamed`),
+    /// if it has been dispatched too often, or if it is past its deadline.
+    fn requeue(&mut self, service: &Bytes, request: Request, streamed: bool) {
         let Some(s) = self.services.get_mut(service) else { return };
         let client = request.client.clone();
-        let event = if request.dispatches >= self.config.max_dispatches {
-            s.finish(&client);
+        let event = if streamed {
+            s.finish(client.clone());
+            self.stats.dropped += 1;
+            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::PartlyAnswered }
+        } else if request.dispatches >= self.config.max_dispatches {
+            s.finish(client.clone());
             self.stats.dropped += 1;
             BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::TooManyDispatches }
         } else if request.deadline <= self.now {
-            s.finish(&client);
+            s.finish(client.clone());
             self.stats.expired += 1;
             BrokerEvent::RequestExpired { client, service: service.clone() }
         } else {
-            let (deadline, seq, dispatches) = (request.deadline, request.seq, request.dispatches);
-            s.requeue(request);
+            let dispatches = request.dispatches;
+            if let Some(at) = s.requeue(request) {
+                self.request_timers.push(at, (service.clone(), client.clone()));
+            }
             self.queued += 1;
             self.stats.requeued += 1;
-            self.request_timers.push(deadline, (service.clone(), client.clone(), seq));
             BrokerEvent::RequestRequeued { client, service: service.clone(), dispatches }
         };
         self.events.push_back(event);
@@ -555,6 +632,9 @@ impl Broker {
         if w.expires_at(&self.config) <= now {
             return self.remove_worker(&id, GoneReason::Expired, true);
         }
+        if w.job_deadline(&self.config).is_some_and(|d| d <= now) {
+            return self.remove_worker(&id, GoneReason::JobTooLong, true);
+        }
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
         if heartbeat {
@@ -567,14 +647,18 @@ impl Broker {
         }
     }
 
-    fn request_timer(&mut self, service: Bytes, client: PeerId, seq: u64) {
+    /// The expiry timer of `client`'s queue for `service`, set for `at`.
+    fn request_timer(&mut self, service: Bytes, client: PeerId, at: Instant) {
         let Some(s) = self.services.get_mut(&service) else { return };
-        if s.expire(&client, seq).is_none() {
-            return;
+        let mut expired = Vec::new();
+        if let Some(next) = s.expire(&client, at, self.now, &mut expired) {
+            self.request_timers.push(next, (service.clone(), client));
         }
-        self.queued -= 1;
-        self.stats.expired += 1;
-        self.events.push_back(BrokerEvent::RequestExpired { client, service: service.clone() });
+        for r in expired {
+            self.queued -= 1;
+            self.stats.expired += 1;
+            self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
+        }
         self.forget_if_unused(&service);
     }
 
@@ -586,9 +670,16 @@ impl Broker {
             let workers = &self.workers;
             self.worker_timers.retain(|(id, gen)| workers.get(id).is_some_and(|w| w.gen == *gen));
         }
+        // A queue has at most one live entry, and only while it holds
+        // requests: rebuild from the queues when stale entries pile up.
         if self.request_timers.len() > 2 * self.queued + 64 {
-            let services = &self.services;
-            self.request_timers.retain(|(name, client, seq)| services.get(name).is_some_and(|s| s.holds(client, *seq)));
+            let mut live = DeadlineQueue::default();
+            for (name, s) in &self.services {
+                for (at, client) in s.timers() {
+                    live.push(at, (name.clone(), client.clone()));
+                }
+            }
+            self.request_timers = live;
         }
     }
 

@@ -13,6 +13,7 @@
 //! at a time per (client, service) makes order-based matching exact. Requests
 //! from different clients, or to different services, still run in parallel.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -25,7 +26,6 @@ pub(crate) struct Request {
     pub(crate) client: PeerId,
     pub(crate) dialect: Dialect,
     pub(crate) body: Multipart,
-    pub(crate) seq: u64,
     /// When it expires if it is still queued.
     pub(crate) deadline: Instant,
     /// How many times it has been handed to a worker.
@@ -41,9 +41,23 @@ struct ClientQueue {
     /// Set while the client has a turn in the service's round-robin ring;
     /// matches the ring entry that is live.
     turn: Option<u64>,
+    /// The deadline of this queue's live expiry timer entry. One entry per
+    /// queue, not per request: the queue is in deadline order, so only its
+    /// front can be due. Entries at other times are stale.
+    timer_at: Option<Instant>,
 }
 
 impl ClientQueue {
+    /// A request with `deadline` joined the queue: returns the time for a new
+    /// timer entry if the live one (if any) would fire too late.
+    fn arm(&mut self, deadline: Instant) -> Option<Instant> {
+        if self.timer_at.is_some_and(|t| t <= deadline) {
+            return None;
+        }
+        self.timer_at = Some(deadline);
+        Some(deadline)
+    }
+
     /// Nothing queued and nothing in flight: the entry can go (a ring entry
     /// it may still have turns stale).
     fn is_idle(&self) -> bool {
@@ -98,16 +112,16 @@ impl Service {
         self.idle_live += 1;
     }
 
-    /// Pops the least recently used idle worker; `valid` says whether an
-    /// entry is still live.
-    pub(crate) fn pop_idle(&mut self, mut valid: impl FnMut(&PeerId, u64) -> bool) -> Option<PeerId> {
-        while let Some((worker, token)) = self.idle.pop_front() {
-            if valid(&worker, token) {
-                self.idle_live -= 1;
-                return Some(worker);
-            }
-        }
-        None
+    /// Pops the least recently used idle-list entry, live or stale. The
+    /// caller checks it against the worker's token and, if it is live,
+    /// calls [`took_idle`](Self::took_idle).
+    pub(crate) fn pop_idle_entry(&mut self) -> Option<(PeerId, u64)> {
+        self.idle.pop_front()
+    }
+
+    /// The entry just popped was live: one idle worker fewer.
+    pub(crate) fn took_idle(&mut self) {
+        self.idle_live -= 1;
     }
 
     /// An idle worker died: its entry is now stale. Compacts the list when
@@ -119,44 +133,71 @@ impl Service {
         }
     }
 
-    /// Whether a request from `client` would go to a worker at once, without
-    /// waiting in the queue: a worker is idle and the client has nothing
-    /// queued or in flight here. (While a worker is idle, every queued request
-    /// belongs to a client that has one in flight.)
-    pub(crate) fn would_dispatch_at_once(&self, client: &PeerId) -> bool {
-        self.idle_live > 0 && self.clients.get(client).map_or(true, ClientQueue::is_idle)
+    /// If a request from `client` can go to a worker at once, without
+    /// waiting in the queue (a worker is idle and the client has nothing
+    /// queued or in flight here), marks the client as having one in flight
+    /// and returns true: the caller hands the request over itself, and it
+    /// is never queued. Otherwise changes nothing. (While a worker is idle,
+    /// every queued request belongs to a client that has one in flight.)
+    pub(crate) fn begin_at_once(&mut self, client: &PeerId) -> bool {
+        if self.idle_live == 0 {
+            return false;
+        }
+        let q = self.clients.entry(client.clone()).or_default();
+        if q.is_idle() && q.turn.is_none() {
+            q.in_flight = true;
+            true
+        } else {
+            false
+        }
     }
 
-    /// Queues a request at the back of its client's FIFO.
-    pub(crate) fn enqueue(&mut self, request: Request) {
+    /// Queues a request at the back of its client's FIFO. Returns the time
+    /// for a new expiry timer entry of the queue, if it needs one.
+    pub(crate) fn enqueue(&mut self, mut request: Request) -> Option<Instant> {
+        // The frames' buffer still has room for the header frames decoding
+        // removed: 32 bytes a frame that a waiting request need not hold.
+        request.body.shrink_to_fit();
         let client = request.client.clone();
         let token = self.next_turn;
         let q = self.clients.entry(client.clone()).or_default();
+        let deadline = request.deadline;
+        if q.requests.capacity() == 0 {
+            // Most clients have one request waiting, not the four a first
+            // push would make room for.
+            q.requests.reserve_exact(1);
+        }
         q.requests.push_back(request);
         self.queued += 1;
+        let timer = q.arm(deadline);
         if !q.in_flight && q.turn.is_none() {
             q.turn = Some(token);
             self.next_turn += 1;
             self.ring_live += 1;
             self.ring.push_back((client, token));
         }
+        timer
     }
 
     /// Puts a request whose worker was lost back at the head of the queue:
-    /// first in its client's FIFO, and its client first in turn.
-    pub(crate) fn requeue(&mut self, request: Request) {
+    /// first in its client's FIFO, and its client first in turn. Returns the
+    /// time for a new expiry timer entry of the queue, if it needs one.
+    pub(crate) fn requeue(&mut self, request: Request) -> Option<Instant> {
         let client = request.client.clone();
         let token = self.next_turn;
         let q = self.clients.entry(client.clone()).or_default();
         q.in_flight = false;
+        let deadline = request.deadline;
         q.requests.push_front(request);
         self.queued += 1;
+        let timer = q.arm(deadline);
         if q.turn.is_none() {
             q.turn = Some(token);
             self.next_turn += 1;
             self.ring_live += 1;
             self.ring.push_front((client, token));
         }
+        timer
     }
 
     /// The next request to dispatch, by client turn. Marks it in flight.
@@ -175,6 +216,10 @@ impl Service {
                 Some(request) => {
                     q.in_flight = true;
                     self.queued -= 1;
+                    if q.requests.is_empty() {
+                        // Nothing left to expire: the timer entry goes stale.
+                        q.timer_at = None;
+                    }
                     return Some(request);
                 }
                 None => {
@@ -186,58 +231,79 @@ impl Service {
     }
 
     /// The in-flight request of `client` is over (answered or dropped).
-    pub(crate) fn finish(&mut self, client: &PeerId) {
+    pub(crate) fn finish(&mut self, client: PeerId) {
         let token = self.next_turn;
-        let Some(q) = self.clients.get_mut(client) else { return };
+        let Entry::Occupied(mut e) = self.clients.entry(client) else { return };
+        let q = e.get_mut();
         q.in_flight = false;
         if !q.requests.is_empty() {
             if q.turn.is_none() {
                 q.turn = Some(token);
                 self.next_turn += 1;
                 self.ring_live += 1;
-                self.ring.push_back((client.clone(), token));
+                self.ring.push_back((e.key().clone(), token));
             }
         } else {
-            self.remove_client(client);
+            if e.remove().turn.is_some() {
+                self.ring_live -= 1;
+            }
+            self.compact_ring();
         }
     }
 
     /// Forgets a client with nothing queued or in flight; its ring entry,
-    /// if any, turns stale. Compacts the ring when stale entries outnumber
-    /// live ones, so it stays O(live) in size.
+    /// if any, turns stale.
     fn remove_client(&mut self, client: &PeerId) {
         if let Some(q) = self.clients.remove(client) {
             if q.turn.is_some() {
                 self.ring_live -= 1;
             }
         }
+        self.compact_ring();
+    }
+
+    /// Compacts the ring when stale entries outnumber live ones, so it
+    /// stays O(live) in size.
+    fn compact_ring(&mut self) {
         if self.ring.len() > 2 * self.ring_live + 8 {
             let clients = &self.clients;
             self.ring.retain(|(c, t)| clients.get(c).is_some_and(|q| q.turn == Some(*t)));
         }
     }
 
-    /// Removes the request `seq` if it is the oldest queued for `client`
-    /// (queues are ordered by deadline, so an expiring request is always at
-    /// the front; otherwise it was dispatched already).
-    pub(crate) fn expire(&mut self, client: &PeerId, seq: u64) -> Option<Request> {
+    /// The expiry timer entry of `client`'s queue, set for `at`, fired:
+    /// removes the requests due at `now` (queues are in deadline order, so
+    /// they are at the front) into `expired`, and returns the time for the
+    /// queue's next entry, if it still holds requests. A stale entry does
+    /// nothing.
+    pub(crate) fn expire(
+        &mut self,
+        client: &PeerId,
+        at: Instant,
+        now: Instant,
+        expired: &mut Vec<Request>,
+    ) -> Option<Instant> {
         let q = self.clients.get_mut(client)?;
-        if q.requests.front()?.seq != seq {
+        if q.timer_at != Some(at) {
             return None;
         }
-        let request = q.requests.pop_front();
-        self.queued -= 1;
-        if q.is_idle() {
+        q.timer_at = None;
+        while q.requests.front().is_some_and(|r| r.deadline <= now) {
+            expired.extend(q.requests.pop_front());
+            self.queued -= 1;
+        }
+        let next = q.requests.front().map(|r| r.deadline);
+        if let Some(next) = next {
+            q.timer_at = Some(next);
+        } else if q.is_idle() {
             self.remove_client(client);
         }
-        request
+        next
     }
 
-    /// Whether request `seq` of `client` is still queued.
-    pub(crate) fn holds(&self, client: &PeerId, seq: u64) -> bool {
-        // A client's queue is in arrival order, so in `seq` order: a re-queued
-        // request goes back to the front, and it arrived before the rest.
-        self.clients.get(client).is_some_and(|q| q.requests.binary_search_by_key(&seq, |r| r.seq).is_ok())
+    /// Every live expiry timer entry, to rebuild the timer queue.
+    pub(crate) fn timers(&self) -> impl Iterator<Item = (Instant, &PeerId)> {
+        self.clients.iter().filter_map(|(client, q)| Some((q.timer_at?, client)))
     }
 
     /// Empties every queue (for shutdown).

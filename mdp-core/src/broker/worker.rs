@@ -27,7 +27,8 @@ pub(crate) struct WorkerRec {
     /// Set while the worker is in its service's idle list; matches the
     /// list entry that is live.
     pub(crate) idle_token: Option<u64>,
-    pub(crate) job: Option<Job>,
+    /// Boxed: an idle worker then costs a pointer, not a whole request.
+    pub(crate) job: Option<Box<Job>>,
 }
 
 /// The request a busy worker holds.
@@ -35,17 +36,22 @@ pub(crate) struct WorkerRec {
 pub(crate) struct Job {
     /// Kept whole so it can be re-queued if the worker is lost.
     pub(crate) request: Request,
+    /// When it was handed to the worker.
+    pub(crate) started: Instant,
     /// For an MDP/0.1 client, the PARTIALs received so far, to be joined
     /// with the FINAL into the one REPLY that 0.1 allows.
     pub(crate) joined: Multipart,
     pub(crate) joined_bytes: usize,
     /// The reply grew past the limits: the rest of it is thrown away.
     pub(crate) discarding: bool,
+    /// A PARTIAL was forwarded to the (0.2) client: another worker's answer
+    /// could not continue this one, so the request is not re-queued.
+    pub(crate) streamed: bool,
 }
 
 impl Job {
-    pub(crate) fn new(request: Request) -> Self {
-        Job { request, joined: Vec::new(), joined_bytes: 0, discarding: false }
+    pub(crate) fn new(request: Request, started: Instant) -> Box<Self> {
+        Box::new(Job { request, started, joined: Vec::new(), joined_bytes: 0, discarding: false, streamed: false })
     }
 }
 
@@ -56,8 +62,15 @@ impl WorkerRec {
         add_saturating(self.last_heard, window)
     }
 
+    /// When the job it holds has taken too long, if there is a limit.
+    pub(crate) fn job_deadline(&self, config: &BrokerConfig) -> Option<Instant> {
+        let job = self.job.as_ref()?;
+        job.started.checked_add(config.max_job_time?)
+    }
+
     /// The worker's next deadline, for its timer entry.
     pub(crate) fn next_deadline(&self, config: &BrokerConfig) -> Instant {
-        self.expires_at(config).min(self.next_heartbeat)
+        let next = self.expires_at(config).min(self.next_heartbeat);
+        self.job_deadline(config).map_or(next, |job| next.min(job))
     }
 }

@@ -30,6 +30,10 @@ struct Args {
     /// Remove a busy worker silent for this long [default: the idle window].
     #[arg(short = 'B', long, value_name = "SECONDS")]
     busy_worker_timeout: Option<f64>,
+    /// Disconnect a worker that holds one request this long, heartbeats or
+    /// not, and re-queue the request [default: no limit].
+    #[arg(long, value_name = "SECONDS")]
+    max_job_time: Option<f64>,
     /// Expire a queued request no worker has taken this long after arrival.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     request_timeout: f64,
@@ -79,6 +83,7 @@ impl Args {
             c.liveness = (timeout.as_secs_f64() / c.heartbeat_interval.as_secs_f64()).ceil().max(1.0) as u32;
         }
         c.busy_worker_timeout = self.busy_worker_timeout.map(|s| seconds("busy-worker-timeout", s)).transpose()?;
+        c.max_job_time = self.max_job_time.map(|s| seconds("max-job-time", s)).transpose()?;
         c.request_timeout = seconds("request-timeout", self.request_timeout)?;
         c.max_dispatches = self.max_dispatches.max(1);
         c.max_services = self.max_services;

@@ -1,0 +1,108 @@
+//! The `adapter` runs: our [`BrokerRunner`] on its own thread, one thread
+//! per [`Client`] (pipelining with `send`/`recv`), and [`Worker`]s whose
+//! handler echoes the body. Each client and worker has its own ZeroMQ
+//! context, as `Client::connect` and `Worker::run` make one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mdp_core::client::RequestId;
+use mdp_core::{BrokerConfig, ClientConfig, WorkerConfig};
+use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Response, Worker};
+
+use crate::{BoxError, Measured, Shared, Spec, Window, BROKER, CLIENT, WORKER};
+
+pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
+    // The broker binds on its own thread, so that its ZeroMQ context's
+    // threads are named after it (see `ProcStats`).
+    let broker_stop = Arc::new(AtomicBool::new(false));
+    let (endpoint_tx, endpoint_rx) = mpsc::channel();
+    let broker_thread = {
+        let stop = broker_stop.clone();
+        thread::Builder::new().name(BROKER.into()).spawn(move || {
+            let mut broker = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()])?;
+            let _ = endpoint_tx.send(broker.endpoints()[0].clone());
+            broker.run(&stop, |_| {})
+        })?
+    };
+    let Ok(endpoint) = endpoint_rx.recv() else {
+        return Err(broker_thread.join().expect("broker thread panicked").err().map_or("no broker".into(), Into::into));
+    };
+    let mut worker_stops = Vec::new();
+    let mut workers = Vec::new();
+    for w in 0..spec.workers {
+        let worker = Worker::new(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect));
+        worker_stops.push(worker.stop_flag());
+        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker.run(|body, _| body))?);
+    }
+
+    let (elapsed, samples) = thread::scope(|s| {
+        let clients = (0..spec.clients)
+            .map(|_| thread::Builder::new().name(CLIENT.into()).spawn_scoped(s, || client(spec, &endpoint, shared)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let elapsed = window.run(shared, label);
+        let mut samples = Vec::new();
+        let mut failed = None;
+        for c in clients {
+            match c.join().expect("client thread panicked") {
+                Ok(mine) => samples.extend(mine),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => Err(BoxError::from(e)),
+            None => Ok((elapsed, samples)),
+        }
+    })?;
+
+    for stop in &worker_stops {
+        stop.store(true, Ordering::Relaxed);
+    }
+    for w in workers {
+        w.join().expect("worker thread panicked")?;
+    }
+    broker_stop.store(true, Ordering::Relaxed);
+    broker_thread.join().expect("broker thread panicked")?;
+    Ok((elapsed, samples))
+}
+
+/// One client: `depth` requests outstanding, request slot `k` always to
+/// service `k % services`; each reply is timed and its slot sent again.
+fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, ClientError> {
+    let mut client = Client::connect(endpoint, ClientConfig::new(spec.dialect))?;
+    let body = spec.body();
+    let services: Vec<Bytes> = (0..spec.services).map(|i| spec.service(i)).collect();
+    let mut sent: HashMap<RequestId, (Instant, usize)> = HashMap::with_capacity(spec.depth);
+    let mut samples = Vec::with_capacity(1 << 16);
+    for slot in 0..spec.depth {
+        let t = Instant::now();
+        let id = client.send(services[slot % services.len()].clone(), vec![body.clone()])?;
+        sent.insert(id, (t, slot));
+    }
+    while !shared.stopped() {
+        let response = match client.recv(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(ClientError::Timeout(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let (id, ok) = match response {
+            Response::Reply { id, body: reply } => (id, reply.len() == 1 && reply[0].len() == body.len()),
+            Response::Failed { id, .. } => (id, false),
+            _ => continue,
+        };
+        let Some((t, slot)) = sent.remove(&id) else { continue };
+        if ok {
+            shared.complete(t.elapsed(), &mut samples);
+        } else {
+            shared.fail();
+        }
+        let t = Instant::now();
+        let id = client.send(services[slot % services.len()].clone(), vec![body.clone()])?;
+        sent.insert(id, (t, slot));
+    }
+    Ok(samples)
+}

@@ -1,0 +1,665 @@
+//! End-to-end benchmark: clients, a broker and echo workers in one process,
+//! over TCP on 127.0.0.1, measured from the clients' side.
+//!
+//! ```sh
+//! cargo run --release -p mdp-zmq-adapter --example bench -- [options]
+//! cargo run --release -p mdp-zmq-adapter --example bench -- --help
+//! ```
+//!
+//! Three transports run the same loads, one after the other:
+//!
+//! * `adapter`: our [`BrokerRunner`](mdp_zmq_adapter::BrokerRunner) on its
+//!   own thread, [`Client`](mdp_zmq_adapter::Client)s (one thread each,
+//!   `send`/`recv` for pipelining) and [`Worker`](mdp_zmq_adapter::Worker)s
+//!   with an echo handler. See `adapter.rs`.
+//! * `tokio`: the same mdp-core state machines over the tokio TCP transport
+//!   of `mdp-core/examples/tokio_tcp/transport.rs` (included below with
+//!   `#[path]`). See `over_tokio.rs`.
+//! * `raw`: a ROUTER-ROUTER proxy with no MDP logic, and raw DEALER clients
+//!   and workers moving the same frames: the ceiling for a one-thread broker
+//!   on libzmq. See `raw.rs`.
+//!
+//! Loads: `seq` (1 client, 1 request at a time, 1 worker); `pipe` (8 clients
+//! with 16 requests outstanding each, 8 workers, one service); `pipe-svc`
+//! (the same, each client spreading its requests over 8 services, one
+//! worker each). mdp-core's client keeps one request per service on the
+//! wire, so in `pipe` a client has only one request on the wire and the
+//! rest wait in it; `pipe-svc` puts 8 on the wire per client. The raw proxy
+//! has no services: its `pipe` has all 16 of each client on the wire, and it
+//! is the ceiling for both MDP pipelined loads. `pipe-wire` runs the raw
+//! proxy only, with 1 request per client on the wire (8 in all, as MDP's
+//! `pipe` has): a reference that shows what the one-per-service rule costs
+//! even without MDP.
+//!
+//! Besides req/s and latency, each run reports the CPU time of the whole
+//! process per request and its split between the broker, the clients and the
+//! workers (each with its ZeroMQ context's threads), and the context switches
+//! per request, from `/proc/self/task`. On a shared machine those move less
+//! than wall-clock figures.
+//!
+//! Latency is per request, at the client, from the call that sends it to its
+//! final reply (time waiting in the MDP client behind an earlier request for
+//! the same service included). Throughput counts replies received during
+//! the measured window, after a warm-up.
+
+#[allow(dead_code)]
+#[path = "../../../mdp-core/examples/tokio_tcp/transport.rs"]
+mod transport;
+
+mod adapter;
+mod over_tokio;
+mod raw;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use mdp_core::Dialect;
+
+/// End-to-end MDP benchmark over TCP loopback: our libzmq adapter, the tokio
+/// TCP transport and a raw libzmq ROUTER-ROUTER proxy, side by side.
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Measured seconds per run (after the warm-up).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    duration: f64,
+    /// Unmeasured seconds per run before measuring starts.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    warmup: f64,
+    /// Measure this many replies per run instead of a fixed duration.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+    /// Body sizes in bytes (at least 8: the raw clients tag their requests).
+    #[arg(long, value_delimiter = ',', default_value = "16,4096", value_parser = clap::value_parser!(u32).range(8..))]
+    sizes: Vec<u32>,
+    /// Loads to run.
+    #[arg(long, value_delimiter = ',', default_value = "seq,pipe,pipe-svc,pipe-wire")]
+    loads: Vec<LoadKind>,
+    /// Transports to run.
+    #[arg(long, value_delimiter = ',', default_value = "adapter,tokio,raw")]
+    transports: Vec<Transport>,
+    /// Clients in the pipelined loads.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    clients: usize,
+    /// Requests each client keeps outstanding in the pipelined loads.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    depth: usize,
+    /// Workers in the pipelined loads (spread over the services in `pipe-svc`).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    workers: usize,
+    /// Services in `pipe-svc`.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    services: usize,
+    /// MDP dialect of the MDP clients and workers.
+    #[arg(long, default_value = "v02")]
+    dialect: DialectArg,
+    /// Run the whole matrix this many times, the transports taking turns
+    /// for each load and size; the tables give the median of the runs.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Threads of the tokio runtime that runs the tokio clients and workers
+    /// (the tokio broker always has one thread of its own).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    tokio_threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoadKind {
+    /// One client, one request at a time, one worker.
+    Seq,
+    /// Pipelined, one service.
+    Pipe,
+    /// Pipelined, each client over several services.
+    PipeSvc,
+    /// Raw proxy only: pipelined with one request per client on the wire,
+    /// as many as MDP's one-service `pipe` puts there. A reference, not a
+    /// ceiling: the ratios are against the raw `pipe`.
+    PipeWire,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// mdp-zmq-adapter: BrokerRunner, Client, Worker.
+    Adapter,
+    /// mdp-core over the tokio TCP example transport.
+    Tokio,
+    /// Raw libzmq ROUTER-ROUTER proxy, no MDP.
+    Raw,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Adapter => "adapter",
+            Transport::Tokio => "tokio",
+            Transport::Raw => "raw proxy",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DialectArg {
+    V01,
+    V02,
+    Majortomo,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(d: DialectArg) -> Dialect {
+        match d {
+            DialectArg::V01 => Dialect::V01,
+            DialectArg::V02 => Dialect::V02,
+            DialectArg::Majortomo => Dialect::Majortomo,
+        }
+    }
+}
+
+/// One run: a transport, a load and a body size.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub load_name: String,
+    pub clients: usize,
+    /// Requests outstanding per client.
+    pub depth: usize,
+    pub workers: usize,
+    /// Services the workers are spread over; request `k` of a client goes
+    /// to service `k % services`.
+    pub services: usize,
+    pub size: usize,
+    pub dialect: Dialect,
+    pub tokio_threads: usize,
+}
+
+impl Spec {
+    /// The name of service `i`.
+    pub fn service(&self, i: usize) -> Bytes {
+        if self.services == 1 {
+            Bytes::from_static(b"echo")
+        } else {
+            Bytes::from(format!("echo{i}"))
+        }
+    }
+
+    /// A request body of `size` bytes.
+    pub fn body(&self) -> Bytes {
+        Bytes::from((0..self.size).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+    }
+}
+
+/// What the clients and the main thread share during a run.
+#[derive(Default)]
+pub struct Shared {
+    /// Set after the warm-up; replies are counted while it is set.
+    measuring: AtomicBool,
+    /// Set at the end: clients stop sending.
+    pub stop: AtomicBool,
+    /// Replies received since the start (for the progress line).
+    done: AtomicU64,
+    /// Replies received while measuring.
+    measured: AtomicU64,
+    /// Requests that failed or got a wrong reply.
+    pub failures: AtomicU64,
+}
+
+impl Shared {
+    /// Records a reply that took `latency`.
+    pub fn complete(&self, latency: Duration, samples: &mut Vec<u64>) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if self.measuring.load(Ordering::Relaxed) {
+            samples.push(latency.as_nanos() as u64);
+            self.measured.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn fail(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// How long to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    warmup: Duration,
+    duration: Duration,
+    requests: Option<u64>,
+}
+
+/// A safety net for `--requests`: no run measures longer than this.
+const MAX_MEASURE: Duration = Duration::from_secs(120);
+
+/// CPU time and context switches of this whole process (every thread), from
+/// `/proc/self/task/*/{schedstat,status,comm}` (Linux; zero elsewhere).
+///
+/// CPU time is also split by role, from the thread's name. libzmq's I/O
+/// and reaper threads inherit the name of the thread that created the
+/// context, so each role includes its contexts' threads (the runs create
+/// them on named threads for that reason): [`BROKER`], [`CLIENT`],
+/// [`WORKER`]. The tokio runtime's threads run clients and workers both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStats {
+    cpu_ns: u64,
+    switches: u64,
+    /// CPU ns of the broker, clients, workers, tokio peers, anything else.
+    by_role: [u64; 5],
+}
+
+/// Thread names, by role (at most 15 bytes: Linux truncates the rest).
+pub const BROKER: &str = "broker";
+pub const CLIENT: &str = "client";
+pub const WORKER: &str = "worker";
+pub const TOKIO_PEERS: &str = "tokio-peers";
+
+fn role(comm: &str) -> usize {
+    match comm {
+        BROKER | "tokio-broker" => 0,
+        CLIENT => 1,
+        WORKER | "mdp-worker-hand" => 2,
+        TOKIO_PEERS => 3,
+        _ => 4,
+    }
+}
+
+impl ProcStats {
+    fn now() -> ProcStats {
+        let mut stats = ProcStats::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return stats };
+        for task in tasks.flatten() {
+            let path = task.path();
+            if let Ok(s) = std::fs::read_to_string(path.join("schedstat")) {
+                let ns = s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                stats.cpu_ns += ns;
+                stats.by_role[role(comm.trim_end())] += ns;
+            }
+            if let Ok(s) = std::fs::read_to_string(path.join("status")) {
+                for line in s.lines() {
+                    if line.starts_with("voluntary_ctxt_switches") || line.starts_with("nonvoluntary_ctxt_switches") {
+                        stats.switches +=
+                            line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    fn since(self, earlier: ProcStats) -> ProcStats {
+        let mut by_role = [0; 5];
+        for (i, r) in by_role.iter_mut().enumerate() {
+            *r = self.by_role[i].saturating_sub(earlier.by_role[i]);
+        }
+        ProcStats {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            switches: self.switches.saturating_sub(earlier.switches),
+            by_role,
+        }
+    }
+}
+
+/// What [`Window::run`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub elapsed: Duration,
+    pub proc: ProcStats,
+}
+
+impl Window {
+    /// Called by a transport once its clients are running: waits out the
+    /// warm-up, measures, prints progress on stderr each second, then sets
+    /// `stop`. Returns the measured time, and the process's CPU time and
+    /// context switches during it.
+    pub fn run(&self, shared: &Shared, label: &str) -> Measured {
+        eprint!("\r  {label:<34} warming up for {:.1} s   ", self.warmup.as_secs_f64());
+        let _ = std::io::stderr().flush();
+        std::thread::sleep(self.warmup);
+        let proc0 = ProcStats::now();
+        shared.measuring.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        let mut last_tick = t0;
+        let mut last_done = shared.done.load(Ordering::Relaxed);
+        let t1 = loop {
+            let now = Instant::now();
+            let over = match self.requests {
+                Some(n) => shared.measured.load(Ordering::Relaxed) >= n || now - t0 >= MAX_MEASURE,
+                None => now - t0 >= self.duration,
+            };
+            if over {
+                break now;
+            }
+            // The progress line, once a second.
+            if now - last_tick >= Duration::from_secs(1) {
+                let done = shared.done.load(Ordering::Relaxed);
+                let rate = (done - last_done) as f64 / (now - last_tick).as_secs_f64();
+                last_done = done;
+                last_tick = now;
+                let goal = match self.requests {
+                    Some(n) => format!("{}/{n} replies", shared.measured.load(Ordering::Relaxed)),
+                    None => format!("{:.0}/{:.0} s", (now - t0).as_secs_f64(), self.duration.as_secs_f64()),
+                };
+                eprint!("\r  {label:<34} measured {goal:>16}, {rate:>8.0} req/s in the last second   ");
+                let _ = std::io::stderr().flush();
+            }
+            // Short sleeps so that a fixed duration ends on time.
+            let left = match self.requests {
+                Some(_) => Duration::from_millis(10),
+                None => self.duration.saturating_sub(now - t0),
+            };
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        };
+        shared.measuring.store(false, Ordering::Relaxed);
+        let proc = ProcStats::now().since(proc0);
+        shared.stop.store(true, Ordering::Relaxed);
+        eprint!("\r{:120}\r", "");
+        Measured { elapsed: t1 - t0, proc }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+struct Outcome {
+    transport: Transport,
+    load: LoadKind,
+    spec: Spec,
+    replies: u64,
+    seconds: f64,
+    proc: ProcStats,
+    p50_us: f64,
+    p99_us: f64,
+    failures: u64,
+    load_avg: String,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.replies as f64 / self.seconds
+    }
+
+    /// CPU µs (all threads) per reply.
+    fn cpu_us(&self) -> f64 {
+        self.proc.cpu_ns as f64 / 1000.0 / self.replies as f64
+    }
+
+    /// CPU µs per reply of the threads of one role (see [`ProcStats`]).
+    fn role_us(&self, role: usize) -> f64 {
+        self.proc.by_role[role] as f64 / 1000.0 / self.replies as f64
+    }
+
+    /// "broker / clients / workers" CPU µs per reply.
+    fn split(&self) -> String {
+        let peers = if self.transport == Transport::Tokio {
+            format!("{:.0} (tokio runtime)", self.role_us(3))
+        } else {
+            format!("{:.0} / {:.0}", self.role_us(1), self.role_us(2))
+        };
+        format!("{:.0} / {peers}", self.role_us(0))
+    }
+
+    /// Context switches (all threads) per reply.
+    fn switches(&self) -> f64 {
+        self.proc.switches as f64 / self.replies as f64
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nbench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn run(args: &Args) -> Result<(), BoxError> {
+    let window = Window {
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        requests: args.requests,
+    };
+    let dialect = Dialect::from(args.dialect);
+    if dialect == Dialect::Majortomo && args.loads.contains(&LoadKind::PipeSvc) && args.services > 1 {
+        return Err(
+            "a majortomo client may have only one service outstanding: drop pipe-svc or use --services 1".into()
+        );
+    }
+    println!(
+        "# mdp-rs end-to-end bench: TCP 127.0.0.1, dialect {dialect}, {} cpus, load average at start {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    match args.requests {
+        Some(n) => println!("# warm-up {} s, then {n} replies measured per run", args.warmup),
+        None => println!("# warm-up {} s, then {} s measured per run", args.warmup, args.duration),
+    }
+    let mut outcomes = Vec::new();
+    for &load in &args.loads {
+        for &size in &args.sizes {
+            for transport in (0..args.repeat).flat_map(|_| args.transports.iter().copied()) {
+                // The raw proxy has no services: one pipelined run serves as
+                // the ceiling for both MDP pipelined loads.
+                if transport == Transport::Raw && load == LoadKind::PipeSvc && args.loads.contains(&LoadKind::Pipe) {
+                    continue;
+                }
+                if transport != Transport::Raw && load == LoadKind::PipeWire {
+                    continue;
+                }
+                let spec = spec_for(args, transport, load, size as usize, dialect);
+                let label = format!("{transport} {} {} B", spec.load_name, spec.size);
+                let load_avg = load_average();
+                let shared = Arc::new(Shared::default());
+                let (measured, mut samples) = match transport {
+                    Transport::Adapter => adapter::run(&spec, &shared, &window, &label)?,
+                    Transport::Tokio => over_tokio::run(&spec, &shared, &window, &label)?,
+                    Transport::Raw => raw::run(&spec, &shared, &window, &label)?,
+                };
+                samples.sort_unstable();
+                let pct = |p: usize| {
+                    if samples.is_empty() {
+                        f64::NAN
+                    } else {
+                        samples[(samples.len() * p / 100).min(samples.len() - 1)] as f64 / 1000.0
+                    }
+                };
+                let outcome = Outcome {
+                    transport,
+                    load,
+                    replies: samples.len() as u64,
+                    seconds: measured.elapsed.as_secs_f64(),
+                    proc: measured.proc,
+                    p50_us: pct(50),
+                    p99_us: pct(99),
+                    failures: shared.failures.load(Ordering::Relaxed),
+                    load_avg,
+                    spec,
+                };
+                println!(
+                    "{:<10} {:<15} {:>5} B  {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cpu {:>5.1} µs/req (broker / clients / workers {})  {:>4.1} cs/req  ({} replies in {:.2} s{}, load {})",
+                    outcome.transport.to_string(),
+                    outcome.spec.load_name,
+                    outcome.spec.size,
+                    outcome.rate(),
+                    outcome.p50_us,
+                    outcome.p99_us,
+                    outcome.cpu_us(),
+                    outcome.split(),
+                    outcome.switches(),
+                    outcome.replies,
+                    outcome.seconds,
+                    if outcome.failures > 0 { format!(", {} FAILED", outcome.failures) } else { String::new() },
+                    outcome.load_avg,
+                );
+                outcomes.push(outcome);
+            }
+        }
+    }
+    println!("# load average at end {}", load_average());
+    print_tables(&outcomes);
+    let failures: u64 = outcomes.iter().map(|o| o.failures).sum();
+    if failures > 0 {
+        println!("\n{failures} requests failed or got a wrong reply (see the lines above)");
+    }
+    Ok(())
+}
+
+fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dialect: Dialect) -> Spec {
+    let (clients, depth, workers, services) = match load {
+        LoadKind::Seq => (1, 1, 1, 1),
+        LoadKind::Pipe => (args.clients, args.depth, args.workers, 1),
+        LoadKind::PipeSvc => (args.clients, args.depth, args.workers.max(args.services), args.services),
+        LoadKind::PipeWire => (args.clients, 1, args.workers, 1),
+    };
+    let load_name = match (transport, load) {
+        (_, LoadKind::Seq) => "seq".to_owned(),
+        (_, LoadKind::PipeWire) => format!("pipe {clients}x{depth} (wire)"),
+        (Transport::Raw, _) => format!("pipe {clients}x{depth}"),
+        (_, LoadKind::Pipe) => format!("pipe {clients}x{depth}"),
+        (_, LoadKind::PipeSvc) => format!("pipe {clients}x{depth}/{services}svc"),
+    };
+    Spec { load_name, clients, depth, workers, services, size, dialect, tokio_threads: args.tokio_threads }
+}
+
+/// The median (and range) of the repeats of one transport, load and size.
+struct Summary<'a> {
+    first: &'a Outcome,
+    runs: usize,
+    rate: f64,
+    rate_range: (f64, f64),
+    p50_us: f64,
+    p50_range: (f64, f64),
+    p99_us: f64,
+    cpu_us: f64,
+    split: String,
+    switches: f64,
+    load_avg: String,
+}
+
+fn median(mut values: Vec<f64>) -> (f64, (f64, f64)) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let mid = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    (mid, (values[0], values[n - 1]))
+}
+
+fn summarise(outcomes: &[Outcome]) -> Vec<Summary<'_>> {
+    let mut summaries: Vec<Summary<'_>> = Vec::new();
+    for o in outcomes {
+        let same = |x: &&Outcome| x.transport == o.transport && x.load == o.load && x.spec.size == o.spec.size;
+        if summaries.iter().any(|s| same(&s.first)) {
+            continue;
+        }
+        let runs: Vec<&Outcome> = outcomes.iter().filter(same).collect();
+        let pick = |f: fn(&Outcome) -> f64| median(runs.iter().map(|r| f(r)).collect());
+        let (rate, rate_range) = pick(Outcome::rate);
+        let (p50_us, p50_range) = pick(|r| r.p50_us);
+        let loads: Vec<&str> = runs.iter().map(|r| r.load_avg.split(' ').next().unwrap_or("?")).collect();
+        summaries.push(Summary {
+            first: o,
+            runs: runs.len(),
+            rate,
+            rate_range,
+            p50_us,
+            p50_range,
+            p99_us: pick(|r| r.p99_us).0,
+            cpu_us: pick(Outcome::cpu_us).0,
+            // The split of the run whose total CPU is the median's (or nearest).
+            split: runs
+                .iter()
+                .min_by(|a, b| {
+                    let m = pick(Outcome::cpu_us).0;
+                    (a.cpu_us() - m).abs().total_cmp(&(b.cpu_us() - m).abs())
+                })
+                .map_or_else(String::new, |r| r.split()),
+            switches: pick(Outcome::switches).0,
+            load_avg: loads.join(", "),
+        });
+    }
+    summaries
+}
+
+fn print_tables(outcomes: &[Outcome]) {
+    let summaries = summarise(outcomes);
+    let repeated = summaries.iter().any(|s| s.runs > 1);
+    if repeated {
+        println!(
+            "\nMedians of the runs; ranges are min–max; load avg is the 1-minute figure at the start of each run."
+        );
+    }
+    println!(
+        "\n| load | body | transport | req/s | p50 µs | p99 µs | CPU µs/req | broker / clients / workers | switches/req | vs raw req/s | vs raw p50 | load avg |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // The ceiling: the raw run of the same body size, sequential for
+    // sequential loads, else pipelined (`pipe`, or `pipe-svc` without it).
+    let raw_for = |o: &Outcome| {
+        let raw = |load: LoadKind| {
+            summaries.iter().find(|r| {
+                r.first.transport == Transport::Raw && r.first.spec.size == o.spec.size && r.first.load == load
+            })
+        };
+        match o.load {
+            LoadKind::Seq => raw(LoadKind::Seq),
+            _ => raw(LoadKind::Pipe).or_else(|| raw(LoadKind::PipeSvc)),
+        }
+    };
+    for s in &summaries {
+        let o = s.first;
+        let (vs_rate, vs_p50) = match raw_for(o) {
+            Some(r) if !std::ptr::eq(r.first, o) => {
+                (format!("{:.2}×", s.rate / r.rate), format!("{:.2}×", s.p50_us / r.p50_us))
+            }
+            _ => ("".into(), "".into()),
+        };
+        let (rate, p50) = if repeated {
+            (
+                format!("{:.0} ({:.0}–{:.0})", s.rate, s.rate_range.0, s.rate_range.1),
+                format!("{:.1} ({:.1}–{:.1})", s.p50_us, s.p50_range.0, s.p50_range.1),
+            )
+        } else {
+            (format!("{:.0}", s.rate), format!("{:.1}", s.p50_us))
+        };
+        println!(
+            "| {} | {} B | {} | {rate} | {p50} | {:.1} | {:.1} | {} | {:.1} | {vs_rate} | {vs_p50} | {} |",
+            o.spec.load_name, o.spec.size, o.transport, s.p99_us, s.cpu_us, s.split, s.switches, s.load_avg
+        );
+    }
+    println!("\nTargets: pipelined throughput ≥ 0.90× the raw proxy; sequential p50 ≤ 1.15× the raw proxy.");
+    for s in summaries.iter().filter(|s| s.first.transport != Transport::Raw) {
+        let o = s.first;
+        let Some(r) = raw_for(o) else { continue };
+        let (what, ratio, met) = match o.load {
+            LoadKind::Seq => {
+                let ratio = s.p50_us / r.p50_us;
+                ("p50", ratio, ratio <= 1.15)
+            }
+            _ => {
+                let ratio = s.rate / r.rate;
+                ("req/s", ratio, ratio >= 0.90)
+            }
+        };
+        println!(
+            "  {:<8} {:<22} {:>5} B  {what:<5} {ratio:.2}× raw  {}",
+            o.transport.to_string(),
+            o.spec.load_name,
+            o.spec.size,
+            if met { "met" } else { "MISSED" }
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The binaries, run as a user runs them.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mdp_core::{BrokerCommand, Dialect, PeerCommand};
+
+/// A free loopback port: bind to port 0, read it, release it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn recv_within(socket: &zmq::Socket, limit: Duration) -> Option<Vec<Bytes>> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if socket.poll(zmq::POLLIN, 50).unwrap() > 0 {
+            let parts = socket.recv_multipart(0).unwrap();
+            return Some(parts.into_iter().map(Bytes::from).collect());
+        }
+    }
+    None
+}
+
+#[test]
+fn broker_help_documents_every_flag_with_its_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mdp-broker")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "-b, --bind",
+        "-i, --heartbeat-interval",
+        "-t, --heartbeat-timeout",
+        "-B, --busy-worker-timeout",
+        "--liveness",
+        "--max-job-time",
+        "--request-timeout",
+        "--max-dispatches",
+        "--max-services",
+        "--max-workers",
+        "--max-queue-per-service",
+        "--max-queue-total",
+        "--max-message-frames",
+        "--max-message-bytes",
+        "-v, --verbose",
+        "-D, --debug",
+    ] {
+        let line = help.lines().find(|l| l.contains(flag)).unwrap_or_else(|| panic!("no {flag} in:\n{help}"));
+        if !flag.starts_with("-v") && !flag.starts_with("-D") {
+            assert!(line.contains("[default: "), "{flag} shows no default: {line}");
+        }
+    }
+}
+
+#[test]
+fn broker_sends_disconnect_to_workers_and_exits_0_on_sigterm() {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_mdp-broker"))
+        .args(["-b", &endpoint])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ctx = zmq::Context::new();
+    let worker = ctx.socket(zmq::DEALER).unwrap();
+    worker.set_linger(0).unwrap();
+    worker.connect(&endpoint).unwrap();
+    let ready = PeerCommand::Ready { service: Bytes::from_static(b"echo") }.encode(Dialect::V02).unwrap();
+    // READY has no answer; a request through the broker shows it registered.
+    let client = ctx.socket(zmq::DEALER).unwrap();
+    client.set_linger(0).unwrap();
+    client.connect(&endpoint).unwrap();
+    let request = PeerCommand::Request { service: Bytes::from_static(b"echo"), body: vec![Bytes::from_static(b"x")] };
+    worker.send_multipart(ready.iter().map(|f| f.as_ref()), 0).unwrap();
+    client.send_multipart(request.encode(Dialect::V02).unwrap().iter().map(|f| f.as_ref()), 0).unwrap();
+    let got = recv_within(&worker, Duration::from_secs(10)).expect("the worker gets the request");
+    assert!(matches!(BrokerCommand::decode(got), Ok((Dialect::V02, BrokerCommand::Request { .. }))));
+
+    let status = Command::new("kill").args(["-TERM", &broker.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let got = recv_within(&worker, Duration::from_secs(10)).expect("the worker gets DISCONNECT");
+    assert_eq!(BrokerCommand::decode(got), Ok((Dialect::V02, BrokerCommand::Disconnect)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = broker.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "mdp-broker did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn mdp_call_exits_non_zero_on_timeout() {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_mdp"))
+        .args(["--broker", &endpoint, "call", "--timeout", "0.3", "echo", "hi"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reply"), "{out:?}");
+}
+
+/// Kills a child process when dropped, so a failing test leaves none behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn mdp_worker_call_and_service_against_mdp_broker() {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let _broker = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &endpoint])));
+    let _worker = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp")).args([
+        "--broker",
+        &endpoint,
+        "-d",
+        "majortomo",
+        "worker",
+        "echo",
+    ])));
+    let mdp =
+        |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_mdp")).arg("--broker").arg(&endpoint).args(args).output();
+
+    // The request waits in the broker's queue until the worker registers.
+    let out = mdp(&["call", "--timeout", "10", "echo", "hello", "wide world"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nwide world\n");
+
+    let out = mdp(&["-d", "0.2", "service", "echo"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n");
+
+    let out = mdp(&["service", "nope"]).unwrap();
+    assert!(!out.status.success(), "a service with no workers is a failure: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404\n");
+}

@@ -1,0 +1,835 @@
+//! The deterministic simulation: one [`Broker`], N [`Client`]s and M
+//! [`Worker`]s on a [`Net`], under a virtual clock (after quinn's `Pair` and
+//! str0m's `progress`).
+//!
+//! # Stepping
+//!
+//! [`Sim::step`] does exactly one thing: it finds the earliest thing due —
+//! a message arriving, a state machine's `poll_timeout`, a simulated worker
+//! application sending its next part, a client's workload issuing its next
+//! request, the broker coming back up — jumps the clock to it if it lies
+//! ahead, does it, and drains every output of the state machine it touched
+//! (the drain rule), feeding transmits to the network and events to the
+//! [`Checker`]. Then it checks the invariants. Ties go to messages first,
+//! then the broker, clients, workers, worker applications and workloads, so
+//! a run is a pure function of its seed.
+//!
+//! [`Sim::run_until`] steps until a condition holds and fails with a
+//! [`SimError`] instead of hanging when it does not within a step budget;
+//! [`Sim::step`] itself panics on a livelock (too many steps without the
+//! clock moving).
+//!
+//! # The simulated applications
+//!
+//! A worker's application answers each request `[tag]` after
+//! [`SimConfig::service_time`]: in the 0.2 dialects it first sends
+//! [`SimConfig::partials`] PARTIALs `tag/p0`, `tag/p1`, …, spread over the
+//! service time, then the FINAL `tag/final`; in MDP/0.1 only the REPLY
+//! `tag/final` (see [`part_body`]). A client's
+//! workload is a list of services; it issues one request per entry, each
+//! with a unique tag, keeping at most [`SimConfig::client_window`]
+//! outstanding (and, in the majortomo dialect, one service at a time).
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use mdp_core::Dialect;
+//! use mdp_tests::{Sim, SimConfig};
+//!
+//! let mut sim = Sim::new(SimConfig::new(1));
+//! let echo = Bytes::from_static(b"echo");
+//! sim.add_worker(echo.clone(), Dialect::V02);
+//! let c = sim.add_client(Dialect::V01);
+//! sim.submit(c, std::iter::repeat(echo).take(10));
+//! sim.quiesce(10_000).unwrap();
+//! assert_eq!(sim.counts().answered, 10);
+//! sim.finish();
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mdp_core::{
+    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientUsageError, Dialect, PeerId, PeerTransmit,
+    ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
+};
+
+use crate::model::{final_body, part_body, Checker, ModelCounts};
+use crate::net::{Dir, Faults, Link, Net, NetStats, Node};
+
+/// How a simulation is set up.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds every random choice (faults, backoff jitter).
+    pub seed: u64,
+    /// The broker's configuration (also for brokers started later).
+    pub broker: BrokerConfig,
+    /// Each client's timeout per send of a request.
+    pub client_timeout: Duration,
+    /// Each client's number of tries per request.
+    pub client_tries: u32,
+    /// Most requests a client's workload keeps outstanding.
+    pub client_window: usize,
+    /// The workers' heartbeat interval.
+    pub worker_heartbeat: Duration,
+    /// The workers' liveness (intervals of silence before they reconnect).
+    pub worker_liveness: u32,
+    /// The workers' reconnect backoff (the seed is replaced per worker).
+    pub backoff: Backoff,
+    /// Every node's link unless set otherwise with [`Net::set_link`].
+    pub link: Link,
+    /// The network's faults.
+    pub faults: Faults,
+    /// Report sends to closed connections to the broker with
+    /// `handle_unreachable`, as the ZeroMQ adapter does with
+    /// `ZMQ_ROUTER_MANDATORY`. Off by default, so that dead workers are
+    /// found by their silence alone.
+    pub router_mandatory: bool,
+    /// How long a worker application takes to answer a request.
+    pub service_time: Duration,
+    /// PARTIALs per answer from a 0.2-dialect worker.
+    pub partials: usize,
+    /// Keep every broker event, for [`Sim::broker_log`].
+    pub record_broker_events: bool,
+    /// Steps without the clock moving before [`Sim::step`] reports a livelock.
+    pub livelock_steps: u64,
+}
+
+impl SimConfig {
+    /// Defaults: mdp-core's default timings, 1 ms links without faults,
+    /// 2 ms service time with 2 PARTIALs, 16 requests outstanding per client.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            broker: BrokerConfig::default(),
+            client_timeout: Duration::from_millis(2500),
+            client_tries: 3,
+            client_window: 16,
+            worker_heartbeat: Duration::from_millis(2500),
+            worker_liveness: 3,
+            backoff: Backoff::default(),
+            link: Link::default(),
+            faults: Faults::default(),
+            router_mandatory: false,
+            service_time: Duration::from_millis(2),
+            partials: 2,
+            record_broker_events: false,
+            livelock_steps: 100_000,
+        }
+    }
+}
+
+/// Why a run stopped before its condition held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimError {
+    /// The step budget ran out: a livelock, or a condition that never holds.
+    OutOfSteps {
+        /// The budget.
+        steps: u64,
+        /// Virtual time since the start when it ran out.
+        at: Duration,
+        /// What was still going on.
+        state: String,
+    },
+    /// Nothing at all was left to do, and the condition did not hold.
+    Idle {
+        /// Virtual time since the start.
+        at: Duration,
+    },
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::OutOfSteps { steps, at, state } => {
+                write!(f, "condition not met within {steps} steps (at t+{at:?}; {state})")
+            }
+            SimError::Idle { at } => write!(f, "nothing left to do at t+{at:?} and the condition does not hold"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Running totals of the simulation itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Steps taken.
+    pub steps: u64,
+    /// `RequestDispatched` events.
+    pub dispatched: u64,
+    /// `RequestRequeued` events: requests re-dispatched after their worker was lost.
+    pub requeued: u64,
+    /// `RequestExpired` events.
+    pub expired: u64,
+    /// `RequestDropped` events.
+    pub dropped: u64,
+    /// `WorkerReady` events.
+    pub workers_ready: u64,
+    /// `WorkerGone` events.
+    pub workers_gone: u64,
+    /// `PeerMisbehaved` events (workers talking to a broker that forgot them, mostly).
+    pub misbehaved: u64,
+    /// Client reconnects.
+    pub client_reconnects: u64,
+    /// Worker reconnects.
+    pub worker_reconnects: u64,
+    /// Worker crashes.
+    pub worker_crashes: u64,
+    /// Broker restarts.
+    pub broker_restarts: u64,
+    /// Calls of `handle_unreachable`.
+    pub unreachable: u64,
+    /// Worker `Discarded` events (other than a REQUEST while busy, which is a violation).
+    pub worker_discards: u64,
+}
+
+/// A simulated client: the state machine, its connection and its workload.
+#[derive(Debug)]
+struct ClientNode {
+    client: Client,
+    peer: PeerId,
+    workload: VecDeque<Bytes>,
+    /// Majortomo: the one service requests are outstanding for.
+    service: Option<Bytes>,
+    issued: u64,
+    /// Most requests the workload keeps outstanding.
+    window: usize,
+}
+
+/// The request a simulated worker application is answering.
+#[derive(Debug)]
+struct Job {
+    token: ReplyToken,
+    tag: Bytes,
+    sent: usize,
+    parts: usize,
+    gap: Duration,
+    next_at: Instant,
+}
+
+/// A simulated worker process (`None` while crashed).
+#[derive(Debug)]
+struct WorkerNode {
+    worker: Option<Worker>,
+    peer: PeerId,
+    config: WorkerConfig,
+    job: Option<Job>,
+    incarnation: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Packet,
+    BrokerUp,
+    Broker,
+    Client(usize),
+    Worker(usize),
+    App(usize),
+    Issue(usize),
+}
+
+/// The simulation. See the [module docs](self).
+#[derive(Debug)]
+pub struct Sim {
+    config: SimConfig,
+    t0: Instant,
+    now: Instant,
+    broker: Broker,
+    /// The broker is down until then.
+    broker_down_until: Option<Instant>,
+    clients: Vec<ClientNode>,
+    workers: Vec<WorkerNode>,
+    /// The network; change its faults, links and partitions at any time.
+    pub net: Net,
+    /// The reference model and invariants.
+    pub checker: Checker,
+    stats: SimStats,
+    broker_log: Vec<(Duration, BrokerEvent)>,
+    last_moved: (Instant, u64),
+}
+
+impl Sim {
+    /// A simulation with a broker and no peers, at virtual time zero.
+    pub fn new(config: SimConfig) -> Self {
+        let t0 = Instant::now();
+        let net = Net::new(config.seed, config.link, config.faults.clone());
+        Sim {
+            broker: Broker::new(config.broker.clone(), t0),
+            broker_down_until: None,
+            clients: Vec::new(),
+            workers: Vec::new(),
+            net,
+            checker: Checker::new(t0, config.partials),
+            stats: SimStats::default(),
+            broker_log: Vec::new(),
+            last_moved: (t0, 0),
+            config,
+            t0,
+            now: t0,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Whether the broker is up.
+    pub fn broker_is_up(&self) -> bool {
+        self.broker_down_until.is_none()
+    }
+
+    /// Client `i`'s state machine.
+    pub fn client(&self, i: usize) -> &Client {
+        &self.clients[i].client
+    }
+
+    /// Client `i`'s current connection.
+    pub fn client_peer(&self, i: usize) -> &PeerId {
+        &self.clients[i].peer
+    }
+
+    /// The service of client `i`'s latest request.
+    pub fn last_service(&self, i: usize) -> Option<&Bytes> {
+        self.clients[i].service.as_ref()
+    }
+
+    /// Worker `j`'s state machine, `None` while crashed.
+    pub fn worker(&self, j: usize) -> Option<&Worker> {
+        self.workers[j].worker.as_ref()
+    }
+
+    /// Worker `j`'s current connection.
+    pub fn worker_peer(&self, j: usize) -> &PeerId {
+        &self.workers[j].peer
+    }
+
+    /// Number of clients.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Number of workers, crashed ones included.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Indices of the workers that are running.
+    pub fn live_workers(&self) -> Vec<usize> {
+        (0..self.workers.len()).filter(|&j| self.workers[j].worker.is_some()).collect()
+    }
+
+    /// What the model counted: issued, answered, failed, …
+    pub fn counts(&self) -> ModelCounts {
+        self.checker.counts()
+    }
+
+    /// The simulation's own totals.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// The network's totals.
+    pub fn net_stats(&self) -> NetStats {
+        self.net.stats()
+    }
+
+    /// Every broker event so far with its time since the start (only with
+    /// [`SimConfig::record_broker_events`]).
+    pub fn broker_log(&self) -> &[(Duration, BrokerEvent)] {
+        &self.broker_log
+    }
+
+    /// Whether every workload is done and no request is outstanding.
+    pub fn is_quiet(&self) -> bool {
+        self.clients.iter().all(|c| c.workload.is_empty() && c.client.outstanding() == 0)
+    }
+
+    // ---- setting up ----
+
+    /// Adds a client speaking `dialect`; returns its index.
+    pub fn add_client(&mut self, dialect: Dialect) -> usize {
+        let mut config = ClientConfig::new(dialect);
+        config.timeout = self.config.client_timeout;
+        config.tries = self.config.client_tries;
+        config.max_outstanding = self.config.client_window.max(1);
+        let client = Client::new(config, self.now).expect("valid client config");
+        let i = self.checker.add_client(dialect);
+        let peer = self.net.connect(Node::Client(i));
+        let window = self.config.client_window;
+        self.clients.push(ClientNode { client, peer, workload: VecDeque::new(), service: None, issued: 0, window });
+        i
+    }
+
+    /// Client `i`'s workload keeps at most `window` requests outstanding
+    /// (at most [`SimConfig::client_window`]).
+    pub fn set_window(&mut self, i: usize, window: usize) {
+        self.clients[i].window = window.clamp(1, self.config.client_window.max(1));
+    }
+
+    /// Adds and starts a worker of `service` speaking `dialect`; returns its index.
+    pub fn add_worker(&mut self, service: Bytes, dialect: Dialect) -> usize {
+        let mut config = WorkerConfig::new(service, dialect);
+        config.heartbeat_interval = self.config.worker_heartbeat;
+        config.liveness = self.config.worker_liveness;
+        config.backoff = self.config.backoff.clone();
+        let j = self.workers.len();
+        let peer = self.net.connect(Node::Worker(j));
+        self.workers.push(WorkerNode { worker: None, peer, config, job: None, incarnation: 0 });
+        self.start_worker(j);
+        j
+    }
+
+    fn start_worker(&mut self, j: usize) {
+        let node = &mut self.workers[j];
+        node.incarnation += 1;
+        let mut config = node.config.clone();
+        config.backoff.seed = self.config.seed ^ ((j as u64) << 32) ^ node.incarnation;
+        node.worker = Some(Worker::new(config, self.now).expect("valid worker config"));
+        self.drain_worker(j);
+    }
+
+    /// Appends requests for `services` to client `i`'s workload.
+    pub fn submit(&mut self, i: usize, services: impl IntoIterator<Item = Bytes>) {
+        self.clients[i].workload.extend(services);
+    }
+
+    /// Client `i` sends a request for `service` now, outside its workload.
+    pub fn request(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
+        self.issue_now(i, service)
+    }
+
+    // ---- faults ----
+
+    /// Worker `j`'s process dies: it is driven no more, messages to it are
+    /// lost, the ones it sent already still arrive.
+    pub fn crash_worker(&mut self, j: usize) {
+        let node = &mut self.workers[j];
+        if node.worker.take().is_none() {
+            return;
+        }
+        node.job = None;
+        self.net.close(&node.peer, true);
+        self.checker.worker_crashed(self.now, &node.peer);
+        self.stats.worker_crashes += 1;
+    }
+
+    /// Worker `j` is started again as a new process on a new connection
+    /// (crashing the old one first if it runs).
+    pub fn restart_worker(&mut self, j: usize) {
+        self.crash_worker(j);
+        self.workers[j].peer = self.net.connect(Node::Worker(j));
+        self.start_worker(j);
+    }
+
+    /// A new broker replaces the old one at once; everything in flight is lost.
+    pub fn restart_broker(&mut self) {
+        self.stop_broker(Duration::ZERO);
+        self.start_broker();
+    }
+
+    /// The broker goes down for `down_for`, then a new one starts. Messages
+    /// sent to it meanwhile are lost.
+    pub fn stop_broker(&mut self, down_for: Duration) {
+        self.net.broker_restarted(false);
+        self.checker.broker_restarted();
+        self.broker_down_until = Some(self.now + down_for);
+    }
+
+    fn start_broker(&mut self) {
+        self.broker = Broker::new(self.config.broker.clone(), self.now);
+        self.broker_down_until = None;
+        self.net.broker_restarted(true);
+        self.stats.broker_restarts += 1;
+    }
+
+    /// Cuts `node` off the broker for `duration`.
+    pub fn partition(&mut self, node: Node, duration: Duration) {
+        self.net.partition(node, self.now + duration);
+    }
+
+    // ---- running ----
+
+    /// Steps until `cond` holds; fails after `max_steps` steps, or if nothing
+    /// is left to do. Returns the steps taken.
+    pub fn run_until(&mut self, mut cond: impl FnMut(&Sim) -> bool, max_steps: u64) -> Result<u64, SimError> {
+        let mut steps = 0;
+        while !cond(self) {
+            if steps == max_steps {
+                return Err(SimError::OutOfSteps { steps, at: self.elapsed(), state: self.describe() });
+            }
+            if !self.step() {
+                return Err(SimError::Idle { at: self.elapsed() });
+            }
+            steps += 1;
+        }
+        Ok(steps)
+    }
+
+    /// Runs everything due within `duration`, then moves the clock to its
+    /// end. Fails after `max_steps` steps.
+    pub fn run_for(&mut self, duration: Duration, max_steps: u64) -> Result<u64, SimError> {
+        let end = self.now + duration;
+        let mut steps = 0;
+        while self.next_due().is_some_and(|(at, _)| at <= end) {
+            if steps == max_steps {
+                return Err(SimError::OutOfSteps { steps, at: self.elapsed(), state: self.describe() });
+            }
+            self.step();
+            steps += 1;
+        }
+        self.now = end;
+        self.check();
+        Ok(steps)
+    }
+
+    /// Runs until every workload is done and nothing is outstanding
+    /// ([`is_quiet`](Self::is_quiet)).
+    pub fn quiesce(&mut self, max_steps: u64) -> Result<u64, SimError> {
+        self.run_until(Sim::is_quiet, max_steps)
+    }
+
+    /// The end-of-scenario check: quiet, and every request the workloads
+    /// issued was answered or reported failed. Panics otherwise.
+    pub fn finish(&mut self) -> ModelCounts {
+        let now = self.now;
+        for (i, c) in self.clients.iter().enumerate() {
+            assert!(c.workload.is_empty(), "client {i} has {} requests left to issue", c.workload.len());
+            assert_eq!(c.client.outstanding(), 0, "client {i} still has requests outstanding");
+        }
+        self.checker.check_nothing_lost(now);
+        self.checker.counts()
+    }
+
+    /// A one-line summary of the state, for failure messages.
+    pub fn describe(&self) -> String {
+        let outstanding: Vec<usize> = self.clients.iter().map(|c| c.client.outstanding()).collect();
+        let left: Vec<usize> = self.clients.iter().map(|c| c.workload.len()).collect();
+        format!(
+            "outstanding per client {outstanding:?}, left to issue {left:?}, live workers {:?}, broker {:?}, {:?}, in flight {}",
+            self.live_workers(),
+            self.broker.stats(),
+            self.checker.counts(),
+            self.net.in_flight()
+        )
+    }
+
+    /// Does the one earliest thing due (jumping the clock to it), drains
+    /// outputs and checks the invariants. Returns `false` if nothing at all
+    /// is left to do.
+    ///
+    /// # Panics
+    ///
+    /// On a broken invariant (unless the checker collects them), and when
+    /// [`SimConfig::livelock_steps`] steps pass without the clock moving.
+    pub fn step(&mut self) -> bool {
+        let Some((at, due)) = self.next_due() else { return false };
+        if at > self.now {
+            self.now = at;
+        }
+        if self.now > self.last_moved.0 {
+            self.last_moved = (self.now, self.stats.steps);
+        } else if self.stats.steps - self.last_moved.1 > self.config.livelock_steps {
+            panic!(
+                "livelock: {} steps at t+{:?} without the clock moving; now doing {due:?}; {}",
+                self.config.livelock_steps,
+                self.elapsed(),
+                self.describe()
+            );
+        }
+        match due {
+            Due::Packet => {
+                if let Some(p) = self.net.pop_due(self.now) {
+                    self.deliver(p.peer, p.dir, p.frames);
+                }
+            }
+            Due::BrokerUp => self.start_broker(),
+            Due::Broker => {
+                self.broker.handle_timeout(self.now);
+                self.drain_broker();
+            }
+            Due::Client(i) => {
+                self.clients[i].client.handle_timeout(self.now);
+                self.drain_client(i);
+            }
+            Due::Worker(j) => {
+                if let Some(w) = &mut self.workers[j].worker {
+                    w.handle_timeout(self.now);
+                }
+                self.drain_worker(j);
+            }
+            Due::App(j) => self.work(j),
+            Due::Issue(i) => {
+                if let Some(service) = self.clients[i].workload.pop_front() {
+                    if let Err(e) = self.issue_now(i, service) {
+                        panic!("client {i}'s workload could not issue a request: {e}");
+                    }
+                }
+            }
+        }
+        self.stats.steps += 1;
+        self.check();
+        true
+    }
+
+    /// The earliest thing due; ties in the order of [`Due`].
+    fn next_due(&self) -> Option<(Instant, Due)> {
+        let mut best: Option<(Instant, Due)> = None;
+        let mut consider = |at: Option<Instant>, due: Due| {
+            if let Some(at) = at {
+                if !matches!(best, Some((b, _)) if b <= at) {
+                    best = Some((at, due));
+                }
+            }
+        };
+        consider(self.net.next_at(), Due::Packet);
+        match self.broker_down_until {
+            Some(until) => consider(Some(until), Due::BrokerUp),
+            None => consider(self.broker.poll_timeout(), Due::Broker),
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            consider(c.client.poll_timeout(), Due::Client(i));
+        }
+        for (j, w) in self.workers.iter().enumerate() {
+            if let Some(worker) = &w.worker {
+                consider(worker.poll_timeout(), Due::Worker(j));
+            }
+        }
+        for (j, w) in self.workers.iter().enumerate() {
+            consider(w.job.as_ref().map(|job| job.next_at), Due::App(j));
+        }
+        for i in 0..self.clients.len() {
+            if self.can_issue(i) {
+                consider(Some(self.now), Due::Issue(i));
+            }
+        }
+        best
+    }
+
+    fn can_issue(&self, i: usize) -> bool {
+        let c = &self.clients[i];
+        let Some(next) = c.workload.front() else { return false };
+        let outstanding = c.client.outstanding();
+        outstanding < c.window
+            && (c.client.dialect() != Dialect::Majortomo || outstanding == 0 || c.service.as_ref() == Some(next))
+    }
+
+    fn issue_now(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
+        let c = &mut self.clients[i];
+        let tag = Bytes::from(format!("c{i}.{}", c.issued));
+        let id = c.client.request(self.now, service.clone(), vec![tag.clone()])?;
+        c.issued += 1;
+        c.service = Some(service.clone());
+        self.checker.issued(self.now, i, id, service, tag);
+        self.drain_client(i);
+        Ok(id)
+    }
+
+    fn deliver(&mut self, peer: PeerId, dir: Dir, frames: Vec<Bytes>) {
+        let now = self.now;
+        match dir {
+            Dir::ToBroker => {
+                self.checker.delivered_to_broker(now, &peer, &frames);
+                self.broker.handle_message(now, peer, frames);
+                self.drain_broker();
+            }
+            Dir::FromBroker => match self.net.node_of(&peer) {
+                Some(Node::Client(i)) if self.clients[i].peer == peer => {
+                    self.clients[i].client.handle_message(now, frames);
+                    self.drain_client(i);
+                }
+                Some(Node::Worker(j)) if self.workers[j].peer == peer => {
+                    let node = &mut self.workers[j];
+                    let Some(worker) = &mut node.worker else { return };
+                    if node.job.is_some() || worker.is_busy() {
+                        let is_request = matches!(
+                            mdp_core::BrokerCommand::decode(frames.clone()),
+                            Ok((_, mdp_core::BrokerCommand::Request { .. }))
+                        );
+                        if is_request {
+                            self.checker.violate(now, format!("worker {j} ({peer}) was sent a REQUEST while busy"));
+                        }
+                    }
+                    if let Some(worker) = &mut self.workers[j].worker {
+                        worker.handle_message(now, frames);
+                    }
+                    self.drain_worker(j);
+                }
+                other => self
+                    .checker
+                    .violate(now, format!("the network delivered to {peer} ({other:?}), not a live connection")),
+            },
+        }
+    }
+
+    /// Drains the broker; with `router_mandatory`, reports sends to closed
+    /// connections back to it and drains again.
+    fn drain_broker(&mut self) {
+        let now = self.now;
+        loop {
+            let mut events = Vec::new();
+            while let Some(e) = self.broker.poll_event() {
+                events.push(e);
+            }
+            let mut transmits = Vec::new();
+            while let Some(t) = self.broker.poll_transmit() {
+                transmits.push(t);
+            }
+            if events.is_empty() && transmits.is_empty() {
+                return;
+            }
+            for e in events {
+                self.checker.broker_event(now, &e);
+                match &e {
+                    BrokerEvent::RequestDispatched { .. } => self.stats.dispatched += 1,
+                    BrokerEvent::RequestRequeued { .. } => self.stats.requeued += 1,
+                    BrokerEvent::RequestExpired { .. } => self.stats.expired += 1,
+                    BrokerEvent::RequestDropped { .. } => self.stats.dropped += 1,
+                    BrokerEvent::WorkerReady { .. } => self.stats.workers_ready += 1,
+                    BrokerEvent::WorkerGone { .. } => self.stats.workers_gone += 1,
+                    BrokerEvent::PeerMisbehaved { .. } => self.stats.misbehaved += 1,
+                    _ => {}
+                }
+                if self.config.record_broker_events {
+                    self.broker_log.push((self.now - self.t0, e));
+                }
+            }
+            let mut unreachable = Vec::new();
+            for t in transmits {
+                self.checker.broker_transmit(now, &t.to, &t.frames);
+                if self.config.router_mandatory && !self.net.is_open(&t.to) {
+                    unreachable.push(t.to);
+                } else {
+                    self.net.send(now, t.to, Dir::FromBroker, t.frames);
+                }
+            }
+            for peer in unreachable {
+                self.stats.unreachable += 1;
+                self.broker.handle_unreachable(now, &peer);
+            }
+        }
+    }
+
+    fn drain_client(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(t) = self.clients[i].client.poll_transmit() {
+            match t {
+                PeerTransmit::Send(frames) => self.net.send(now, self.clients[i].peer.clone(), Dir::ToBroker, frames),
+                PeerTransmit::Reconnect => {
+                    self.net.close(&self.clients[i].peer, false);
+                    self.clients[i].peer = self.net.connect(Node::Client(i));
+                    self.stats.client_reconnects += 1;
+                }
+            }
+        }
+        let lossy = self.net.stats().lost_partials > 0;
+        while let Some(e) = self.clients[i].client.poll_event() {
+            self.checker.client_event(now, i, &e, lossy);
+        }
+    }
+
+    fn drain_worker(&mut self, j: usize) {
+        let now = self.now;
+        let Some(worker) = &mut self.workers[j].worker else { return };
+        let mut transmits = Vec::new();
+        while let Some(t) = worker.poll_transmit() {
+            transmits.push(t);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = worker.poll_event() {
+            events.push(e);
+        }
+        for t in transmits {
+            match t {
+                PeerTransmit::Send(frames) => self.net.send(now, self.workers[j].peer.clone(), Dir::ToBroker, frames),
+                PeerTransmit::Reconnect => {
+                    self.net.close(&self.workers[j].peer, false);
+                    self.workers[j].peer = self.net.connect(Node::Worker(j));
+                    self.stats.worker_reconnects += 1;
+                }
+            }
+        }
+        for e in events {
+            match e {
+                WorkerEvent::Request { token, body } => {
+                    if self.workers[j].job.is_some() {
+                        self.checker.violate(now, format!("worker {j} was handed a request while answering another"));
+                    }
+                    let tag = body.first().cloned().unwrap_or_default();
+                    let parts =
+                        if self.workers[j].config.dialect.supports_partial() { self.config.partials } else { 0 };
+                    let gap = self.config.service_time / (parts as u32 + 1);
+                    self.workers[j].job = Some(Job { token, tag, sent: 0, parts, gap, next_at: now + gap });
+                }
+                WorkerEvent::Disconnected { .. } => self.workers[j].job = None,
+                WorkerEvent::Discarded { reason: WorkerDiscardReason::RequestWhileBusy { client } } => {
+                    self.checker.violate(now, format!("worker {j} got a REQUEST from {client} while busy"));
+                }
+                WorkerEvent::Discarded { .. } => self.stats.worker_discards += 1,
+                other => self.checker.violate(now, format!("worker {j}: unknown event {other:?}")),
+            }
+        }
+    }
+
+    /// Worker `j`'s application sends its next part.
+    fn work(&mut self, j: usize) {
+        let now = self.now;
+        let node = &mut self.workers[j];
+        let (Some(worker), Some(job)) = (&mut node.worker, &mut node.job) else { return };
+        let result = if job.sent < job.parts {
+            let body = vec![part_body(&job.tag, job.sent)];
+            job.sent += 1;
+            job.next_at = now + job.gap;
+            worker.partial(now, &job.token, body)
+        } else {
+            let body = vec![final_body(&job.tag)];
+            let token = job.token.clone();
+            node.job = None;
+            worker.reply(now, &token, body)
+        };
+        if let Err(e) = result {
+            self.checker.violate(now, format!("worker {j}'s application could not answer: {e}"));
+        }
+        self.drain_worker(j);
+    }
+
+    /// The invariants that hold after every step.
+    fn check(&mut self) {
+        let now = self.now;
+        if self.broker_down_until.is_none() {
+            self.checker.check_timeout(now, &"the broker", self.broker.poll_timeout());
+            self.checker.check_broker(now, self.broker.config(), &self.broker.stats());
+        }
+        for i in 0..self.clients.len() {
+            let t = self.clients[i].client.poll_timeout();
+            self.checker.check_timeout(now, &format_args!("client {i}"), t);
+        }
+        for j in 0..self.workers.len() {
+            if let Some(w) = &self.workers[j].worker {
+                let t = w.poll_timeout();
+                self.checker.check_timeout(now, &format_args!("worker {j}"), t);
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Seeded fault scenarios. Every one checks the invariants after every step
+//! (see `mdp_tests::model`) and, at the end, that nothing was silently lost:
+//! every request issued was answered or reported failed at its client.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mdp_core::Dialect;
+use mdp_tests::{Faults, Link, ModelCounts, Node, Sim, SimConfig};
+
+const STEPS: u64 = 5_000_000;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn alpha() -> Bytes {
+    Bytes::from_static(b"alpha")
+}
+
+fn beta() -> Bytes {
+    Bytes::from_static(b"beta")
+}
+
+/// 4 clients (every dialect) and 6 workers (every dialect) on two services.
+fn fleet(config: SimConfig) -> Sim {
+    let mut sim = Sim::new(config);
+    for (service, dialect) in [
+        (alpha(), Dialect::V01),
+        (alpha(), Dialect::V02),
+        (alpha(), Dialect::Majortomo),
+        (beta(), Dialect::V01),
+        (beta(), Dialect::V02),
+        (beta(), Dialect::Majortomo),
+    ] {
+        sim.add_worker(service, dialect);
+    }
+    for dialect in [Dialect::V01, Dialect::V02, Dialect::Majortomo, Dialect::V02] {
+        sim.add_client(dialect);
+    }
+    sim
+}
+
+/// `n` requests per client, alternating services in blocks of 10.
+fn workload(sim: &mut Sim, n: usize) {
+    for c in 0..sim.clients() {
+        sim.submit(c, (0..n).map(|k| if (k / 10 + c) % 2 == 0 { alpha() } else { beta() }));
+    }
+}
+
+/// Runs to quiescence and checks nothing was silently lost.
+fn finish(mut sim: Sim, name: &str) -> (Sim, ModelCounts) {
+    sim.quiesce(STEPS).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let counts = sim.finish();
+    println!("{name}: {counts:?}\n  {:?}\n  {:?}\n  t+{:?}", sim.stats(), sim.net_stats(), sim.elapsed());
+    (sim, counts)
+}
+
+#[test]
+fn latency_and_jitter() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(5), ms(20));
+        let mut sim = fleet(c);
+        // One slow link, one fast.
+        sim.net.set_link(Node::Worker(1), Link::new(ms(80), ms(40)));
+        sim.net.set_link(Node::Client(2), Link::new(Duration::ZERO, ms(1)));
+        workload(&mut sim, 300);
+        let (_, counts) = finish(sim, "latency and jitter");
+        assert_eq!((counts.answered, counts.failed), (1200, 0));
+    }
+}
+
+#[test]
+fn reordering_across_connections() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(2), ms(5));
+        c.faults = Faults { reorder: 0.2, reorder_delay: ms(300), ..Faults::default() };
+        let mut sim = fleet(c);
+        workload(&mut sim, 300);
+        let (sim, counts) = finish(sim, "reordering");
+        assert!(sim.net_stats().reordered > 100);
+        assert_eq!((counts.answered, counts.failed), (1200, 0));
+    }
+}
+
+/// Loss on every worker link and on one client's link. A lost REQUEST or
+/// FINAL would pin its worker "busy" for ever (it keeps heartbeating), so the
+/// broker runs with `max_job_time`; clients pipeline freely, since a client
+/// keeps one request per service on the wire.
+#[test]
+fn message_loss() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.broker.max_job_time = Some(Duration::from_secs(5));
+        let mut sim = fleet(c);
+        for j in 0..sim.workers() {
+            sim.net.set_link(Node::Worker(j), Link::default().lossy(0.01));
+        }
+        sim.net.set_link(Node::Client(1), Link::default().lossy(0.05));
+        workload(&mut sim, 300);
+        let (sim, counts) = finish(sim, "loss");
+        assert!(sim.net_stats().lost > 20);
+        // Lost messages cost retries; a request fails only if it is lost
+        // on all three tries. Before max_job_time, about 150 were answered.
+        assert!(counts.answered > 1100, "{counts:?}");
+        assert_eq!(counts.answered + counts.failed, 1200);
+    }
+}
+
+#[test]
+fn ghost_requests_are_served_and_go_nowhere() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.faults = Faults { ghost_requests: 0.2, ..Faults::default() };
+        let mut sim = fleet(c);
+        workload(&mut sim, 300);
+        let (sim, counts) = finish(sim, "ghosts");
+        assert_eq!((counts.answered, counts.failed), (1200, 0));
+        assert!(sim.net_stats().ghosts > 100);
+        // The broker does the ghosts' work too; their answers are dropped.
+        assert!(sim.stats().dispatched > 1200 + sim.net_stats().ghosts / 2);
+    }
+}
+
+/// A busy worker is cut off for longer than its liveness window: the broker
+/// expires it and re-dispatches its request to another worker, and the client
+/// still gets the answer on its original connection (its timeout is longer
+/// than the worker's liveness). Another one is cut off for less than its
+/// window: its messages are late, and nothing else happens.
+#[test]
+fn partition_of_a_busy_worker_redispatches_its_request() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(1), ms(4));
+        c.client_timeout = Duration::from_secs(30);
+        c.service_time = ms(200);
+        let mut sim = fleet(c);
+        workload(&mut sim, 100);
+        sim.run_until(|s| s.worker(1).is_some_and(|w| w.is_busy()), STEPS).unwrap();
+        sim.partition(Node::Worker(1), Duration::from_secs(20));
+        sim.run_for(ms(500), STEPS).unwrap();
+        sim.run_until(|s| s.worker(4).is_some_and(|w| w.is_busy()), STEPS).unwrap();
+        sim.partition(Node::Worker(4), Duration::from_secs(5));
+        let (sim, counts) = finish(sim, "partition");
+        assert_eq!(sim.stats().requeued, 1, "the request of the worker cut off for long re-dispatched");
+        assert!(sim.net_stats().held > 0);
+        assert_eq!((counts.answered, counts.failed), (400, 0));
+        assert_eq!(counts.restarted, 0, "answered on the original connection, no resend");
+    }
+}
+
+/// Workers crash while busy and come back later as new processes. Their
+/// requests are re-dispatched and answered on the clients' original
+/// connections (client timeouts outlast the workers' liveness), or, if
+/// PARTIALs of them had reached the client, dropped by the broker and resent
+/// by the client. The checker verifies each crashed worker is removed within
+/// its liveness window. Clients keep one request outstanding: with timeouts
+/// this long, a pipelining client would take a later reply for the dropped
+/// request's (see `regressions::a_dropped_request_does_not_shift_later_replies`).
+#[test]
+fn worker_crash_and_restart() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(1), ms(4));
+        c.client_timeout = Duration::from_secs(30);
+        c.client_window = 1;
+        c.service_time = ms(100);
+        let mut sim = fleet(c);
+        workload(&mut sim, 150);
+        for j in [0, 4, 2] {
+            sim.run_until(|s| s.worker(j).is_some_and(|w| w.is_busy()), STEPS).unwrap();
+            sim.crash_worker(j);
+            sim.run_for(ms(300), STEPS).unwrap();
+        }
+        sim.run_for(Duration::from_secs(10), STEPS).unwrap();
+        for j in [0, 4, 2] {
+            sim.restart_worker(j);
+        }
+        let (sim, counts) = finish(sim, "crash and restart");
+        // Re-dispatched, or dropped as PartlyAnswered and resent.
+        let stats = sim.stats();
+        assert!(stats.requeued >= 1 && stats.requeued + stats.dropped >= 3, "{stats:?}");
+        assert!(stats.workers_gone >= 3);
+        assert_eq!((counts.answered, counts.failed), (600, 0));
+    }
+}
+
+/// Workers crash mid-stream under pipelining clients with default timeouts:
+/// clients resend what the crashes cost them. (With 100 ms service times and
+/// 2 of 6 workers left, the load outruns the 2.5 s client timeout and
+/// requests fail in a resend storm; at 20 ms it does not.)
+#[test]
+fn worker_crash_under_pipelining_clients() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(1), ms(4));
+        c.service_time = ms(20);
+        let mut sim = fleet(c);
+        workload(&mut sim, 150);
+        for j in [1, 2, 4, 5] {
+            sim.run_until(|s| s.worker(j).is_some_and(|w| w.is_busy()), STEPS).unwrap();
+            sim.run_for(ms(40), STEPS).unwrap();
+            sim.crash_worker(j);
+        }
+        sim.run_for(Duration::from_secs(10), STEPS).unwrap();
+        sim.restart_worker(1);
+        sim.restart_worker(5);
+        let (sim, counts) = finish(sim, "crash under pipelining");
+        assert!(sim.stats().client_reconnects > 0);
+        assert_eq!((counts.answered, counts.failed), (600, 0));
+    }
+}
+
+/// The same with a busy timeout longer than the idle one: a worker that
+/// crashes right after answering must still be removed by the idle window.
+#[test]
+fn worker_crash_with_a_long_busy_timeout() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(1), ms(4));
+        c.broker.busy_worker_timeout = Some(Duration::from_secs(20));
+        c.client_timeout = Duration::from_secs(60);
+        c.service_time = ms(100);
+        let mut sim = fleet(c);
+        workload(&mut sim, 150);
+        for j in [1, 3, 5] {
+            // Busy, then idle again: crash right after its FINAL went out.
+            sim.run_until(|s| s.worker(j).is_some_and(|w| w.is_busy()), STEPS).unwrap();
+            sim.run_until(|s| s.worker(j).is_some_and(|w| !w.is_busy()), STEPS).unwrap();
+            sim.crash_worker(j);
+        }
+        sim.run_for(Duration::from_secs(30), STEPS).unwrap();
+        let (sim, counts) = finish(sim, "crash with a long busy timeout");
+        assert!(sim.stats().workers_gone >= 3);
+        assert_eq!(counts.failed, 0);
+    }
+}
+
+/// With `ZMQ_ROUTER_MANDATORY` the broker learns at once that a crashed
+/// worker is gone, when it next sends to it.
+#[test]
+fn crashed_worker_reported_unreachable() {
+    let mut c = SimConfig::new(7);
+    c.router_mandatory = true;
+    c.client_timeout = Duration::from_secs(30);
+    let mut sim = fleet(c);
+    workload(&mut sim, 200);
+    for j in [0, 1, 3] {
+        sim.run_until(|s| s.worker(j).is_some_and(|w| !w.is_busy()), STEPS).unwrap();
+        sim.crash_worker(j);
+    }
+    let (sim, counts) = finish(sim, "unreachable");
+    assert!(sim.stats().unreachable > 0);
+    assert_eq!(counts.failed, 0);
+}
+
+/// The broker restarts during the workload, twice, once with downtime.
+/// Queued and in-flight requests are lost with it; clients resend them on
+/// new connections, workers register again.
+#[test]
+fn broker_restart() {
+    for seed in 0..3 {
+        let mut c = SimConfig::new(seed);
+        c.service_time = ms(20);
+        c.client_tries = 5;
+        let mut sim = fleet(c);
+        workload(&mut sim, 200);
+        sim.run_for(ms(700), STEPS).unwrap();
+        sim.restart_broker();
+        sim.run_for(Duration::from_secs(4), STEPS).unwrap();
+        sim.stop_broker(Duration::from_secs(3));
+        let (sim, counts) = finish(sim, "broker restart");
+        assert_eq!(sim.stats().broker_restarts, 2);
+        assert!(sim.stats().workers_ready >= 12, "every worker registered with each broker");
+        assert!(sim.stats().client_reconnects > 0);
+        assert_eq!(counts.failed, 0, "five tries outlast the downtime");
+        assert_eq!(counts.answered, 800);
+    }
+}
+
+/// Everything at once, for several seeds.
+#[test]
+fn everything_at_once() {
+    for seed in 0..4 {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(2), ms(8));
+        c.faults = Faults { reorder: 0.05, reorder_delay: ms(100), ghost_requests: 0.05, ..Faults::default() };
+        c.service_time = ms(30);
+        let mut sim = fleet(c);
+        for j in [0, 2, 4] {
+            sim.net.set_link(Node::Worker(j), Link::new(ms(2), ms(8)).lossy(0.002));
+        }
+        sim.net.set_link(Node::Client(2), Link::new(ms(2), ms(8)).lossy(0.01));
+        sim.set_window(2, 1);
+        workload(&mut sim, 250);
+        sim.run_for(Duration::from_secs(1), STEPS).unwrap();
+        sim.crash_worker(seed as usize % 6);
+        sim.partition(Node::Client(1), Duration::from_secs(3));
+        sim.run_for(Duration::from_secs(2), STEPS).unwrap();
+        sim.restart_worker(seed as usize % 6);
+        sim.partition(Node::Worker(5 - seed as usize % 6), Duration::from_secs(9));
+        sim.run_for(Duration::from_secs(2), STEPS).unwrap();
+        sim.restart_broker();
+        finish(sim, "everything");
+    }
+}
+
+/// Duplication and reordering *within* a connection, which ZeroMQ never
+/// does, break MDP's order-based reply matching (a reply is taken for the
+/// answer to another request): the checker must notice. This shows the
+/// invariants are not vacuous.
+#[test]
+fn in_connection_faults_are_caught() {
+    for (name, faults, client_loss) in [
+        ("duplication", Faults { duplicate: 0.05, ..Faults::default() }, 0.0),
+        (
+            "in-connection reordering",
+            Faults { reorder: 0.3, reorder_delay: ms(20), fifo: false, ..Faults::default() },
+            0.0,
+        ),
+    ] {
+        let mut c = SimConfig::new(11);
+        c.faults = faults;
+        let mut sim = fleet(c);
+        sim.net.set_link(Node::Client(1), Link::default().lossy(client_loss));
+        sim.checker.panic_on_violation = false;
+        workload(&mut sim, 200);
+        let _ = sim.quiesce(STEPS);
+        let violations = sim.checker.violations();
+        assert!(!violations.is_empty(), "{name}: the checker saw nothing wrong");
+        println!("{name}: {} violations, first: {}", violations.len(), violations[0]);
+    }
+}
+
+/// Loss in the middle of the connection of a client with many requests
+/// outstanding per service used to shift its later replies onto the wrong
+/// requests. The client now keeps one request per service on the wire, so a
+/// lost message costs a timeout and a resend, never a wrong answer.
+#[test]
+fn loss_on_a_pipelining_client_costs_time_not_correctness() {
+    let mut c = SimConfig::new(11);
+    c.faults = Faults::default();
+    let mut sim = fleet(c);
+    sim.net.set_link(Node::Client(1), Link::default().lossy(0.05));
+    workload(&mut sim, 200);
+    let (_, counts) = finish(sim, "loss on a pipelining client");
+    assert_eq!(counts.answered + counts.failed, 4 * 200, "every request answered or reported: {counts:?}");
+}

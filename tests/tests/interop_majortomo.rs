@@ -1,0 +1,234 @@
+//! Interoperability with majortomo 0.2.0 (Python, from PyPI), in four
+//! pairings of 1,000 requests each, with multi-frame bodies and PARTIALs,
+//! every frame checked on both sides:
+//!
+//! 1. majortomo's client and worker through our broker;
+//! 2. our client and worker through majortomo's broker (majortomo dialect);
+//! 3. our client with majortomo's worker, through our broker;
+//! 4. majortomo's client with our worker, through our broker.
+//!
+//! The Python side lives in `tests/interop/` (see its `NOTES.md`); the venv
+//! is made on first use by `tests/interop/setup-venv.sh`, which needs PyPI.
+//! The frame rule both sides check is in `tests/interop/rule.py`; `request`,
+//! `partial` and `final_part` below are the same rule in Rust.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mdp_core::{BrokerConfig, ClientConfig, Dialect, WorkerConfig};
+use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
+
+const COUNT: usize = 1000;
+const PARTIALS: usize = 3;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// The venv's python, made once per test binary.
+fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(interop_dir().join("setup-venv.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/interop/setup-venv.sh");
+        assert!(out.status.success(), "setup-venv.sh failed: is PyPI reachable?");
+        let stdout = String::from_utf8(out.stdout).expect("utf-8 path");
+        PathBuf::from(stdout.lines().last().expect("setup-venv.sh prints the python path").trim())
+    })
+}
+
+/// A Python script of `tests/interop/`, killed when dropped.
+struct Script(Child);
+
+impl Script {
+    fn start(name: &str, args: &[&str]) -> Self {
+        let child = Command::new(python())
+            .arg(interop_dir().join(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Script(child)
+    }
+
+    /// Waits for it to exit; returns its exit code and stdout.
+    fn finish(mut self) -> (i32, String) {
+        let mut out = String::new();
+        if let Some(stdout) = self.0.stdout.take() {
+            for line in BufReader::new(stdout).lines() {
+                out.push_str(&line.unwrap_or_default());
+                out.push('\n');
+            }
+        }
+        let status = self.0.wait().expect("wait for script");
+        (status.code().unwrap_or(-1), out)
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn request(i: usize) -> Vec<Bytes> {
+    let mut third = vec![0x00, 0xff];
+    third.extend_from_slice(&(i as u32).to_be_bytes());
+    let big: Vec<u8> = (0..=255u8).cycle().take(256 * (i % 4)).collect();
+    vec![Bytes::from_static(b"req"), Bytes::from(i.to_string()), Bytes::from(third), Bytes::new(), Bytes::from(big)]
+}
+
+fn partial(j: usize, req: &[Bytes]) -> Vec<Bytes> {
+    let mut part = vec![Bytes::from_static(b"part"), Bytes::from(j.to_string())];
+    part.extend(req.iter().cloned());
+    part
+}
+
+fn final_part(req: &[Bytes]) -> Vec<Bytes> {
+    let mut part = vec![Bytes::from_static(b"final")];
+    part.extend(req.iter().rev().cloned());
+    part
+}
+
+/// Our broker on a free loopback port, on its own thread.
+struct OurBroker {
+    endpoint: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl OurBroker {
+    fn start() -> Self {
+        // majortomo's worker lets its idle heartbeats drift to 2-3 intervals
+        // apart (NOTES.md); give it majortomo's own 10 s window.
+        let mut config = BrokerConfig::default();
+        config.liveness = 4;
+        let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let endpoint = runner.endpoints()[0].clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || runner.run(&flag, |_| {}).unwrap());
+        OurBroker { endpoint, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for OurBroker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// majortomo's broker on a free loopback port; returns it and its endpoint.
+fn their_broker() -> (Script, String) {
+    let mut script = Script::start("mt_broker.py", &["tcp://127.0.0.1:*"]);
+    let stdout = script.0.stdout.as_mut().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the broker's READY line");
+    let endpoint = line.strip_prefix("READY ").unwrap_or_else(|| panic!("unexpected broker line {line:?}"));
+    let endpoint = endpoint.trim().to_owned();
+    (script, endpoint)
+}
+
+fn their_worker(endpoint: &str) -> Script {
+    let (count, partials) = (COUNT.to_string(), PARTIALS.to_string());
+    let args = ["--broker", endpoint, "--service", "echo", "--partials", &partials, "--count", &count];
+    Script::start("mt_worker.py", &args)
+}
+
+fn their_client(endpoint: &str) -> Script {
+    let (count, partials) = (COUNT.to_string(), PARTIALS.to_string());
+    let args = ["--broker", endpoint, "--service", "echo", "--partials", &partials, "--count", &count];
+    Script::start("mt_client.py", &args)
+}
+
+/// Our worker applying the rule, on its own thread.
+fn our_worker(endpoint: &str, dialect: Dialect) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), dialect));
+    let stop = worker.stop_flag();
+    let handle = thread::spawn(move || {
+        worker
+            .run(|req, parts| {
+                for j in 0..PARTIALS {
+                    parts.send(partial(j, &req));
+                }
+                final_part(&req)
+            })
+            .unwrap()
+    });
+    (stop, handle)
+}
+
+/// Our client sends COUNT requests and checks every frame of every part.
+fn our_client(endpoint: &str, dialect: Dialect) {
+    let mut client = Client::connect(endpoint, ClientConfig::new(dialect)).unwrap();
+    for i in 0..COUNT {
+        let req = request(i);
+        let parts: Vec<Vec<Bytes>> = client.parts("echo", req.clone(), WAIT).unwrap().map(Result::unwrap).collect();
+        assert_eq!(parts.len(), PARTIALS + 1, "request {i}: {PARTIALS} PARTIALs and a FINAL");
+        for (j, part) in parts[..PARTIALS].iter().enumerate() {
+            assert_eq!(part, &partial(j, &req), "request {i} part {j}");
+        }
+        assert_eq!(parts[PARTIALS], final_part(&req), "request {i} final");
+    }
+}
+
+fn assert_ok(who: &str, (code, out): (i32, String)) {
+    assert_eq!(code, 0, "{who} failed: {out}");
+    assert!(out.contains(&format!("OK n={COUNT}")), "{who} did not report every request: {out}");
+}
+
+#[test]
+fn pairing_1_their_client_and_worker_through_our_broker() {
+    let broker = OurBroker::start();
+    let worker = their_worker(&broker.endpoint);
+    let client = their_client(&broker.endpoint);
+    assert_ok("majortomo client", client.finish());
+    let (code, out) = worker.finish();
+    assert_eq!(code, 0, "majortomo worker: {out}");
+    assert!(out.contains(&format!("served={COUNT}")), "majortomo worker: {out}");
+}
+
+#[test]
+fn pairing_2_our_client_and_worker_through_their_broker() {
+    let (_broker, endpoint) = their_broker();
+    let (stop, worker) = our_worker(&endpoint, Dialect::Majortomo);
+    our_client(&endpoint, Dialect::Majortomo);
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+}
+
+#[test]
+fn pairing_3_our_client_with_their_worker_through_our_broker() {
+    let broker = OurBroker::start();
+    let worker = their_worker(&broker.endpoint);
+    // An RFC 18 client: our broker translates between the dialects.
+    our_client(&broker.endpoint, Dialect::V02);
+    let (code, out) = worker.finish();
+    assert_eq!(code, 0, "majortomo worker: {out}");
+}
+
+#[test]
+fn pairing_4_their_client_with_our_worker_through_our_broker() {
+    let broker = OurBroker::start();
+    // An RFC 18 worker: our broker translates between the dialects.
+    let (stop, worker) = our_worker(&broker.endpoint, Dialect::V02);
+    assert_ok("majortomo client", their_client(&broker.endpoint).finish());
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+}
