@@ -14,22 +14,26 @@
 //! * a clock step (zero to years), `handle_timeout` (at `poll_timeout` or
 //!   now).
 //!
-//! The model holds the outstanding requests in the order they were sent,
-//! each with its service, body, tries, deadline and whether parts of it were
-//! delivered. After every input the target drains `poll_transmit` and
-//! `poll_event` (more than [`DRAIN_BOUND`] items is a livelock) and checks
-//! that the client did exactly what the model says:
+//! The model holds the outstanding requests in the order they were made,
+//! each with its service, body, tries, deadline, whether it is on the wire
+//! (one per service at a time) and whether parts of it were delivered. After
+//! every input the target drains `poll_transmit` and `poll_event` (more than
+//! [`DRAIN_BOUND`] items is a livelock) and checks that the client did
+//! exactly what the model says:
 //!
 //! * `request` succeeds or fails with the documented error, and on success
-//!   sends that one REQUEST, in the client's dialect, with a new id;
-//! * a reply goes to the oldest outstanding request for the service it names
-//!   (the oldest overall in the majortomo dialect), else it is discarded with
-//!   the documented reason; a message queues at most one event;
+//!   returns a new id and sends that REQUEST, in the client's dialect, unless
+//!   another request for its service is outstanding: then it waits, unsent;
+//! * a reply goes to the request on the wire for the service it names (in
+//!   the majortomo dialect, which names none, to the oldest request), else it
+//!   is discarded with the documented reason; a message queues at most one
+//!   event, and a FINAL sends the next request waiting for its service;
 //! * a timeout (only once the earliest deadline passed) sends `Reconnect`,
-//!   then fails each request out of tries and resends every other one in
-//!   the order first sent, announcing `Restarted` for those with parts;
-//! * `poll_timeout()` is the earliest deadline, never before the latest
-//!   `now`; `handle_timeout` before it does nothing;
+//!   then, for each request on the wire in the order made, fails it if it is
+//!   out of tries (and sends the next for its service) or else resends it,
+//!   announcing `Restarted` if parts of it were delivered;
+//! * `poll_timeout()` is the earliest deadline of a request on the wire,
+//!   never before the latest `now`; `handle_timeout` before it does nothing;
 //! * the client never names an id it did not issue, never replies to an id
 //!   twice, and names no id after its `Reply` or `Failed`;
 //!   `outstanding()` and `is_outstanding` agree.
@@ -214,6 +218,8 @@ struct Pending {
     service: Bytes,
     body: Multipart,
     tries: u32,
+    /// On the wire: the oldest outstanding request for its service.
+    sent: bool,
     deadline: Option<Instant>,
     parts: bool,
 }
@@ -252,12 +258,11 @@ impl Harness {
             Op::Request { service, body } => self.request(service.bytes(), to_multipart(body)),
             Op::Message { earlier_ms, msg } => {
                 let Some(frames) = self.frames(msg) else { return };
-                let expected = self.expect_message(frames.clone());
                 let now = self.now(*earlier_ms);
+                let expected = self.expect_message(frames.clone());
                 self.client.handle_message(now, frames);
-                let (transmits, events) = self.settle();
-                assert!(transmits.is_empty(), "a message from the broker made the client send {transmits:?}");
-                assert_eq!(events, vec![expected], "the event for a message from the broker");
+                let got = self.settle();
+                assert_eq!(got, expected, "what a message from the broker made the client do");
             }
             Op::Advance(d) => self.clock = self.clock.checked_add(d.duration()).unwrap_or(self.clock),
             Op::Timeout { jump } => {
@@ -303,10 +308,17 @@ impl Harness {
                 assert!(self.last_id.is_none_or(|last| id > last), "id {id} is not new (last {:?})", self.last_id);
                 self.last_id = Some(id);
                 self.issued.insert(id);
-                let request = self.encode_request(&service, &body);
-                assert_eq!(transmits, vec![PeerTransmit::Send(request)], "what request() sent");
-                let deadline = now.checked_add(self.config.timeout);
-                self.pending.push(Pending { id, service, body, tries: 1, deadline, parts: false });
+                // One request per service on the wire: it goes out only if
+                // none is outstanding for its service.
+                let sent = !self.pending.iter().any(|p| p.service == service);
+                if sent {
+                    let request = self.encode_request(&service, &body);
+                    assert_eq!(transmits, vec![PeerTransmit::Send(request)], "what request() sent");
+                } else {
+                    assert!(transmits.is_empty(), "request() sent {transmits:?} behind another for its service");
+                }
+                let deadline = if sent { self.latest.checked_add(self.config.timeout) } else { None };
+                self.pending.push(Pending { id, service, body, tries: 1, sent, deadline, parts: false });
             }
             (Err(e), Some(expected)) => {
                 let _ = e.to_string();
@@ -371,11 +383,12 @@ impl Harness {
         }
     }
 
-    /// The one event a message from the broker must give, per the docs; the
-    /// model is updated as the client must update itself.
-    fn expect_message(&mut self, frames: Multipart) -> ClientEvent {
+    /// What a message from the broker must make the client do, per the
+    /// docs: one event, and after a reply the next request for its service
+    /// goes out. The model is updated as the client must update itself.
+    fn expect_message(&mut self, frames: Multipart) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
         let dialect = self.config.dialect;
-        let discarded = |reason| ClientEvent::Discarded { reason };
+        let discarded = |reason| (Vec::new(), vec![ClientEvent::Discarded { reason }]);
         let (found, command) = match BrokerCommand::decode(frames) {
             Err(e) => return discarded(ClientDiscardReason::Malformed(e)),
             Ok(ok) => ok,
@@ -394,56 +407,81 @@ impl Harness {
                 return discarded(ClientDiscardReason::NotForClients { command: "DISCONNECT" })
             }
         };
-        // The oldest outstanding request for the service named, or the
-        // oldest of all when no service is named (majortomo).
+        // The request on the wire for the service named: the oldest
+        // outstanding for it. With no service named (majortomo), the oldest
+        // of all, if it is on the wire.
         let index = self.pending.iter().position(|p| service.as_ref().is_none_or(|s| *s == p.service));
-        let Some(index) = index else {
+        let Some(index) = index.filter(|&i| self.pending[i].sent) else {
             let command = if last { "FINAL" } else { "PARTIAL" };
             return discarded(ClientDiscardReason::Unmatched { command, service: service.map(Found) });
         };
         if last {
-            let p = self.pending.remove(index);
-            self.finished.insert(p.id);
-            ClientEvent::Reply { id: p.id, body }
+            let id = self.pending[index].id;
+            let mut transmits = Vec::new();
+            self.complete(index, &mut transmits);
+            (transmits, vec![ClientEvent::Reply { id, body }])
         } else {
             self.pending[index].parts = true;
-            ClientEvent::Partial { id: self.pending[index].id, body }
+            (Vec::new(), vec![ClientEvent::Partial { id: self.pending[index].id, body }])
         }
+    }
+
+    /// Request `index` is answered or failed: it goes, and the next request
+    /// for its service (if any) goes on the wire.
+    fn complete(&mut self, index: usize, transmits: &mut Vec<PeerTransmit>) {
+        let p = self.pending.remove(index);
+        self.finished.insert(p.id);
+        if let Some(next) = self.pending.iter().position(|q| q.service == p.service) {
+            transmits.push(self.send(next));
+        }
+    }
+
+    /// Puts request `index` on the wire (again) at the latest `now`.
+    fn send(&mut self, index: usize) -> PeerTransmit {
+        let (latest, timeout) = (self.latest, self.config.timeout);
+        let p = &mut self.pending[index];
+        p.sent = true;
+        p.parts = false;
+        p.deadline = latest.checked_add(timeout);
+        let (service, body) = (p.service.clone(), p.body.clone());
+        PeerTransmit::Send(self.encode_request(&service, &body))
     }
 
     /// What `handle_timeout(now)` must do, per the docs; the model is
     /// updated as the client must update itself.
     fn expect_timeout(&mut self, now: Instant) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
-        let due = self.pending.first().and_then(|p| p.deadline).is_some_and(|d| d <= now);
-        if !due {
+        if self.earliest_deadline().is_none_or(|d| d > now) {
             return (Vec::new(), Vec::new());
         }
         let mut transmits = vec![PeerTransmit::Reconnect];
         let mut events = Vec::new();
-        let (tries, timeout, dialect) = (self.config.tries, self.config.timeout, self.config.dialect);
-        let mut kept = Vec::new();
-        for mut p in std::mem::take(&mut self.pending) {
+        let tries = self.config.tries;
+        // Each request on the wire when the timeout fired, in the order made.
+        let on_wire: Vec<RequestId> = self.pending.iter().filter(|p| p.sent).map(|p| p.id).collect();
+        for id in on_wire {
+            let Some(index) = self.pending.iter().position(|p| p.id == id) else { continue };
+            let p = &mut self.pending[index];
             let timed_out = p.deadline.is_some_and(|d| d <= now);
             if timed_out && p.tries >= tries {
                 let reason = if tries == 1 { FailReason::Timeout } else { FailReason::RetriesExhausted { tries } };
-                events.push(ClientEvent::Failed { id: p.id, reason });
-                self.finished.insert(p.id);
+                events.push(ClientEvent::Failed { id, reason });
+                self.complete(index, &mut transmits);
                 continue;
             }
             if timed_out {
                 p.tries += 1;
             }
             if p.parts {
-                events.push(ClientEvent::Restarted { id: p.id });
+                events.push(ClientEvent::Restarted { id });
             }
-            p.parts = false;
-            p.deadline = now.checked_add(timeout);
-            let command = PeerCommand::Request { service: p.service.clone(), body: p.body.clone() };
-            transmits.push(PeerTransmit::Send(command.encode(dialect).expect("a valid request encodes")));
-            kept.push(p);
+            transmits.push(self.send(index));
         }
-        self.pending = kept;
         (transmits, events)
+    }
+
+    /// The earliest deadline of a request on the wire.
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.pending.iter().filter(|p| p.sent).filter_map(|p| p.deadline).min()
     }
 
     /// Drains the client and checks what holds after any input.
@@ -488,9 +526,7 @@ impl Harness {
         for id in &self.finished {
             assert!(!self.client.is_outstanding(*id), "is_outstanding({id}) after it finished");
         }
-        let earliest = self.pending.iter().filter_map(|p| p.deadline).min();
-        let first = self.pending.first().and_then(|p| p.deadline);
-        assert_eq!(first, earliest, "deadlines decrease along the order of sending");
+        let earliest = self.earliest_deadline();
         assert_eq!(self.client.poll_timeout(), earliest.map(|d| d.max(self.latest)), "poll_timeout()");
         // Before the deadline, handle_timeout does nothing.
         if earliest.is_none_or(|d| d > self.latest) {
