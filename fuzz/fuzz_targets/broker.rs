@@ -109,6 +109,7 @@ struct ConfigSel {
     heartbeat: DurationSel,
     liveness: u8,
     busy: Option<DurationSel>,
+    max_job: Option<DurationSel>,
     request: DurationSel,
     max_dispatches: u8,
     /// Limits: services and workers 1 to 8, queues 1 to 12 per service and
@@ -123,6 +124,7 @@ impl ConfigSel {
         c.heartbeat_interval = self.heartbeat.duration(3000);
         c.liveness = u32::from(self.liveness % 5);
         c.busy_worker_timeout = self.busy.as_ref().map(|d| d.duration(20_000));
+        c.max_job_time = self.max_job.as_ref().map(|d| d.duration(20_000));
         c.request_timeout = self.request.duration(20_000);
         c.max_dispatches = u32::from(self.max_dispatches % 5);
         let limit = |i: usize, max: u8| usize::from(1 + self.limits[i] % max);
