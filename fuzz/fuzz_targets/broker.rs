@@ -10,6 +10,9 @@
 //!   workers stay registered and the state machine gets deep), sometimes such
 //!   a command with one frame removed, inserted or replaced, sometimes raw
 //!   frames; sent at the current time or a little in the past;
+//! * a streamed answer from a worker: PARTIALs then a FINAL for the client
+//!   it holds (so that long answers to MDP/0.1 clients, which the broker
+//!   joins, reach the message limits);
 //! * a clock step (zero to years);
 //! * `handle_timeout`, at `poll_timeout` or at the current time;
 //! * `handle_unreachable` for a peer, or `shutdown`.
@@ -293,6 +296,12 @@ enum Op {
         at: At,
         msg: Msg,
     },
+    /// A streamed answer: PARTIALs with these bodies, then a FINAL with the
+    /// last, all for the client the worker holds, in its dialect.
+    Stream {
+        peer: u8,
+        parts: Vec<Vec<Frame>>,
+    },
     Advance(Delay),
     /// `handle_timeout`, at `poll_timeout()` if `jump` (and it is later).
     Timeout {
@@ -307,11 +316,16 @@ enum Op {
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match pick(u, &[78, 10, 8, 3, 1])? {
+        Ok(match pick(u, &[72, 6, 10, 8, 3, 1])? {
             0 => Op::Message { peer: u.arbitrary()?, at: u.arbitrary()?, msg: u.arbitrary()? },
-            1 => Op::Advance(u.arbitrary()?),
-            2 => Op::Timeout { jump: u.ratio(3, 4)?, at: u.arbitrary()? },
-            3 => Op::Unreachable { peer: u.arbitrary()? },
+            1 => {
+                let n = u.int_in_range(2..=5)?;
+                let parts = (0..n).map(|_| frames(u, 0, 6)).collect::<Result<_>>()?;
+                Op::Stream { peer: u.arbitrary()?, parts }
+            }
+            2 => Op::Advance(u.arbitrary()?),
+            3 => Op::Timeout { jump: u.ratio(3, 4)?, at: u.arbitrary()? },
+            4 => Op::Unreachable { peer: u.arbitrary()? },
             _ => Op::Shutdown,
         })
     }
@@ -370,6 +384,15 @@ impl Harness {
     fn run(&mut self, op: &Op) {
         match op {
             Op::Message { peer: p, at, msg } => self.message(peer(*p), at, msg),
+            Op::Stream { peer: p, parts } => {
+                for (i, body) in parts.iter().enumerate() {
+                    let client = ClientSel::Held;
+                    let body = body.clone();
+                    let cmd =
+                        if i + 1 < parts.len() { Cmd::Partial { client, body } } else { Cmd::Final { client, body } };
+                    self.message(peer(*p), &At::Now, &Msg::Command { dialect: DialectSel::Own, cmd });
+                }
+            }
             Op::Advance(d) => self.clock = self.clock.checked_add(d.duration()).unwrap_or(self.clock),
             Op::Timeout { jump, at } => self.timeout(*jump, at),
             Op::Unreachable { peer: p } => {

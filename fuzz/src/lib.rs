@@ -39,7 +39,7 @@ pub enum Frame {
     Bytes(Vec<u8>),
     /// `len` copies of `byte`: a large frame from three input bytes.
     Filled {
-        /// Length, at most 8 KiB (twice the targets' byte limit).
+        /// Length, at most 8 KiB (twice the broker target's largest byte limit).
         len: u16,
         /// The byte repeated.
         byte: u8,
@@ -60,7 +60,12 @@ impl<'a> Arbitrary<'a> for Frame {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         Ok(match pick(u, &[9, 1])? {
             0 => Frame::Bytes(Vec::arbitrary(u)?),
-            _ => Frame::Filled { len: u.int_in_range(0..=8192)?, byte: u.arbitrary()? },
+            // Log-uniform lengths, so every limit from 64 bytes to 4 KiB is
+            // as likely to be just crossed as not.
+            _ => {
+                let bits = u.int_in_range(0..=13)?;
+                Frame::Filled { len: u.int_in_range(0..=1 << bits)?, byte: u.arbitrary()? }
+            }
         })
     }
 }
