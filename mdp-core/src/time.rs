@@ -12,7 +12,26 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// `at + d`, or the latest instant after `at` that can be represented if that
+/// overflows: a timer set so far away never fires in practice, and an
+/// application may well configure `Duration::MAX` to mean "never".
+pub(crate) fn add_saturating(at: Instant, d: Duration) -> Instant {
+    if let Some(t) = at.checked_add(d) {
+        return t;
+    }
+    // Add ever smaller steps: at most one success per step size after the
+    // first failure, so this takes about 2 × 96 tries at worst.
+    let (mut t, mut step) = (at, d / 2);
+    while !step.is_zero() {
+        match t.checked_add(step) {
+            Some(later) => t = later,
+            None => step /= 2,
+        }
+    }
+    t
+}
 
 /// A min-heap of `(deadline, key)`, with stale entries allowed.
 #[derive(Debug)]
@@ -79,5 +98,15 @@ mod tests {
         assert_eq!(q.pop_due(now), None);
         q.retain(|k| *k != 'c');
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn add_saturating_adds_or_stops_at_the_last_instant() {
+        let t0 = Instant::now();
+        assert_eq!(add_saturating(t0, Duration::from_secs(5)), t0 + Duration::from_secs(5));
+        let far = add_saturating(t0, Duration::MAX);
+        assert!(far > t0 + Duration::from_secs(1 << 40));
+        assert_eq!(far.checked_add(Duration::from_nanos(1)), None);
+        assert_eq!(add_saturating(far, Duration::from_secs(1)), far);
     }
 }

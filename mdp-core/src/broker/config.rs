@@ -13,7 +13,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct BrokerConfig {
     /// The broker sends HEARTBEAT to a worker it has sent nothing else for
-    /// this long. Default: 2.5 s (the Guide's and majortomo's).
+    /// this long. Default: 2.5 s (the Guide's and majortomo's). Zero is
+    /// taken as 1 ms: a heartbeat due at once, forever, would keep
+    /// `handle_timeout` from ever returning.
     pub heartbeat_interval: Duration,
     /// A worker that has sent nothing for `liveness × heartbeat_interval` is
     /// removed. Default: 3 (the Guide's).
@@ -55,10 +57,13 @@ pub struct BrokerConfig {
     ///
     /// The queue limits decide whether a new request is admitted. A request
     /// that an idle worker takes at once never waits in a queue, so it is
-    /// admitted whatever the queues hold. A request whose worker is lost goes
-    /// back to its queue even past the limits: it was admitted already and
-    /// the broker held it all along, so the queues may pass the limits by as
-    /// many requests as were in flight, and the memory held does not grow.
+    /// admitted even when the queues are full. A request whose worker is lost
+    /// goes back to its queue even past the limits: it was admitted already
+    /// and the broker held it all along, so the queues may pass the limits by
+    /// as many requests as were in flight. While a queue is past its limit it
+    /// admits nothing, not even a request an idle worker would take at once,
+    /// so the broker never holds more than `max_queue_total + max_workers`
+    /// requests, queued or at workers.
     pub max_queue_total: usize,
     /// Most frames in one message from a peer, and in a reply joined for an
     /// MDP/0.1 client. Default: 1,024.
@@ -93,9 +98,15 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The interval the broker heartbeats at: `heartbeat_interval`, but at
+    /// least 1 ms, so that a heartbeat's timer is always set after `now`.
+    pub(crate) fn heartbeat_period(&self) -> Duration {
+        self.heartbeat_interval.max(Duration::from_millis(1))
+    }
+
     /// The silence after which an idle worker is removed.
     pub fn idle_worker_timeout(&self) -> Duration {
-        self.heartbeat_interval.saturating_mul(self.liveness.max(1))
+        self.heartbeat_period().saturating_mul(self.liveness.max(1))
     }
 
     /// The silence after which a busy worker is removed.

@@ -36,7 +36,7 @@ pub use config::BrokerConfig;
 pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
 
 use crate::hash::{Map, Seeded};
-use crate::time::DeadlineQueue;
+use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerId};
 use service::{Request, Service};
 use worker::{Job, WorkerRec};
@@ -243,8 +243,13 @@ impl Broker {
             Entry::Vacant(e) => e.insert(Service::new(Seeded(self.config.hash_seed))),
         };
         // A request an idle worker takes at once never waits in a queue, so
-        // the queue limits do not apply to it, and it skips the queue.
-        let at_once = s.begin_at_once(&client);
+        // a full queue does not refuse it, and it skips the queue. A queue
+        // pushed *past* its limit by re-queued requests refuses even that
+        // one: otherwise each such request could be re-queued in turn, and
+        // the requests held (queued or at workers) would grow past
+        // max_queue_total + max_workers.
+        let over = s.queued > self.config.max_queue_per_service || queued_total > self.config.max_queue_total;
+        let at_once = !over && s.begin_at_once(&client);
         let limit = if at_once {
             None
         } else if s.queued >= self.config.max_queue_per_service {
@@ -258,7 +263,7 @@ impl Broker {
             self.forget_if_unused(&service);
             return self.limit_hit(client, limit);
         }
-        let deadline = self.now + self.config.request_timeout;
+        let deadline = add_saturating(self.now, self.config.request_timeout);
         let request = Request { client: client.clone(), dialect, body, deadline, dispatches: 0 };
         let first = if at_once {
             Some(request)
@@ -357,7 +362,7 @@ impl Broker {
             dialect,
             gen,
             last_heard: now,
-            next_heartbeat: now + self.config.heartbeat_interval,
+            next_heartbeat: add_saturating(now, self.config.heartbeat_period()),
             timer_at: now,
             idle_token: None,
             job: None,
@@ -516,7 +521,7 @@ impl Broker {
             s.took_idle();
             request.dispatches += 1;
             w.idle_token = None;
-            w.next_heartbeat = self.now + self.config.heartbeat_interval;
+            w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_period());
             let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
             let client = request.client.clone();
             w.job = Some(Job::new(request, self.now));
@@ -633,7 +638,7 @@ impl Broker {
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
         if heartbeat {
-            w.next_heartbeat = now + self.config.heartbeat_interval;
+            w.next_heartbeat = add_saturating(now, self.config.heartbeat_period());
         }
         w.timer_at = w.next_deadline(&self.config);
         self.worker_timers.push(w.timer_at, (id.clone(), gen));

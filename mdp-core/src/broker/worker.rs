@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::service::Request;
 use super::BrokerConfig;
+use crate::time::add_saturating;
 use crate::{Dialect, Multipart};
 
 #[derive(Debug)]
@@ -58,7 +59,7 @@ impl WorkerRec {
     /// When the worker is removed if it stays silent.
     pub(crate) fn expires_at(&self, config: &BrokerConfig) -> Instant {
         let window = if self.job.is_some() { config.busy_timeout() } else { config.idle_worker_timeout() };
-        self.last_heard + window
+        add_saturating(self.last_heard, window)
     }
 
     /// When the job it holds has taken too long, if there is a limit.

@@ -1,0 +1,583 @@
+//! Drives one [`Broker`] with arbitrary peers, messages and time, and checks
+//! its invariants after every input.
+//!
+//! Input: a configuration (timers and limits from the input, limits small so
+//! that every limit is reachable), then a sequence of operations:
+//!
+//! * a message from one of [`PEERS`] identities (few, so peers recur and act
+//!   as clients and workers): mostly a well-formed command built with
+//!   [`PeerCommand::encode`] in a random dialect (usually the peer's own, so
+//!   workers stay registered and the state machine gets deep), sometimes such
+//!   a command with one frame removed, inserted or replaced, sometimes raw
+//!   frames; sent at the current time or a little in the past;
+//! * a clock step (zero to years);
+//! * `handle_timeout`, at `poll_timeout` or at the current time;
+//! * `handle_unreachable` for a peer, or `shutdown`.
+//!
+//! After every input the target drains `poll_transmit` and `poll_event`
+//! (more than [`DRAIN_BOUND`] items is a livelock) and checks:
+//!
+//! * nothing panics (a panic on peer input is a bug);
+//! * `poll_timeout()` is never earlier than the latest `now` passed in, and
+//!   right after `handle_timeout(now)` it is later than `now` (else a driver
+//!   that sleeps until the deadline spins); a second `handle_timeout` at the
+//!   same `now` emits nothing and changes no statistic (idempotence);
+//! * every transmit decodes with [`BrokerCommand::decode`], and no body is
+//!   larger than the message limits;
+//! * REQUEST and HEARTBEAT go only to registered workers (READY seen, no
+//!   `WorkerGone` since: tracked here from the events), in their dialect;
+//!   a worker never gets a REQUEST while it holds one (it holds it until it
+//!   sends FINAL/REPLY for that client address, or is gone); one
+//!   `RequestDispatched` event per REQUEST sent; a DISCONNECT never goes to a
+//!   worker that stays registered;
+//! * replies (PARTIAL/FINAL/REPLY) go only to peers that sent a REQUEST in
+//!   the dialect of the reply;
+//! * `stats()` agrees with the tracked model (registered and busy workers,
+//!   `is_worker`, `worker_count` per service) and stays within the limits:
+//!   `services <= max_services`, `idle + busy <= max_workers`, and
+//!   `queued + busy <= max_queue_total + max_workers`.
+//!
+//! Why that last bound and not `queued <= max_queue_total`: a request whose
+//! worker is lost goes back to the head of its queue without a limit check
+//! (it was admitted already). Dispatching and re-queueing both keep
+//! `queued + busy` unchanged, and only admissions raise it: one that waits
+//! needs `queued < max_queue_total`, so it leaves `queued + busy <=
+//! max_queue_total + busy <= max_queue_total + max_workers`; one an idle
+//! worker takes at once needs `queued <= max_queue_total` (a queue pushed
+//! past its limit by re-queues admits nothing) and leaves `busy <=
+//! max_workers - 1` before it, so the same bound holds. The queues may pass
+//! `max_queue_total` by at most the requests workers held.
+#![no_main]
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use arbitrary::{Arbitrary, Result, Unstructured};
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use mdp_core::{Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, Multipart, PeerCommand, PeerId, Transmit};
+use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Frame, DRAIN_BOUND};
+
+/// Number of distinct peer identities.
+const PEERS: u8 = 12;
+
+/// Service names: more ordinary ones than `max_services`, MMI names, and
+/// names that only look like MMI.
+const SERVICES: &[&[u8]] =
+    &[b"echo", b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h", b"i", b"mmi.service", b"mmi.x", b"mmi", b"xmmi.echo"];
+
+fn peer(i: u8) -> PeerId {
+    PeerId(Bytes::from(vec![0, b'p', i % PEERS]))
+}
+
+/// The dialect a peer speaks until it uses another: peers 0, 3, 6, 9 MDP/0.1,
+/// 1, 4, 7, 10 RFC 18, the rest majortomo.
+fn natural_dialect(p: &PeerId) -> Dialect {
+    let i = p.0.last().copied().unwrap_or(0);
+    Dialect::ALL[usize::from(i) % Dialect::ALL.len()]
+}
+
+/// A configured duration: mostly milliseconds (zero included), sometimes the
+/// largest there is (an application's "never").
+#[derive(Debug)]
+enum DurationSel {
+    Millis(u16),
+    Max,
+}
+
+impl<'a> Arbitrary<'a> for DurationSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[15, 1])? {
+            0 => DurationSel::Millis(u.arbitrary()?),
+            _ => DurationSel::Max,
+        })
+    }
+}
+
+impl DurationSel {
+    fn duration(&self, max_ms: u16) -> Duration {
+        match self {
+            DurationSel::Millis(ms) => Duration::from_millis(u64::from(ms % (max_ms + 1))),
+            DurationSel::Max => Duration::MAX,
+        }
+    }
+}
+
+/// The broker's configuration: timers and limits from the input, limits small.
+#[derive(Debug, Arbitrary)]
+struct ConfigSel {
+    heartbeat: DurationSel,
+    liveness: u8,
+    busy: Option<DurationSel>,
+    max_job: Option<DurationSel>,
+    request: DurationSel,
+    max_dispatches: u8,
+    /// Limits: services and workers 1 to 8, queues 1 to 12 per service and
+    /// 1 to 16 in all, messages 8 to 16 frames and 64 to 4096 bytes.
+    limits: [u8; 6],
+    hash_seed: u64,
+}
+
+impl ConfigSel {
+    fn config(&self) -> BrokerConfig {
+        let mut c = BrokerConfig::default();
+        c.heartbeat_interval = self.heartbeat.duration(3000);
+        c.liveness = u32::from(self.liveness % 5);
+        c.busy_worker_timeout = self.busy.as_ref().map(|d| d.duration(20_000));
+        c.max_job_time = self.max_job.as_ref().map(|d| d.duration(20_000));
+        c.request_timeout = self.request.duration(20_000);
+        c.max_dispatches = u32::from(self.max_dispatches % 5);
+        let limit = |i: usize, max: u8| usize::from(1 + self.limits[i] % max);
+        c.max_services = limit(0, 8);
+        c.max_workers = limit(1, 8);
+        c.max_queue_per_service = limit(2, 12);
+        c.max_queue_total = limit(3, 16);
+        c.max_message_frames = 8 + usize::from(self.limits[4] % 9);
+        c.max_message_bytes = 64 << (self.limits[5] % 7);
+        c.hash_seed = self.hash_seed;
+        c
+    }
+}
+
+#[derive(Debug)]
+enum ServiceSel {
+    Named(usize),
+    Raw(Vec<u8>),
+}
+
+impl<'a> Arbitrary<'a> for ServiceSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[9, 1])? {
+            0 => ServiceSel::Named(u.choose_index(SERVICES.len())?),
+            _ => ServiceSel::Raw(Vec::arbitrary(u)?),
+        })
+    }
+}
+
+impl ServiceSel {
+    fn bytes(&self) -> Bytes {
+        match self {
+            ServiceSel::Named(i) => Bytes::from_static(SERVICES[*i]),
+            ServiceSel::Raw(b) => Bytes::copy_from_slice(b),
+        }
+    }
+}
+
+/// The client address a worker puts in its reply.
+#[derive(Debug)]
+enum ClientSel {
+    /// The client of the request this worker holds (as the target tracks it).
+    Held,
+    /// Some peer's identity.
+    Peer(u8),
+    /// Anything.
+    Raw(Vec<u8>),
+}
+
+impl<'a> Arbitrary<'a> for ClientSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[8, 1, 1])? {
+            0 => ClientSel::Held,
+            1 => ClientSel::Peer(u.arbitrary()?),
+            _ => ClientSel::Raw(Vec::arbitrary(u)?),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum DialectSel {
+    /// The peer's own: its READY's if it is a worker, else the last it used,
+    /// else one fixed per identity (so every pairing of dialects is common).
+    Own,
+    Any(Dialect),
+}
+
+impl<'a> Arbitrary<'a> for DialectSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[4, 1])? {
+            0 => DialectSel::Own,
+            _ => DialectSel::Any(dialect(u)?),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Cmd {
+    Request { service: ServiceSel, body: Vec<Frame> },
+    Ready { service: ServiceSel },
+    Partial { client: ClientSel, body: Vec<Frame> },
+    Final { client: ClientSel, body: Vec<Frame> },
+    Heartbeat,
+    Disconnect,
+}
+
+impl<'a> Arbitrary<'a> for Cmd {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[35, 15, 10, 25, 10, 5])? {
+            0 => Cmd::Request { service: u.arbitrary()?, body: frames(u, 1, 18)? },
+            1 => Cmd::Ready { service: u.arbitrary()? },
+            2 => Cmd::Partial { client: u.arbitrary()?, body: frames(u, 0, 18)? },
+            3 => Cmd::Final { client: u.arbitrary()?, body: frames(u, 0, 18)? },
+            4 => Cmd::Heartbeat,
+            _ => Cmd::Disconnect,
+        })
+    }
+}
+
+/// One change to a well-formed message.
+#[derive(Debug, Arbitrary)]
+enum Edit {
+    Remove(u8),
+    Insert(u8, Frame),
+    Replace(u8, Frame),
+    Truncate(u8),
+}
+
+impl Edit {
+    fn apply(&self, frames: &mut Multipart) {
+        let at = |i: &u8, n: usize| usize::from(*i) % n.max(1);
+        match self {
+            Edit::Remove(i) if !frames.is_empty() => {
+                frames.remove(at(i, frames.len()));
+            }
+            Edit::Insert(i, f) => frames.insert(at(i, frames.len() + 1), f.to_bytes()),
+            Edit::Replace(i, f) if !frames.is_empty() => {
+                let i = at(i, frames.len());
+                frames[i] = f.to_bytes();
+            }
+            Edit::Truncate(i) => frames.truncate(at(i, frames.len() + 1)),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Msg {
+    Command { dialect: DialectSel, cmd: Cmd },
+    Mangled { dialect: DialectSel, cmd: Cmd, edit: Edit },
+    Raw(Vec<Frame>),
+}
+
+impl<'a> Arbitrary<'a> for Msg {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[80, 10, 10])? {
+            0 => Msg::Command { dialect: u.arbitrary()?, cmd: u.arbitrary()? },
+            1 => Msg::Mangled { dialect: u.arbitrary()?, cmd: u.arbitrary()?, edit: u.arbitrary()? },
+            _ => Msg::Raw(frames(u, 0, 20)?),
+        })
+    }
+}
+
+/// When an input happens.
+#[derive(Debug)]
+enum At {
+    Now,
+    /// This many milliseconds before the latest `now`: the broker must take
+    /// it as the latest `now`.
+    Earlier(u16),
+}
+
+impl<'a> Arbitrary<'a> for At {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[15, 1])? {
+            0 => At::Now,
+            _ => At::Earlier(u.arbitrary()?),
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Op {
+    Message {
+        peer: u8,
+        at: At,
+        msg: Msg,
+    },
+    Advance(Delay),
+    /// `handle_timeout`, at `poll_timeout()` if `jump` (and it is later).
+    Timeout {
+        jump: bool,
+        at: At,
+    },
+    Unreachable {
+        peer: u8,
+    },
+    Shutdown,
+}
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[78, 10, 8, 3, 1])? {
+            0 => Op::Message { peer: u.arbitrary()?, at: u.arbitrary()?, msg: u.arbitrary()? },
+            1 => Op::Advance(u.arbitrary()?),
+            2 => Op::Timeout { jump: u.ratio(3, 4)?, at: u.arbitrary()? },
+            3 => Op::Unreachable { peer: u.arbitrary()? },
+            _ => Op::Shutdown,
+        })
+    }
+}
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    config: ConfigSel,
+    ops: Vec<Op>,
+}
+
+/// The broker, the clock, and what the target knows the broker must hold.
+struct Harness {
+    broker: Broker,
+    config: BrokerConfig,
+    /// The harness's clock.
+    clock: Instant,
+    /// The latest `now` passed to the broker.
+    latest: Instant,
+    /// Registered workers (from `WorkerReady`/`WorkerGone`), with their
+    /// dialect and service.
+    ready: HashMap<PeerId, (Dialect, Bytes)>,
+    /// Workers holding a request, with the client address it carried.
+    busy: HashMap<PeerId, Bytes>,
+    /// Peers that sent a decodable REQUEST, and in which dialect.
+    requested: HashSet<(PeerId, Dialect)>,
+    /// The dialect each peer last used, for [`DialectSel::Own`].
+    last_dialect: HashMap<PeerId, Dialect>,
+}
+
+impl Harness {
+    fn new(config: BrokerConfig) -> Self {
+        let clock = Instant::now();
+        Harness {
+            broker: Broker::new(config.clone(), clock),
+            config,
+            clock,
+            latest: clock,
+            ready: HashMap::new(),
+            busy: HashMap::new(),
+            requested: HashSet::new(),
+            last_dialect: HashMap::new(),
+        }
+    }
+
+    fn time(&mut self, at: &At) -> Instant {
+        match at {
+            At::Now => {
+                self.latest = self.latest.max(self.clock);
+                self.clock
+            }
+            At::Earlier(ms) => self.latest.checked_sub(Duration::from_millis(u64::from(*ms))).unwrap_or(self.latest),
+        }
+    }
+
+    fn run(&mut self, op: &Op) {
+        match op {
+            Op::Message { peer: p, at, msg } => self.message(peer(*p), at, msg),
+            Op::Advance(d) => self.clock = self.clock.checked_add(d.duration()).unwrap_or(self.clock),
+            Op::Timeout { jump, at } => self.timeout(*jump, at),
+            Op::Unreachable { peer: p } => {
+                let now = self.time(&At::Now);
+                self.broker.handle_unreachable(now, &peer(*p));
+                self.settle();
+            }
+            Op::Shutdown => {
+                let now = self.time(&At::Now);
+                self.broker.shutdown(now);
+                self.settle();
+                let s = self.broker.stats();
+                assert_eq!((s.services, s.idle_workers, s.busy_workers, s.queued_requests), (0, 0, 0, 0));
+                assert!(self.broker.poll_timeout().is_none(), "timers left after shutdown");
+            }
+        }
+    }
+
+    fn message(&mut self, from: PeerId, at: &At, msg: &Msg) {
+        let Some(frames) = self.frames(&from, msg) else { return };
+        match PeerCommand::decode(frames.clone()) {
+            Ok((d, PeerCommand::Final { client, .. })) => {
+                // The broker frees a worker that answers the client it holds
+                // (if the message is refused for its size or dialect, the
+                // worker is removed instead, and WorkerGone says so).
+                if self.busy.get(&from) == Some(&client) && self.ready.get(&from).is_some_and(|r| r.0 == d) {
+                    self.busy.remove(&from);
+                }
+                self.last_dialect.insert(from.clone(), d);
+            }
+            Ok((d, PeerCommand::Request { .. })) => {
+                self.requested.insert((from.clone(), d));
+                self.last_dialect.insert(from.clone(), d);
+            }
+            Ok((d, _)) => {
+                self.last_dialect.insert(from.clone(), d);
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+        let now = self.time(at);
+        self.broker.handle_message(now, from, frames);
+        self.settle();
+    }
+
+    fn frames(&self, from: &PeerId, msg: &Msg) -> Option<Multipart> {
+        match msg {
+            Msg::Raw(f) => Some(to_multipart(f)),
+            Msg::Command { dialect, cmd } => self.encode(from, dialect, cmd),
+            Msg::Mangled { dialect, cmd, edit } => {
+                let mut frames = self.encode(from, dialect, cmd)?;
+                edit.apply(&mut frames);
+                Some(frames)
+            }
+        }
+    }
+
+    fn encode(&self, from: &PeerId, dialect: &DialectSel, cmd: &Cmd) -> Option<Multipart> {
+        let dialect = match dialect {
+            DialectSel::Any(d) => *d,
+            DialectSel::Own => match self.ready.get(from) {
+                Some((d, _)) => *d,
+                None => self.last_dialect.get(from).copied().unwrap_or_else(|| natural_dialect(from)),
+            },
+        };
+        let client = |c: &ClientSel| match c {
+            ClientSel::Held => self.busy.get(from).cloned().unwrap_or_else(|| Bytes::from_static(b"nobody")),
+            ClientSel::Peer(p) => peer(*p).0,
+            ClientSel::Raw(b) => Bytes::copy_from_slice(b),
+        };
+        let cmd = match cmd {
+            Cmd::Request { service, body } => {
+                PeerCommand::Request { service: service.bytes(), body: to_multipart(body) }
+            }
+            Cmd::Ready { service } => PeerCommand::Ready { service: service.bytes() },
+            Cmd::Partial { client: c, body } => PeerCommand::Partial { client: client(c), body: to_multipart(body) },
+            Cmd::Final { client: c, body } => PeerCommand::Final { client: client(c), body: to_multipart(body) },
+            Cmd::Heartbeat => PeerCommand::Heartbeat,
+            Cmd::Disconnect => PeerCommand::Disconnect,
+        };
+        // PARTIAL has no 0.1 form, and a raw service may be empty: skip those.
+        cmd.encode(dialect).ok()
+    }
+
+    fn timeout(&mut self, jump: bool, at: &At) {
+        if jump {
+            if let Some(t) = self.broker.poll_timeout() {
+                self.clock = self.clock.max(t);
+            }
+        }
+        let now = self.time(at);
+        self.broker.handle_timeout(now);
+        self.settle();
+        if let Some(t) = self.broker.poll_timeout() {
+            assert!(t > self.latest, "handle_timeout({:?}) left a timer due at {:?}", self.latest, t);
+        }
+        // Idempotence: nothing more is due at the same time.
+        let stats = self.broker.stats();
+        self.broker.handle_timeout(now);
+        assert!(self.broker.poll_transmit().is_none(), "second handle_timeout at the same time sent something");
+        assert!(self.broker.poll_event().is_none(), "second handle_timeout at the same time reported something");
+        assert_eq!(self.broker.stats(), stats, "second handle_timeout at the same time changed the stats");
+    }
+
+    /// Drains the broker and checks every invariant.
+    fn settle(&mut self) {
+        let transmits = drain("poll_transmit", || self.broker.poll_transmit());
+        let events = drain("poll_event", || self.broker.poll_event());
+        assert!(transmits.len() + events.len() <= DRAIN_BOUND, "livelock: too much output for one input");
+
+        // Registrations first: a worker that READYs may get a REQUEST at once.
+        for e in &events {
+            if let BrokerEvent::WorkerReady { worker, service, dialect } = e {
+                let before = self.ready.insert(worker.clone(), (*dialect, service.clone()));
+                assert!(before.is_none(), "WorkerReady for {worker}, already registered");
+            }
+        }
+
+        let mut requested_to = Vec::new();
+        let mut disconnected = Vec::new();
+        for Transmit { to, frames } in &transmits {
+            let (dialect, cmd) = match BrokerCommand::decode(frames.clone()) {
+                Ok(ok) => ok,
+                Err(e) => panic!("transmit to {to} does not decode: {e}: {frames:?}"),
+            };
+            match cmd {
+                BrokerCommand::Request { client, body } => {
+                    let registered = self.ready.get(to).map(|r| r.0);
+                    assert_eq!(registered, Some(dialect), "REQUEST to {to}, registered as {registered:?}");
+                    assert!(!self.busy.contains_key(to), "REQUEST to {to} while it holds one");
+                    self.check_body(&body);
+                    self.busy.insert(to.clone(), client);
+                    requested_to.push(to.clone());
+                }
+                BrokerCommand::Heartbeat => {
+                    let registered = self.ready.get(to).map(|r| r.0);
+                    assert_eq!(registered, Some(dialect), "HEARTBEAT to {to}, registered as {registered:?}");
+                }
+                BrokerCommand::Disconnect => disconnected.push(to.clone()),
+                BrokerCommand::Partial { body, .. } | BrokerCommand::Final { body, .. } => {
+                    assert!(
+                        self.requested.contains(&(to.clone(), dialect)),
+                        "reply to {to}, which sent no {dialect} REQUEST"
+                    );
+                    self.check_body(&body);
+                }
+            }
+        }
+
+        let mut dispatched_to = Vec::new();
+        for e in &events {
+            match e {
+                BrokerEvent::WorkerGone { worker, .. } => {
+                    assert!(self.ready.remove(worker).is_some(), "WorkerGone for {worker}, not registered");
+                    self.busy.remove(worker);
+                }
+                BrokerEvent::RequestDispatched { worker, .. } => dispatched_to.push(worker.clone()),
+                BrokerEvent::PeerMisbehaved { peer, reason, .. } => {
+                    let _ = (peer.to_string(), reason.to_string());
+                }
+                _ => {}
+            }
+        }
+        requested_to.sort();
+        dispatched_to.sort();
+        assert_eq!(requested_to, dispatched_to, "REQUESTs sent and RequestDispatched events differ");
+        for p in &disconnected {
+            assert!(!self.ready.contains_key(p), "DISCONNECT to {p}, which stays registered");
+        }
+
+        self.check_stats();
+        if let Some(t) = self.broker.poll_timeout() {
+            assert!(t >= self.latest, "poll_timeout {t:?} is before the latest now {:?}", self.latest);
+        }
+    }
+
+    fn check_body(&self, body: &Multipart) {
+        assert!(body.len() <= self.config.max_message_frames, "a body of {} frames went out", body.len());
+        let bytes: usize = body.iter().map(Bytes::len).sum();
+        assert!(bytes <= self.config.max_message_bytes, "a body of {bytes} bytes went out");
+    }
+
+    fn check_stats(&self) {
+        let c = &self.config;
+        let s = self.broker.stats();
+        assert!(s.services <= c.max_services, "{} services", s.services);
+        assert!(s.idle_workers + s.busy_workers <= c.max_workers, "{s:?}");
+        assert!(s.queued_requests + s.busy_workers <= c.max_queue_total + c.max_workers, "{s:?}");
+        assert_eq!(s.idle_workers + s.busy_workers, self.ready.len(), "registered workers: {s:?}");
+        assert_eq!(s.busy_workers, self.busy.len(), "busy workers: {s:?}");
+        for i in 0..PEERS {
+            let p = peer(i);
+            assert_eq!(self.broker.is_worker(&p), self.ready.contains_key(&p), "is_worker({p})");
+        }
+        let mut per_service: HashMap<&Bytes, usize> = HashMap::new();
+        for (_, service) in self.ready.values() {
+            *per_service.entry(service).or_default() += 1;
+        }
+        for (service, n) in per_service {
+            assert_eq!(self.broker.worker_count(service), n, "worker_count({service:?})");
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let mut h = Harness::new(input.config.config());
+    for op in &input.ops {
+        h.run(op);
+    }
+});
