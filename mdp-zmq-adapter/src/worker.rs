@@ -101,12 +101,45 @@ impl Worker {
             .spawn(move || handler_thread(handler, job_rx, out_tx, Bell(bell_tx)))
             .map_err(|e| AdapterError::Config(format!("cannot start the handler thread: {e}")))?;
         let conn = Connection::open(&ctx, &self.endpoint)?;
-        let mut driver =
-            Driver { core, conn, bell: bell_rx, jobs: job_tx, outputs: out_rx, current: None, next_job: 0 };
+        let mut driver = Driver {
+            core,
+            conn,
+            bell: bell_rx,
+            jobs: job_tx,
+            outputs: out_rx,
+            inline: None,
+            current: None,
+            next_job: 0,
+        };
         let result = driver.run(&self.stop);
         drop(driver); // closes the job channel: the handler thread ends
         let _ = app.join();
         result
+    }
+
+    /// Like [`run`](Self::run), but calls the handler on the socket thread
+    /// itself: no hand-off to a second thread, so each request costs two
+    /// thread wake-ups less (an experiment recorded in `BENCHMARKS.md`
+    /// measured about 20% more throughput). While the handler runs nothing
+    /// else happens, no
+    /// heartbeat included: use it only for handlers far quicker than the
+    /// heartbeat interval, or the broker takes the worker for dead. No
+    /// PARTIALs: the handler returns the one reply.
+    pub fn run_inline<H>(self, handler: H) -> Result<(), AdapterError>
+    where
+        H: FnMut(Multipart) -> Multipart + 'static,
+    {
+        let core = mdp_core::Worker::new(self.config.clone(), Instant::now())
+            .map_err(|e| AdapterError::Config(e.to_string()))?;
+        let ctx = zmq::Context::new();
+        // No handler thread rings it; it is polled and stays quiet.
+        let bell = ctx.socket(zmq::PAIR).map_err(AdapterError::zmq("socket(PAIR)"))?;
+        let (jobs, _) = mpsc::channel();
+        let (_, outputs) = mpsc::channel();
+        let conn = Connection::open(&ctx, &self.endpoint)?;
+        let inline: Option<Box<dyn FnMut(Multipart) -> Multipart>> = Some(Box::new(handler));
+        let mut driver = Driver { core, conn, bell, jobs, outputs, inline, current: None, next_job: 0 };
+        driver.run(&self.stop)
     }
 }
 
@@ -137,6 +170,8 @@ struct Driver {
     bell: zmq::Socket,
     jobs: mpsc::Sender<(u64, Multipart)>,
     outputs: mpsc::Receiver<Output>,
+    /// The handler, when it runs on this thread ([`Worker::run_inline`]).
+    inline: Option<Box<dyn FnMut(Multipart) -> Multipart>>,
     /// The request at the handler, by job number.
     current: Option<(u64, ReplyToken)>,
     next_job: u64,
@@ -207,7 +242,10 @@ impl Driver {
                 let job = self.next_job;
                 self.next_job += 1;
                 self.current = Some((job, token));
-                if self.jobs.send((job, body)).is_err() {
+                if let Some(handler) = self.inline.as_mut() {
+                    let body = handler(body);
+                    self.answer(Output { job, body, last: true });
+                } else if self.jobs.send((job, body)).is_err() {
                     tracing::error!("the handler thread is gone");
                 }
             }

@@ -182,3 +182,28 @@ fn heartbeats_flow_while_a_slow_handler_works() {
         "the busy worker was never taken for dead: {events:?}"
     );
 }
+
+#[test]
+fn an_inline_worker_serves_every_client_dialect() {
+    let broker = TestBroker::start();
+    let worker = Worker::new(&broker.endpoint, WorkerConfig::new(Bytes::from_static(b"inline"), Dialect::Majortomo));
+    let stop = worker.stop_flag();
+    let handle = thread::spawn(move || {
+        worker
+            .run_inline(|mut body| {
+                body.insert(0, Bytes::from_static(b"inline"));
+                body
+            })
+            .unwrap()
+    });
+    for (c, dialect) in Dialect::ALL.into_iter().enumerate() {
+        let mut client = Client::connect(&broker.endpoint, ClientConfig::new(dialect)).unwrap();
+        for i in 0..50 {
+            let reply = client.request("inline", body(c, i), WAIT).unwrap();
+            assert_eq!(reply[0].as_ref(), b"inline");
+            assert_eq!(reply[1..], body(c, i)[..], "{dialect} request {i}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
