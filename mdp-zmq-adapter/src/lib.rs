@@ -11,8 +11,9 @@
 //! * [`Client`]: a blocking client with [`Client::request`], a streaming
 //!   [`Client::parts`] iterator, and a [`Client::send`]/[`Client::recv`]
 //!   pair for many outstanding requests.
-//! * [`Worker`]: a blocking worker whose handler runs on its own thread, so
-//!   heartbeats keep flowing while it works.
+//! * [`Worker`]: a blocking worker that calls its handler on its own
+//!   thread, with no hand-off per request, while a keeper thread keeps the
+//!   heartbeats flowing during a long handler call.
 //!
 //! The `zmq` crate builds its own libzmq, so nothing needs installing.
 #![forbid(unsafe_code)]

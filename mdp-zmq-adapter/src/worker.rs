@@ -1,23 +1,28 @@
 //! A blocking MDP worker over a DEALER socket.
 //!
-//! # Design: the handler runs on its own thread
+//! # Design: the handler runs inline, a keeper heartbeats for it
 //!
-//! The thread that calls [`Worker::run`] owns the socket and the
-//! [`mdp_core::Worker`], and never runs application code. The handler runs
-//! on a second thread. So however long the handler takes, the first thread
-//! keeps polling the socket and firing the core's timers: heartbeats keep
-//! flowing and the broker does not take a slow worker for a dead one (the
-//! Guide's single-threaded worker cannot do this).
+//! The thread that calls [`Worker::run`] owns the socket, the
+//! [`mdp_core::Worker`] and the handler, and calls the handler itself: a
+//! request goes from the socket to the handler and back with no hand-off
+//! between threads, which on a loaded machine is most of what a request
+//! costs (see `BENCHMARKS.md`).
 //!
-//! The handler thread hands its parts back over a channel and rings an
-//! `inproc` PAIR socket, so the socket thread wakes at once without polling
-//! the channel on a timer.
+//! A worker must still heartbeat while its handler works, or the broker
+//! takes it for dead (the Guide's single-threaded worker cannot). So the
+//! socket and the core sit behind a mutex, which the serving thread lets go
+//! of while the handler runs, and a second thread, the *keeper*, wakes a
+//! few times per heartbeat interval: if the handler is running, it takes the
+//! mutex and does what the serving thread would do when idle (reads the
+//! broker's messages, fires the core's timers, sends heartbeats). While no
+//! handler runs the keeper finds nothing to do, so quick requests never wake
+//! it and never wait for it. Moving a ZeroMQ socket between threads is
+//! allowed behind a full memory barrier, which the mutex provides.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent};
 use mdp_core::{Multipart, PeerTransmit};
@@ -28,8 +33,7 @@ use crate::AdapterError;
 /// Streams PARTIAL replies from inside a handler (MDP/0.2 dialects).
 pub struct PartSink<'a> {
     job: u64,
-    out: &'a mpsc::Sender<Output>,
-    bell: &'a Bell,
+    link: &'a Mutex<Link>,
 }
 
 impl PartSink<'_> {
@@ -37,26 +41,7 @@ impl PartSink<'_> {
     /// In MDP/0.1 the core rejects PARTIAL, and the part is logged and
     /// dropped.
     pub fn send(&self, body: Multipart) {
-        if self.out.send(Output { job: self.job, body, last: false }).is_ok() {
-            self.bell.ring();
-        }
-    }
-}
-
-/// A part of an answer, from the handler thread to the socket thread.
-struct Output {
-    job: u64,
-    body: Multipart,
-    last: bool,
-}
-
-/// The handler thread's doorbell: one empty message on an inproc PAIR.
-struct Bell(zmq::Socket);
-
-impl Bell {
-    fn ring(&self) {
-        // A full pipe means the socket thread already has a ring pending.
-        let _ = self.0.send(&[][..], zmq::DONTWAIT);
+        lock(self.link).answer(self.job, body, false);
     }
 }
 
@@ -74,164 +59,159 @@ impl Worker {
         Worker { endpoint: endpoint.to_owned(), config, stop: Arc::new(AtomicBool::new(false)) }
     }
 
-    /// Set it to make [`run`](Self::run) send DISCONNECT and return.
+    /// Set it to make [`run`](Self::run) send DISCONNECT and return (once
+    /// the handler call in progress, if any, returns).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
     }
 
     /// Serves requests until the stop flag is set. The handler gets each
     /// request's frames and returns the reply's (the FINAL); it may stream
-    /// PARTIALs first through the [`PartSink`].
-    pub fn run<H>(self, handler: H) -> Result<(), AdapterError>
+    /// PARTIALs first through the [`PartSink`]. It runs on the calling
+    /// thread, one request at a time; heartbeats flow however long it takes
+    /// (see the module docs). A panic in the handler ends `run` with it.
+    pub fn run<H>(self, mut handler: H) -> Result<(), AdapterError>
     where
-        H: FnMut(Multipart, &PartSink<'_>) -> Multipart + Send + 'static,
+        H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
     {
         let core = mdp_core::Worker::new(self.config.clone(), Instant::now())
             .map_err(|e| AdapterError::Config(e.to_string()))?;
         let ctx = zmq::Context::new();
-        let bell_addr = format!("inproc://mdp-worker-bell-{}", next_bell());
-        let bell_rx = ctx.socket(zmq::PAIR).map_err(AdapterError::zmq("socket(PAIR)"))?;
-        bell_rx.bind(&bell_addr).map_err(AdapterError::zmq("bind bell"))?;
-        let bell_tx = ctx.socket(zmq::PAIR).map_err(AdapterError::zmq("socket(PAIR)"))?;
-        bell_tx.connect(&bell_addr).map_err(AdapterError::zmq("connect bell"))?;
-        let (job_tx, job_rx) = mpsc::channel::<(u64, Multipart)>();
-        let (out_tx, out_rx) = mpsc::channel::<Output>();
-        let app = thread::Builder::new()
-            .name("mdp-worker-handler".into())
-            .spawn(move || handler_thread(handler, job_rx, out_tx, Bell(bell_tx)))
-            .map_err(|e| AdapterError::Config(format!("cannot start the handler thread: {e}")))?;
         let conn = Connection::open(&ctx, &self.endpoint)?;
-        let mut driver = Driver {
+        let link = Arc::new(Mutex::new(Link {
             core,
             conn,
-            bell: bell_rx,
-            jobs: job_tx,
-            outputs: out_rx,
-            inline: None,
+            pending: None,
             current: None,
             next_job: 0,
-        };
-        let result = driver.run(&self.stop);
-        drop(driver); // closes the job channel: the handler thread ends
-        let _ = app.join();
-        result
-    }
-
-    /// Like [`run`](Self::run), but calls the handler on the socket thread
-    /// itself: no hand-off to a second thread, so each request costs two
-    /// thread wake-ups less (an experiment recorded in `BENCHMARKS.md`
-    /// measured about 20% more throughput). While the handler runs nothing
-    /// else happens, no
-    /// heartbeat included: use it only for handlers far quicker than the
-    /// heartbeat interval, or the broker takes the worker for dead. No
-    /// PARTIALs: the handler returns the one reply.
-    pub fn run_inline<H>(self, handler: H) -> Result<(), AdapterError>
-    where
-        H: FnMut(Multipart) -> Multipart + 'static,
-    {
-        let core = mdp_core::Worker::new(self.config.clone(), Instant::now())
-            .map_err(|e| AdapterError::Config(e.to_string()))?;
-        let ctx = zmq::Context::new();
-        // No handler thread rings it; it is polled and stays quiet.
-        let bell = ctx.socket(zmq::PAIR).map_err(AdapterError::zmq("socket(PAIR)"))?;
-        let (jobs, _) = mpsc::channel();
-        let (_, outputs) = mpsc::channel();
-        let conn = Connection::open(&ctx, &self.endpoint)?;
-        let inline: Option<Box<dyn FnMut(Multipart) -> Multipart>> = Some(Box::new(handler));
-        let mut driver = Driver { core, conn, bell, jobs, outputs, inline, current: None, next_job: 0 };
-        driver.run(&self.stop)
+            in_handler: false,
+            failed: None,
+        }));
+        let _keeper = Keeper::start(link.clone(), keeper_period(&self.config))?;
+        let result = serve(&link, &self.stop, &mut handler);
+        let mut link = lock(&link);
+        link.core.disconnect(Instant::now());
+        link.flush();
+        result.and(link.failed.take().map_or(Ok(()), Err))
     }
 }
 
-/// Unique names for the inproc doorbells of workers in one process.
-fn next_bell() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+/// How often the keeper looks: four times per heartbeat interval, so a
+/// heartbeat goes out at most a quarter interval late.
+fn keeper_period(config: &WorkerConfig) -> Duration {
+    (config.heartbeat_interval / 4).max(Duration::from_millis(1))
 }
 
-fn handler_thread<H>(mut handler: H, jobs: mpsc::Receiver<(u64, Multipart)>, out: mpsc::Sender<Output>, bell: Bell)
+/// The serving loop: wait for a request with the lock held, run the handler
+/// without it, answer with it.
+fn serve<H>(link: &Mutex<Link>, stop: &AtomicBool, handler: &mut H) -> Result<(), AdapterError>
 where
     H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
 {
-    while let Ok((job, body)) = jobs.recv() {
-        let sink = PartSink { job, out: &out, bell: &bell };
-        let reply = handler(body, &sink);
-        if out.send(Output { job, body: reply, last: true }).is_err() {
-            return;
-        }
-        bell.ring();
+    while !stop.load(Ordering::Relaxed) {
+        let (job, body) = {
+            let mut guard = lock(link);
+            if let Some(e) = guard.failed.take() {
+                return Err(e);
+            }
+            let Some(request) = guard.start_request() else {
+                guard.wait_and_serve()?;
+                continue;
+            };
+            request
+        };
+        let reply = handler(body, &PartSink { job, link });
+        let mut guard = lock(link);
+        guard.in_handler = false;
+        guard.answer(job, reply, true);
     }
+    Ok(())
 }
 
-/// The socket thread: the core, the DEALER, and the link to the handler.
-struct Driver {
+/// Takes the lock even if another thread panicked holding it: the state is
+/// a socket and a state machine that stay usable, and the serving thread
+/// must still be able to send DISCONNECT.
+fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
+    link.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the serving thread and the keeper share.
+struct Link {
     core: mdp_core::Worker,
     conn: Connection,
-    bell: zmq::Socket,
-    jobs: mpsc::Sender<(u64, Multipart)>,
-    outputs: mpsc::Receiver<Output>,
-    /// The handler, when it runs on this thread ([`Worker::run_inline`]).
-    inline: Option<Box<dyn FnMut(Multipart) -> Multipart>>,
+    /// A request the core handed out that the handler has not started.
+    pending: Option<(u64, ReplyToken, Multipart)>,
     /// The request at the handler, by job number.
     current: Option<(u64, ReplyToken)>,
     next_job: u64,
+    /// The handler is running: the keeper does the housekeeping.
+    in_handler: bool,
+    /// A socket error seen where it could not be returned (in the keeper,
+    /// or in [`PartSink::send`]); `run` returns it.
+    failed: Option<AdapterError>,
 }
 
-impl Driver {
-    fn run(&mut self, stop: &AtomicBool) -> Result<(), AdapterError> {
-        self.flush()?;
-        while !stop.load(Ordering::Relaxed) {
-            let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
-            let mut items = [self.conn.socket.as_poll_item(self.conn.events()), self.bell.as_poll_item(zmq::POLLIN)];
-            poll(&mut items, ms)?;
-            self.conn.flush_backlog()?;
-            while let Some(frames) = self.conn.try_recv()? {
-                self.core.handle_message(Instant::now(), frames);
-                self.flush()?;
-            }
-            while self.bell.recv_bytes(zmq::DONTWAIT).is_ok() {}
-            while let Ok(output) = self.outputs.try_recv() {
-                self.answer(output);
-                self.flush()?;
-            }
-            self.core.handle_timeout(Instant::now());
-            self.flush()?;
-        }
-        self.core.disconnect(Instant::now());
-        self.flush()
+impl Link {
+    /// Moves the pending request to the handler: its job number and body.
+    fn start_request(&mut self) -> Option<(u64, Multipart)> {
+        let (job, token, body) = self.pending.take()?;
+        self.current = Some((job, token));
+        self.in_handler = true;
+        Some((job, body))
     }
 
-    /// Passes a part from the handler to the core, if it still answers the
-    /// request in progress (a reconnect may have dropped it).
-    fn answer(&mut self, output: Output) {
-        let Some((job, token)) = &self.current else { return };
-        if *job != output.job {
+    /// Waits for input or the core's next timer, then handles what came.
+    fn wait_and_serve(&mut self) -> Result<(), AdapterError> {
+        let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
+        poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
+        self.serve_ready()
+    }
+
+    /// Handles, without blocking, everything the socket has and every timer
+    /// that is due.
+    fn serve_ready(&mut self) -> Result<(), AdapterError> {
+        self.conn.flush_backlog()?;
+        while let Some(frames) = self.conn.try_recv()? {
+            self.core.handle_message(Instant::now(), frames);
+            self.flush();
+        }
+        self.core.handle_timeout(Instant::now());
+        self.flush();
+        self.failed.take().map_or(Ok(()), Err)
+    }
+
+    /// Passes a part of the answer to job `job` to the core, if that is
+    /// still the request in progress (a reconnect may have dropped it).
+    fn answer(&mut self, job: u64, body: Multipart, last: bool) {
+        let Some((current, token)) = &self.current else { return };
+        if *current != job {
             return;
         }
         let now = Instant::now();
-        let result = if output.last {
-            self.core.reply(now, token, output.body)
-        } else {
-            self.core.partial(now, token, output.body)
-        };
-        if output.last {
+        let result = if last { self.core.reply(now, token, body) } else { self.core.partial(now, token, body) };
+        if last {
             self.current = None;
         }
         if let Err(e) = result {
             tracing::warn!(error = %e, "worker could not send the handler's answer");
         }
+        self.flush();
     }
 
-    /// The drain rule: every transmit, then every event.
-    fn flush(&mut self) -> Result<(), AdapterError> {
+    /// The drain rule: every transmit, then every event. A socket error is
+    /// kept in `failed` for `run` to return.
+    fn flush(&mut self) {
         loop {
             while let Some(t) = self.core.poll_transmit() {
-                match t {
-                    PeerTransmit::Send(frames) => self.conn.send(frames)?,
-                    PeerTransmit::Reconnect => self.conn.replace()?,
+                let sent = match t {
+                    PeerTransmit::Send(frames) => self.conn.send(frames),
+                    PeerTransmit::Reconnect => self.conn.replace(),
+                };
+                if let Err(e) = sent {
+                    self.failed.get_or_insert(e);
                 }
             }
-            let Some(event) = self.core.poll_event() else { return Ok(()) };
+            let Some(event) = self.core.poll_event() else { return };
             self.on_event(event);
         }
     }
@@ -239,22 +219,69 @@ impl Driver {
     fn on_event(&mut self, event: WorkerEvent) {
         match event {
             WorkerEvent::Request { token, body } => {
+                // The core hands out one request at a time, and a
+                // reconnect (below) clears any that has not started.
+                if self.pending.is_some() {
+                    tracing::error!("worker core handed out a request while one was pending; the older is dropped");
+                }
                 let job = self.next_job;
                 self.next_job += 1;
-                self.current = Some((job, token));
-                if let Some(handler) = self.inline.as_mut() {
-                    let body = handler(body);
-                    self.answer(Output { job, body, last: true });
-                } else if self.jobs.send((job, body)).is_err() {
-                    tracing::error!("the handler thread is gone");
-                }
+                self.pending = Some((job, token, body));
             }
             WorkerEvent::Disconnected { reason, dropped } => {
                 tracing::info!(%reason, dropped = dropped.is_some(), "worker reconnecting");
+                // Both belonged to the old connection: their answers could
+                // no longer be sent.
                 self.current = None;
+                self.pending = None;
             }
             WorkerEvent::Discarded { reason } => tracing::debug!(%reason, "worker dropped a message"),
             other => tracing::debug!(?other, "worker event"),
+        }
+    }
+}
+
+/// The keeper thread; stopping and joining it is this guard's drop.
+struct Keeper {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Keeper {
+    fn start(link: Arc<Mutex<Link>>, period: Duration) -> Result<Keeper, AdapterError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = thread::Builder::new()
+            .name("mdp-worker-keep".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    thread::park_timeout(period);
+                    keep(&link);
+                }
+            })
+            .map_err(|e| AdapterError::Config(format!("cannot start the worker's keeper thread: {e}")))?;
+        Ok(Keeper { stop, thread: Some(thread) })
+    }
+}
+
+/// One look of the keeper: housekeeping if, and only if, a handler runs.
+/// `try_lock` fails while the serving thread holds the lock, which it does
+/// whenever no handler runs.
+fn keep(link: &Mutex<Link>) {
+    let Ok(mut guard) = link.try_lock() else { return };
+    if guard.in_handler {
+        if let Err(e) = guard.serve_ready() {
+            guard.failed.get_or_insert(e);
+        }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
         }
     }
 }

@@ -184,13 +184,13 @@ fn heartbeats_flow_while_a_slow_handler_works() {
 }
 
 #[test]
-fn an_inline_worker_serves_every_client_dialect() {
+fn a_majortomo_worker_serves_every_client_dialect() {
     let broker = TestBroker::start();
     let worker = Worker::new(&broker.endpoint, WorkerConfig::new(Bytes::from_static(b"inline"), Dialect::Majortomo));
     let stop = worker.stop_flag();
     let handle = thread::spawn(move || {
         worker
-            .run_inline(|mut body| {
+            .run(|mut body, _| {
                 body.insert(0, Bytes::from_static(b"inline"));
                 body
             })

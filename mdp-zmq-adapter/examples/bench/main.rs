@@ -262,7 +262,7 @@ fn role(comm: &str) -> usize {
     match comm {
         BROKER | "tokio-broker" => 0,
         CLIENT => 1,
-        WORKER | "mdp-worker-hand" => 2,
+        WORKER | "mdp-worker-keep" => 2,
         TOKIO_PEERS => 3,
         _ => 4,
     }
