@@ -378,8 +378,16 @@ impl Checker {
                 config.max_workers
             ));
         }
-        if stats.queued_requests > config.max_queue_total {
-            over.push(format!("{} queued > max_queue_total {}", stats.queued_requests, config.max_queue_total));
+        // Requests re-queued after their worker was lost may take the queues
+        // past max_queue_total (BrokerConfig::max_queue_total says so); what
+        // the broker promises is a bound on every request it holds.
+        let held = stats.queued_requests + stats.busy_workers;
+        let bound = config.max_queue_total.saturating_add(config.max_workers);
+        if held > bound {
+            over.push(format!(
+                "{} requests held ({} queued, {} at workers) > max_queue_total + max_workers = {bound}",
+                held, stats.queued_requests, stats.busy_workers
+            ));
         }
         for what in over {
             self.violate(now, format!("broker over its limits: {what}"));

@@ -348,3 +348,47 @@ fn loss_on_a_pipelining_client_costs_time_not_correctness() {
     let (_, counts) = finish(sim, "loss on a pipelining client");
     assert_eq!(counts.answered + counts.failed, 4 * 200, "every request answered or reported: {counts:?}");
 }
+
+/// With tiny queue limits, busy workers crash while their service's queue is
+/// full: their requests go back to the queue past `max_queue_total`, as
+/// `BrokerConfig` documents, and the checker holds the broker to the bound it
+/// promises instead (queued + at workers ≤ max_queue_total + max_workers).
+/// Requests refused at the limit are resent by their clients or reported
+/// failed; none is silently lost.
+#[test]
+fn requeue_past_a_full_queue_stays_within_the_held_bound() {
+    let mut c = SimConfig::new(11);
+    c.link = Link::new(ms(1), ms(2));
+    c.broker.max_queue_total = 2;
+    c.broker.max_queue_per_service = 2;
+    c.service_time = ms(50);
+    c.partials = 0;
+    let mut sim = Sim::new(c);
+    for _ in 0..2 {
+        sim.add_worker(alpha(), Dialect::V02);
+    }
+    for _ in 0..6 {
+        let i = sim.add_client(Dialect::V02);
+        sim.submit(i, (0..20).map(|_| alpha()));
+    }
+    let full =
+        |s: &Sim| s.broker().stats().queued_requests == 2 && (0..2).all(|j| s.worker(j).is_some_and(|w| w.is_busy()));
+    sim.run_until(full, STEPS).unwrap();
+    sim.crash_worker(0);
+    sim.crash_worker(1);
+    let mut most_queued = 0;
+    sim.run_until(
+        |s| {
+            most_queued = most_queued.max(s.broker().stats().queued_requests);
+            s.broker().stats().idle_workers + s.broker().stats().busy_workers == 0
+        },
+        STEPS,
+    )
+    .unwrap();
+    assert_eq!(most_queued, 4, "both crashed workers' requests went back to the full queue");
+    sim.restart_worker(0);
+    sim.restart_worker(1);
+    let (sim, counts) = finish(sim, "re-queue past a full queue");
+    assert_eq!(counts.answered + counts.failed, 120);
+    assert!(sim.stats().requeued >= 2, "{:?}", sim.stats());
+}
