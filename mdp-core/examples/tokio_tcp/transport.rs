@@ -277,6 +277,15 @@ impl Link {
     fn send(&self, frames: Multipart) {
         let _ = self.outbound.try_send(frames);
     }
+
+    /// Carries out one of a client's or worker's transmits: a message to
+    /// send, or a new connection (which forgets the old one's messages).
+    fn transmit(&mut self, t: PeerTransmit, addr: SocketAddr, options: &TcpOptions) {
+        match t {
+            PeerTransmit::Send(frames) => self.send(frames),
+            PeerTransmit::Reconnect => *self = Link::open(addr, options),
+        }
+    }
 }
 
 async fn dial(
@@ -503,10 +512,7 @@ async fn run_client(
     loop {
         // The drain rule: every transmit, then every event.
         while let Some(t) = core.poll_transmit() {
-            match t {
-                PeerTransmit::Send(frames) => link.send(frames),
-                PeerTransmit::Reconnect => link = Link::open(addr, &options),
-            }
+            link.transmit(t, addr, &options);
         }
         while let Some(event) = core.poll_event() {
             match event {
@@ -621,10 +627,7 @@ async fn run_worker(mut core: Worker, addr: SocketAddr, options: TcpOptions, job
     loop {
         // The drain rule: every transmit, then every event.
         while let Some(t) = core.poll_transmit() {
-            match t {
-                PeerTransmit::Send(frames) => link.send(frames),
-                PeerTransmit::Reconnect => link = Link::open(addr, &options),
-            }
+            link.transmit(t, addr, &options);
         }
         while let Some(event) = core.poll_event() {
             match event {
