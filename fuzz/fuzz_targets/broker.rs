@@ -8,8 +8,9 @@
 //!   as clients and workers): mostly a well-formed command built with
 //!   [`PeerCommand::encode`] in a random dialect (usually the peer's own, so
 //!   workers stay registered and the state machine gets deep), sometimes such
-//!   a command with one frame removed, inserted or replaced, sometimes raw
-//!   frames; sent at the current time or a little in the past;
+//!   a command with one frame removed, inserted or replaced or with its last
+//!   frames cut off (an [`Edit`]), sometimes raw frames; sent at the current
+//!   time or a little in the past;
 //! * a streamed answer from a worker: PARTIALs then a FINAL for the client
 //!   it holds (so that long answers to MDP/0.1 clients, which the broker
 //!   joins, reach the message limits);
@@ -59,7 +60,7 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::{Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, Multipart, PeerCommand, PeerId, Transmit};
-use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Frame, DRAIN_BOUND};
+use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Number of distinct peer identities.
 const PEERS: u8 = 12;
@@ -224,33 +225,6 @@ impl<'a> Arbitrary<'a> for Cmd {
             4 => Cmd::Heartbeat,
             _ => Cmd::Disconnect,
         })
-    }
-}
-
-/// One change to a well-formed message.
-#[derive(Debug, Arbitrary)]
-enum Edit {
-    Remove(u8),
-    Insert(u8, Frame),
-    Replace(u8, Frame),
-    Truncate(u8),
-}
-
-impl Edit {
-    fn apply(&self, frames: &mut Multipart) {
-        let at = |i: &u8, n: usize| usize::from(*i) % n.max(1);
-        match self {
-            Edit::Remove(i) if !frames.is_empty() => {
-                frames.remove(at(i, frames.len()));
-            }
-            Edit::Insert(i, f) => frames.insert(at(i, frames.len() + 1), f.to_bytes()),
-            Edit::Replace(i, f) if !frames.is_empty() => {
-                let i = at(i, frames.len());
-                frames[i] = f.to_bytes();
-            }
-            Edit::Truncate(i) => frames.truncate(at(i, frames.len() + 1)),
-            _ => {}
-        }
     }
 }
 

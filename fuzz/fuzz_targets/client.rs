@@ -10,7 +10,8 @@
 //! * a message from the broker: mostly a well-formed PARTIAL or FINAL built
 //!   with [`BrokerCommand::encode`] (usually in the client's dialect, naming
 //!   the service of an outstanding request), sometimes other commands, other
-//!   dialects, one frame removed, inserted or replaced, or raw frames;
+//!   dialects, one frame removed, inserted or replaced or the last frames cut
+//!   off (an [`Edit`]), or raw frames;
 //! * a clock step (zero to years), `handle_timeout` (at `poll_timeout` or
 //!   now).
 //!
@@ -48,7 +49,7 @@ use libfuzzer_sys::fuzz_target;
 use mdp_core::client::{ClientDiscardReason, ClientUsageError, FailReason, RequestId};
 use mdp_core::codec::Found;
 use mdp_core::{BrokerCommand, Client, ClientConfig, ClientEvent, Dialect, Multipart, PeerCommand, PeerTransmit};
-use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Frame, DRAIN_BOUND};
+use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Services requests go to: a few, and an empty one.
 const SERVICES: &[&[u8]] = &[b"echo", b"a", b"b", b""];
@@ -149,13 +150,6 @@ impl<'a> Arbitrary<'a> for Cmd {
             _ => Cmd::Disconnect,
         })
     }
-}
-
-#[derive(Debug, Arbitrary)]
-enum Edit {
-    Remove(u8),
-    Insert(u8, Frame),
-    Replace(u8, Frame),
 }
 
 #[derive(Debug)]
@@ -365,18 +359,7 @@ impl Harness {
             Msg::Command { dialect, cmd } => encode(dialect.unwrap_or(self.config.dialect), cmd),
             Msg::Mangled { cmd, edit } => {
                 let mut frames = encode(self.config.dialect, cmd)?;
-                let at = |i: &u8, n: usize| usize::from(*i) % n.max(1);
-                match edit {
-                    Edit::Remove(i) if !frames.is_empty() => {
-                        frames.remove(at(i, frames.len()));
-                    }
-                    Edit::Insert(i, f) => frames.insert(at(i, frames.len() + 1), f.to_bytes()),
-                    Edit::Replace(i, f) if !frames.is_empty() => {
-                        let i = at(i, frames.len());
-                        frames[i] = f.to_bytes();
-                    }
-                    _ => {}
-                }
+                edit.apply(&mut frames);
                 Some(frames)
             }
             Msg::Raw(f) => Some(to_multipart(f)),

@@ -8,8 +8,8 @@
 //! * a message from the broker: mostly well-formed, built with
 //!   [`BrokerCommand::encode`] (usually in the worker's dialect, and a
 //!   REQUEST's client address from a few), sometimes with one frame removed,
-//!   inserted or replaced, sometimes raw frames; at the current time or a
-//!   little in the past;
+//!   inserted or replaced or the last frames cut off (an [`Edit`]), sometimes
+//!   raw frames; at the current time or a little in the past;
 //! * a clock step (zero to years), `handle_timeout` (at `poll_timeout` or
 //!   now);
 //! * `reply` or `partial` with the token of the request in progress, or of
@@ -43,7 +43,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::worker::{Backoff, ReplyToken, WorkerUsageError};
 use mdp_core::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerTransmit, Worker, WorkerConfig, WorkerEvent};
-use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Frame, DRAIN_BOUND};
+use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Service names the configuration picks from: valid ones, an empty one, an
 /// `mmi.` one and one that only looks like it.
@@ -169,13 +169,6 @@ impl<'a> Arbitrary<'a> for Cmd {
             _ => Cmd::Partial { service: u.arbitrary()?, body: frames(u, 0, 4)? },
         })
     }
-}
-
-#[derive(Debug, Arbitrary)]
-enum Edit {
-    Remove(u8),
-    Insert(u8, Frame),
-    Replace(u8, Frame),
 }
 
 #[derive(Debug)]
@@ -333,18 +326,7 @@ impl Harness {
             Msg::Command { dialect, cmd } => encode(dialect.unwrap_or(self.dialect), cmd),
             Msg::Mangled { cmd, edit } => {
                 let mut frames = encode(self.dialect, cmd)?;
-                let at = |i: &u8, n: usize| usize::from(*i) % n.max(1);
-                match edit {
-                    Edit::Remove(i) if !frames.is_empty() => {
-                        frames.remove(at(i, frames.len()));
-                    }
-                    Edit::Insert(i, f) => frames.insert(at(i, frames.len() + 1), f.to_bytes()),
-                    Edit::Replace(i, f) if !frames.is_empty() => {
-                        let i = at(i, frames.len());
-                        frames[i] = f.to_bytes();
-                    }
-                    _ => {}
-                }
+                edit.apply(&mut frames);
                 Some(frames)
             }
             Msg::Raw(f) => Some(to_multipart(f)),

@@ -2,8 +2,9 @@
 //!
 //! The targets build their inputs with [`arbitrary`], from these pieces:
 //! frames (including large ones that cost a few input bytes, so the
-//! message-size limits are reachable), dialects, and time steps that range
-//! from zero to years. Weighted choices are made with [`pick`], so that most
+//! message-size limits are reachable), dialects, edits that make a
+//! well-formed message slightly malformed, and time steps that range from
+//! zero to years. Weighted choices are made with [`pick`], so that most
 //! inputs are close to valid MDP and reach deep states, while the rest stay
 //! arbitrary.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
-use mdp_core::Dialect;
+use mdp_core::{Dialect, Multipart};
 
 /// Picks an index into `weights`, each index with probability proportional
 /// to its weight.
@@ -79,6 +80,39 @@ pub fn frames(u: &mut Unstructured<'_>, min: usize, max: usize) -> Result<Vec<Fr
 /// Turns frames into a message.
 pub fn to_multipart(frames: &[Frame]) -> Vec<Bytes> {
     frames.iter().map(Frame::to_bytes).collect()
+}
+
+/// One change to a well-formed message, so that the state machines also
+/// get nearly valid input. Positions wrap around the message's length.
+#[derive(Debug, Clone, Arbitrary)]
+pub enum Edit {
+    /// Remove the frame at this position (nothing, if there are no frames).
+    Remove(u8),
+    /// Insert this frame at this position (the end included).
+    Insert(u8, Frame),
+    /// Replace the frame at this position (nothing, if there are no frames).
+    Replace(u8, Frame),
+    /// Keep only this many frames, from none to all.
+    Truncate(u8),
+}
+
+impl Edit {
+    /// Makes the change to `frames`.
+    pub fn apply(&self, frames: &mut Multipart) {
+        let at = |i: &u8, n: usize| usize::from(*i) % n.max(1);
+        match self {
+            Edit::Remove(i) if !frames.is_empty() => {
+                frames.remove(at(i, frames.len()));
+            }
+            Edit::Insert(i, f) => frames.insert(at(i, frames.len() + 1), f.to_bytes()),
+            Edit::Replace(i, f) if !frames.is_empty() => {
+                let i = at(i, frames.len());
+                frames[i] = f.to_bytes();
+            }
+            Edit::Truncate(i) => frames.truncate(at(i, frames.len() + 1)),
+            _ => {}
+        }
+    }
 }
 
 /// How far the clock moves: zero, around the timers' scale, or very far.
