@@ -80,7 +80,7 @@ pub struct Broker {
 impl Broker {
     /// A broker with no workers and nothing queued.
     pub fn new(config: BrokerConfig, now: Instant) -> Self {
-        let seed = Seeded(config.hash_seed);
+        let seed = Seeded::new(config.hash_seed);
         Broker {
             config,
             now,
@@ -240,7 +240,7 @@ impl Broker {
         let s = match self.services.entry(service.clone()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(_) if known >= self.config.max_services => return self.limit_hit(client, Limit::Services),
-            Entry::Vacant(e) => e.insert(Service::new(Seeded(self.config.hash_seed))),
+            Entry::Vacant(e) => e.insert(Service::new(Seeded::new(self.config.hash_seed))),
         };
         // A request an idle worker takes at once never waits in a queue, so
         // a full queue does not refuse it, and it skips the queue. A queue
@@ -370,7 +370,7 @@ impl Broker {
         rec.timer_at = rec.next_deadline(&self.config);
         self.worker_timers.push(rec.timer_at, (from.clone(), gen));
         self.workers.insert(from.clone(), rec);
-        let seed = Seeded(self.config.hash_seed);
+        let seed = Seeded::new(self.config.hash_seed);
         self.services.entry(service.clone()).or_insert_with(|| Service::new(seed)).workers += 1;
         self.events.push_back(BrokerEvent::WorkerReady { worker: from.clone(), service: service.clone(), dialect });
         self.make_idle(&from);
