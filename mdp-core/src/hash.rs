@@ -105,9 +105,11 @@ impl SipHasher13 {
     }
 }
 
-impl Hasher for SipHasher13 {
-    #[inline]
-    fn write(&mut self, mut msg: &[u8]) {
+impl SipHasher13 {
+    /// `write` when the bytes do not fit in the pending block. Out of line,
+    /// so that the short case inlines into every map lookup.
+    #[inline(never)]
+    fn write_long(&mut self, mut msg: &[u8]) {
         self.length = self.length.wrapping_add(msg.len());
         if self.ntail > 0 {
             // Fill the pending block first.
@@ -128,10 +130,25 @@ impl Hasher for SipHasher13 {
         self.tail = load_short(msg);
         self.ntail = msg.len();
     }
+}
+
+impl Hasher for SipHasher13 {
+    /// A short key (an identity) after its length prefix only fills the
+    /// pending block.
+    #[inline(always)]
+    fn write(&mut self, msg: &[u8]) {
+        if self.ntail + msg.len() < 8 {
+            self.length = self.length.wrapping_add(msg.len());
+            self.tail |= load_short(msg) << (8 * self.ntail);
+            self.ntail += msg.len();
+        } else {
+            self.write_long(msg);
+        }
+    }
 
     /// A slice key's length prefix lands here, usually on a block boundary:
     /// then it is one compression, with no buffering.
-    #[inline]
+    #[inline(always)]
     fn write_usize(&mut self, n: usize) {
         let bytes = n.to_ne_bytes();
         match <[u8; 8]>::try_from(bytes.as_slice()) {
@@ -139,7 +156,7 @@ impl Hasher for SipHasher13 {
                 self.length = self.length.wrapping_add(8);
                 self.compress(u64::from_le_bytes(block));
             }
-            _ => self.write(&bytes),
+            _ => self.write_long(&bytes),
         }
     }
 
@@ -149,11 +166,11 @@ impl Hasher for SipHasher13 {
             self.length = self.length.wrapping_add(8);
             self.compress(u64::from_le_bytes(n.to_ne_bytes()));
         } else {
-            self.write(&n.to_ne_bytes());
+            self.write_long(&n.to_ne_bytes());
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish(&self) -> u64 {
         let mut s = self.clone();
         let last = ((self.length as u64 & 0xff) << 56) | self.tail;
@@ -263,6 +280,9 @@ mod tests {
             let mut h = SipHasher13::new_with_keys(0, 0);
             bytes::Bytes::copy_from_slice(key).hash(&mut h);
             assert_eq!(h.finish(), std.finish());
+            let mut h = SipHasher13::new_with_keys(0, 0);
+            crate::PeerId::from(bytes::Bytes::copy_from_slice(key)).hash(&mut h);
+            assert_eq!(h.finish(), std.finish(), "PeerId hashes as its bytes do");
         }
     }
 
