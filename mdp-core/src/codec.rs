@@ -349,9 +349,15 @@ impl Reader {
         Ok((index, frame))
     }
 
-    /// The remaining frames, without copying them.
+    /// The remaining frames, without copying them. They are swapped to the
+    /// front rather than drained there: the header frames behind them are
+    /// empty or small, and a body is usually one frame.
     fn rest(mut self) -> Multipart {
-        self.frames.drain(..self.pos);
+        let body = self.frames.len().saturating_sub(self.pos);
+        for i in 0..body {
+            self.frames.swap(i, self.pos + i);
+        }
+        self.frames.truncate(body);
         self.frames
     }
 
@@ -385,23 +391,23 @@ impl Reader {
 fn header(frames: Multipart) -> Result<(Dialect, Sub, Reader), DecodeError> {
     const EXPECTED_FIRST: &str = "an empty frame (MDP/0.1, majortomo) or MDPC02/MDPW02 (MDP/0.2)";
     const EXPECTED_AFTER_EMPTY: &str = "MDPC01, MDPW01, MDPC02 or MDPW02";
-    let Some(first) = frames.first().cloned() else {
+    // The first frame is only looked at: it stays in place and goes with the
+    // rest of the header when the body is taken.
+    let Some(first) = frames.first() else {
         return Err(DecodeError::Empty);
     };
-    let mut r = Reader { frames, pos: 0 };
     if !first.is_empty() {
         let sub = match first.as_ref() {
             MDPC02 => Sub::Client,
             MDPW02 => Sub::Worker,
             _ => {
-                let found = Found(first);
+                let found = Found(first.clone());
                 return Err(DecodeError::Unexpected { index: 0, expected: EXPECTED_FIRST, found });
             }
         };
-        r.pos = 1;
-        return Ok((Dialect::V02, sub, r));
+        return Ok((Dialect::V02, sub, Reader { frames, pos: 1 }));
     }
-    r.pos = 1;
+    let mut r = Reader { frames, pos: 1 };
     let head = r.next(EXPECTED_AFTER_EMPTY)?;
     let (dialect, sub) = match head.as_ref() {
         MDPC01 => (Dialect::V01, Sub::Client),

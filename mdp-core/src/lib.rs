@@ -112,6 +112,7 @@ pub mod client;
 pub mod codec;
 mod hash;
 mod peer;
+mod slab;
 mod time;
 pub mod worker;
 

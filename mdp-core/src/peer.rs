@@ -1,6 +1,7 @@
 //! Peer identities.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
 
@@ -9,8 +10,18 @@ use bytes::Bytes;
 ///
 /// Identities are opaque bytes: libzmq's generated ones start with a zero
 /// byte and are not text. [`Display`](fmt::Display) shows them in hex.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeerId(pub Bytes);
+
+/// As `[u8]` hashes (length, then bytes), which is what a derive gives, but
+/// inlined: the broker hashes an identity for nearly every message.
+impl Hash for PeerId {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        state.write(&self.0);
+    }
+}
 
 impl PeerId {
     /// The identity's bytes.

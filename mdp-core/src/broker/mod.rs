@@ -27,7 +27,6 @@ mod event;
 mod service;
 mod worker;
 
-use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -35,7 +34,8 @@ use bytes::Bytes;
 pub use config::BrokerConfig;
 pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
 
-use crate::hash::{Map, Seeded};
+use crate::hash::Seeded;
+use crate::slab::Slab;
 use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerId};
 use service::{Request, Service};
@@ -63,8 +63,12 @@ type QueueKey = (Bytes, PeerId);
 pub struct Broker {
     config: BrokerConfig,
     now: Instant,
-    workers: Map<PeerId, WorkerRec>,
-    services: Map<Bytes, Service>,
+    /// Workers and services by key, and by slab index for the links between
+    /// them (a service's idle list, a worker's service): see `crate::slab`.
+    workers: Slab<PeerId, WorkerRec>,
+    services: Slab<Bytes, Service>,
+    /// Keys every map (the services' client maps too).
+    seed: Seeded,
     worker_timers: DeadlineQueue<(PeerId, u64)>,
     request_timers: DeadlineQueue<QueueKey>,
     transmits: std::collections::VecDeque<Transmit>,
@@ -80,12 +84,13 @@ pub struct Broker {
 impl Broker {
     /// A broker with no workers and nothing queued.
     pub fn new(config: BrokerConfig, now: Instant) -> Self {
-        let seed = Seeded(config.hash_seed);
+        let seed = Seeded::new(config.hash_seed);
         Broker {
             config,
             now,
-            workers: Map::with_hasher(seed),
-            services: Map::with_hasher(seed),
+            workers: Slab::new(seed),
+            services: Slab::new(seed),
+            seed,
             worker_timers: DeadlineQueue::default(),
             request_timers: DeadlineQueue::default(),
             transmits: Default::default(),
@@ -236,12 +241,12 @@ impl Broker {
             return self.mmi(client, dialect, service, body);
         }
         let queued_total = self.queued;
-        let known = self.services.len();
-        let s = match self.services.entry(service.clone()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(_) if known >= self.config.max_services => return self.limit_hit(client, Limit::Services),
-            Entry::Vacant(e) => e.insert(Service::new(Seeded(self.config.hash_seed))),
+        let sid = match self.services.id(&service) {
+            Some(sid) => sid,
+            None if self.services.len() >= self.config.max_services => return self.limit_hit(client, Limit::Services),
+            None => self.services.insert(service.clone(), Service::new(self.seed)),
         };
+        let Some(s) = self.services.at_mut(sid) else { return };
         // A request an idle worker takes at once never waits in a queue, so
         // a full queue does not refuse it, and it skips the queue. A queue
         // pushed *past* its limit by re-queued requests refuses even that
@@ -260,7 +265,7 @@ impl Broker {
             None
         };
         if let Some(limit) = limit {
-            self.forget_if_unused(&service);
+            self.forget_if_unused(sid);
             return self.limit_hit(client, limit);
         }
         let deadline = add_saturating(self.now, self.config.request_timeout);
@@ -274,7 +279,7 @@ impl Broker {
             self.queued += 1;
             None
         };
-        self.dispatch(&service, first);
+        self.dispatch(sid, first);
     }
 
     fn mmi(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
@@ -357,8 +362,13 @@ impl Broker {
         let gen = self.next_gen;
         self.next_gen += 1;
         let now = self.now;
+        let service_id = match self.services.id(&service) {
+            Some(sid) => sid,
+            None => self.services.insert(service.clone(), Service::new(self.seed)),
+        };
         let mut rec = WorkerRec {
             service: service.clone(),
+            service_id,
             dialect,
             gen,
             last_heard: now,
@@ -369,12 +379,13 @@ impl Broker {
         };
         rec.timer_at = rec.next_deadline(&self.config);
         self.worker_timers.push(rec.timer_at, (from.clone(), gen));
-        self.workers.insert(from.clone(), rec);
-        let seed = Seeded(self.config.hash_seed);
-        self.services.entry(service.clone()).or_insert_with(|| Service::new(seed)).workers += 1;
-        self.events.push_back(BrokerEvent::WorkerReady { worker: from.clone(), service: service.clone(), dialect });
-        self.make_idle(&from);
-        self.dispatch(&service, None);
+        let worker = self.workers.insert(from.clone(), rec);
+        if let Some(s) = self.services.at_mut(service_id) {
+            s.workers += 1;
+        }
+        self.events.push_back(BrokerEvent::WorkerReady { worker: from, service, dialect });
+        self.make_idle(worker);
+        self.dispatch(service_id, None);
     }
 
     fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, is_final: bool) {
@@ -382,10 +393,10 @@ impl Broker {
         let limits = (self.config.max_message_frames, self.config.max_message_bytes);
         // As known_worker, but with one lookup: this is the hot path.
         let now = self.now;
-        let w = match self.workers.get_mut(&from) {
-            Some(w) if w.dialect == dialect => w,
+        let (wid, w) = match self.workers.get_full_mut(&from) {
+            Some((wid, w)) if w.dialect == dialect => (wid, w),
             other => {
-                let registered = other.map(|w| w.dialect);
+                let registered = other.map(|(_, w)| w.dialect);
                 return self.not_a_worker(&from, dialect, sent, registered);
             }
         };
@@ -398,7 +409,7 @@ impl Broker {
         let client_dialect = job.request.dialect;
         if job.discarding {
             if is_final {
-                self.finish_job(&from, &service);
+                self.finish_job(wid);
             }
             return;
         }
@@ -417,9 +428,9 @@ impl Broker {
                 job.joined = Vec::new();
                 self.stats.dropped += 1;
                 let reason = DropReason::ReplyTooLarge;
-                self.events.push_back(BrokerEvent::RequestDropped { client: to, service: service.clone(), reason });
+                self.events.push_back(BrokerEvent::RequestDropped { client: to, service, reason });
                 if is_final {
-                    self.finish_job(&from, &service);
+                    self.finish_job(wid);
                 }
                 return;
             }
@@ -430,64 +441,53 @@ impl Broker {
             self.stats.replies_sent += 1;
             self.send_client(to, client_dialect, &service, false, joined);
         } else if is_final {
-            // finish_job's work, without looking the worker up again.
-            let Some(job) = w.job.take() else { return };
-            let token = self.next_seq;
-            self.next_seq += 1;
-            w.idle_token = Some(token);
             self.stats.replies_sent += 1;
             self.send_client(to, client_dialect, &service, false, body);
-            return self.job_done(&from, &service, job.request.client, token);
         } else {
             job.streamed = true;
             return self.send_client(to, client_dialect, &service, true, body);
         }
-        if is_final {
-            self.finish_job(&from, &service);
-        }
+        self.finish_job(wid);
     }
 
-    /// The worker's request is answered: the worker goes idle and the
-    /// client's next request to this service may go.
-    fn finish_job(&mut self, worker: &PeerId, service: &Bytes) {
-        let Some(w) = self.workers.get_mut(worker) else { return };
+    /// The request of the worker at slab index `wid` is answered: the
+    /// worker goes idle and the client's next request to this service may
+    /// go.
+    fn finish_job(&mut self, wid: usize) {
+        let Some(w) = self.workers.at_mut(wid) else { return };
         let Some(job) = w.job.take() else { return };
         // As make_idle, without looking the worker up again.
         let token = self.next_seq;
         self.next_seq += 1;
         w.idle_token = Some(token);
-        self.job_done(worker, service, job.request.client, token);
-    }
-
-    /// The rest of [`finish_job`](Self::finish_job), once the worker's job
-    /// is taken and its idle token set to `token`. `service` is the worker's.
-    fn job_done(&mut self, worker: &PeerId, service: &Bytes, client: PeerId, token: u64) {
+        let sid = w.service_id;
         self.busy_workers -= 1;
-        let Some(s) = self.services.get_mut(service) else { return };
-        s.finish(client);
-        s.push_idle(worker.clone(), token);
+        let Some(s) = self.services.at_mut(sid) else { return };
+        s.finish(job.request.client);
+        s.push_idle(wid, token);
         // With nothing queued there is nothing to hand out, and the service
         // (which has this worker) stays: dispatch would do nothing.
         if s.queued > 0 {
-            self.dispatch(service, None);
+            self.dispatch(sid, None);
         }
     }
 
-    fn make_idle(&mut self, worker: &PeerId) {
+    fn make_idle(&mut self, wid: usize) {
         let token = self.next_seq;
         self.next_seq += 1;
-        let Some(w) = self.workers.get_mut(worker) else { return };
+        let Some(w) = self.workers.at_mut(wid) else { return };
         w.idle_token = Some(token);
-        if let Some(s) = self.services.get_mut(&w.service) {
-            s.push_idle(worker.clone(), token);
+        if let Some(s) = self.services.at_mut(w.service_id) {
+            s.push_idle(wid, token);
         }
     }
 
     /// Hands `first` (a request already marked in flight, see
-    /// `Service::begin_at_once`), then queued requests of `service`, to its
-    /// idle workers. Returns how many requests of the service still wait.
-    fn dispatch(&mut self, service: &Bytes, mut first: Option<Request>) -> usize {
-        let Some(s) = self.services.get_mut(service) else { return 0 };
+    /// `Service::begin_at_once`), then queued requests of the service at
+    /// slab index `sid`, to its idle workers; forgets the service if nothing
+    /// refers to it any more.
+    fn dispatch(&mut self, sid: usize, mut first: Option<Request>) {
+        let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
         loop {
             let mut request = match first.take() {
                 Some(request) => request,
@@ -503,9 +503,9 @@ impl Broker {
             // The least recently used idle worker; stale entries (of workers
             // that died) are skipped.
             let idle = loop {
-                let Some((id, token)) = s.pop_idle_entry() else { break None };
-                match self.workers.get_mut(&id) {
-                    Some(w) if w.idle_token == Some(token) => break Some((id, w)),
+                let Some((wid, token)) = s.pop_idle_entry() else { break None };
+                match self.workers.entry_at_mut(wid) {
+                    Some((id, w)) if w.idle_token == Some(token) => break Some((id, w)),
                     _ => continue,
                 }
             };
@@ -538,13 +538,11 @@ impl Broker {
                 service: service.clone(),
                 worker: id.clone(),
             });
-            self.transmits.push_back(Transmit { to: id, frames });
+            self.transmits.push_back(Transmit { to: id.clone(), frames });
         }
-        let queued = s.queued;
         if s.is_unused() {
-            self.services.remove(service);
+            self.services.remove_at(sid);
         }
-        queued
     }
 
     /// Forgets a worker. Its request, if it held one, goes back to the head
@@ -557,14 +555,14 @@ impl Broker {
         if reason == GoneReason::Expired {
             self.stats.workers_expired += 1;
         }
-        let service = w.service.clone();
         self.unlink(&w);
-        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: service.clone(), reason });
+        let sid = w.service_id;
+        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service, reason });
         if let Some(job) = w.job {
             let job = *job;
-            self.requeue(&service, job.request, job.streamed);
+            self.requeue(sid, job.request, job.streamed);
         }
-        self.dispatch(&service, None);
+        self.dispatch(sid, None);
     }
 
     /// Shutdown's removal: DISCONNECT, and the request is dropped, not
@@ -586,19 +584,19 @@ impl Broker {
         if w.job.is_some() {
             self.busy_workers -= 1;
         }
-        let Some(s) = self.services.get_mut(&w.service) else { return };
+        let Some(s) = self.services.at_mut(w.service_id) else { return };
         s.workers -= 1;
         if w.idle_token.is_some() {
             let workers = &self.workers;
-            s.forget_idle(|id, token| workers.get(id).is_some_and(|w| w.idle_token == Some(token)));
+            s.forget_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)));
         }
     }
 
     /// A request whose worker was lost: back to the head of the queue, or
     /// dropped if part of its answer reached the client already (`streamed`),
     /// if it has been dispatched too often, or if it is past its deadline.
-    fn requeue(&mut self, service: &Bytes, request: Request, streamed: bool) {
-        let Some(s) = self.services.get_mut(service) else { return };
+    fn requeue(&mut self, sid: usize, request: Request, streamed: bool) {
+        let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
         let client = request.client.clone();
         let event = if streamed {
             s.finish(client.clone());
@@ -649,7 +647,7 @@ impl Broker {
 
     /// The expiry timer of `client`'s queue for `service`, set for `at`.
     fn request_timer(&mut self, service: Bytes, client: PeerId, at: Instant) {
-        let Some(s) = self.services.get_mut(&service) else { return };
+        let Some((sid, s)) = self.services.get_full_mut(&service) else { return };
         let mut expired = Vec::new();
         if let Some(next) = s.expire(&client, at, self.now, &mut expired) {
             self.request_timers.push(next, (service.clone(), client));
@@ -659,7 +657,7 @@ impl Broker {
             self.stats.expired += 1;
             self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
         }
-        self.forget_if_unused(&service);
+        self.forget_if_unused(sid);
     }
 
     /// Stale timer entries (of gone workers, of dispatched requests) are
@@ -674,7 +672,7 @@ impl Broker {
         // requests: rebuild from the queues when stale entries pile up.
         if self.request_timers.len() > 2 * self.queued + 64 {
             let mut live = DeadlineQueue::default();
-            for (name, s) in &self.services {
+            for (name, s) in self.services.iter() {
                 for (at, client) in s.timers() {
                     live.push(at, (name.clone(), client.clone()));
                 }
@@ -718,9 +716,9 @@ impl Broker {
         }
     }
 
-    fn forget_if_unused(&mut self, service: &Bytes) {
-        if self.services.get(service).is_some_and(Service::is_unused) {
-            self.services.remove(service);
+    fn forget_if_unused(&mut self, sid: usize) {
+        if self.services.at(sid).is_some_and(Service::is_unused) {
+            self.services.remove_at(sid);
         }
     }
 }

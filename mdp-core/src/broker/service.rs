@@ -69,10 +69,11 @@ impl ClientQueue {
 pub(crate) struct Service {
     /// Registered workers, idle or busy.
     pub(crate) workers: usize,
-    /// Idle workers, least recently used first. Entries carry the worker's
-    /// idle token; an entry whose token no longer matches is stale (the
-    /// worker died) and is skipped, so removal is O(1).
-    idle: VecDeque<(PeerId, u64)>,
+    /// Idle workers (their index in the broker's worker slab), least
+    /// recently used first. Entries carry the worker's idle token; an entry
+    /// whose token no longer matches is stale (the worker died, and its slot
+    /// may hold another worker by now) and is skipped, so removal is O(1).
+    idle: VecDeque<(usize, u64)>,
     idle_live: usize,
     /// Clients with queued requests and nothing in flight, in turn order.
     /// Entries carry the client's turn token; an entry whose token no longer
@@ -107,7 +108,7 @@ impl Service {
         self.idle_live
     }
 
-    pub(crate) fn push_idle(&mut self, worker: PeerId, token: u64) {
+    pub(crate) fn push_idle(&mut self, worker: usize, token: u64) {
         self.idle.push_back((worker, token));
         self.idle_live += 1;
     }
@@ -115,7 +116,7 @@ impl Service {
     /// Pops the least recently used idle-list entry, live or stale. The
     /// caller checks it against the worker's token and, if it is live,
     /// calls [`took_idle`](Self::took_idle).
-    pub(crate) fn pop_idle_entry(&mut self) -> Option<(PeerId, u64)> {
+    pub(crate) fn pop_idle_entry(&mut self) -> Option<(usize, u64)> {
         self.idle.pop_front()
     }
 
@@ -126,10 +127,10 @@ impl Service {
 
     /// An idle worker died: its entry is now stale. Compacts the list when
     /// stale entries outnumber live ones, so it stays O(live) in size.
-    pub(crate) fn forget_idle(&mut self, mut valid: impl FnMut(&PeerId, u64) -> bool) {
+    pub(crate) fn forget_idle(&mut self, mut valid: impl FnMut(usize, u64) -> bool) {
         self.idle_live -= 1;
         if self.idle.len() > 2 * self.idle_live + 8 {
-            self.idle.retain(|(w, t)| valid(w, *t));
+            self.idle.retain(|(w, t)| valid(*w, *t));
         }
     }
 

@@ -12,6 +12,9 @@ use crate::{Dialect, Multipart};
 #[derive(Debug)]
 pub(crate) struct WorkerRec {
     pub(crate) service: Bytes,
+    /// The service's index in the broker's service slab: valid while the
+    /// worker is registered, as a service with workers is never removed.
+    pub(crate) service_id: usize,
     pub(crate) dialect: Dialect,
     /// Tells this registration apart from earlier ones of the same identity,
     /// so that a stale timer entry cannot touch a newer worker.
