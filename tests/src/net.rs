@@ -327,6 +327,12 @@ impl Net {
         self.cut.clear();
     }
 
+    /// Replaces the faults applied to messages sent from now on (messages
+    /// already in flight keep theirs).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
     /// Loses the next `n` messages sent to or from `node`, whatever they are.
     pub fn drop_next(&mut self, node: Node, n: u32) {
         *self.drop_next.entry(node).or_default() += n;
