@@ -27,9 +27,9 @@
 //!   everything settles and every request issued was answered or reported
 //!   failed;
 //! * the system recovers: once the broker is up, every held message has
-//!   arrived and dead workers have had their expiry window, with a fresh
-//!   worker per service, every client's next request to each service (one
-//!   at a time) is answered, none fails.
+//!   arrived, and dead workers and abandoned queued requests have had their
+//!   expiry windows, with a fresh worker per service, every client's next
+//!   request to each service (one at a time) is answered, none fails.
 #![no_main]
 
 use std::time::Duration;
@@ -293,7 +293,12 @@ fn run(input: &Input) {
     // each service is answered.
     let settled = |s: &Sim| s.broker_is_up() && s.net.in_flight() == 0;
     sim.run_until(settled, STEPS).unwrap_or_else(|e| panic!("{e}"));
-    let expiry = config.broker.idle_worker_timeout().max(config.broker.busy_timeout());
+    // Requests of clients that gave up (and reconnected under a new
+    // identity) may still wait at the broker for a worker: MDP cannot cancel
+    // them, and ahead of a probe they would outlast its timeout. They expire
+    // by request_timeout, dead workers by their windows.
+    let broker = &config.broker;
+    let expiry = broker.idle_worker_timeout().max(broker.busy_timeout()).max(broker.request_timeout);
     sim.run_for(expiry + Duration::from_secs(1), STEPS).unwrap_or_else(|e| panic!("{e}"));
     sim.add_worker(service(false), Dialect::V02);
     sim.add_worker(service(true), Dialect::V01);
