@@ -13,6 +13,7 @@ Run it from the repository root.
 """
 
 import argparse
+import glob
 import os
 import shutil
 import subprocess
@@ -70,10 +71,12 @@ def main():
         used += os.path.getsize(best)
         chosen.append(best)
 
+    dest = f"fuzz/corpus/{args.target}"
+    # Inputs that once failed the target stay, whatever they cover.
+    regressions = sorted(glob.glob(os.path.join(dest, "regression-*")))
     with tempfile.TemporaryDirectory() as keep:
-        for path in chosen:
+        for path in chosen + regressions:
             shutil.copy(path, keep)
-        dest = f"fuzz/corpus/{args.target}"
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(keep, dest)
     print(
