@@ -57,6 +57,10 @@
 //! * otherwise it is sent again too, because its reply would come to the old
 //!   connection, which is gone. This costs it no try.
 //!
+//! A transport that knows the connection ended (TCP closed) may say so with
+//! [`Client::handle_connection_lost`]: the same happens at once, as if every
+//! request on the wire had timed out.
+//!
 //! Each request sent gets a fresh deadline. A
 //! resent request whose PARTIALs were already delivered is announced with
 //! [`ClientEvent::Restarted`]: the parts delivered so far must be thrown away,
@@ -218,6 +222,22 @@ pub enum FailReason {
         /// How many times the request was sent.
         tries: u32,
     },
+    /// The connection carrying the last of `tries` sends was lost
+    /// ([`Client::handle_connection_lost`]), and no try was left.
+    #[error("the connection was lost with the last of {tries} tries")]
+    ConnectionLost {
+        /// How many times the request was sent.
+        tries: u32,
+    },
+}
+
+/// Why the client replaces its connection and resends what was on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// A deadline passed: the requests that timed out use a try.
+    Timeout,
+    /// The transport lost the connection: every request on it uses a try.
+    ConnectionLost,
 }
 
 /// Why a [`Client`] dropped a message from the broker.
@@ -409,10 +429,33 @@ impl Client {
         if !self.first_deadline().is_some_and(|d| d <= now) {
             return;
         }
+        self.reconnect(now, Resend::Timeout);
+    }
+
+    /// The transport saw the connection to the broker end (for TCP: the
+    /// peer closed it or it failed) after it was up. Every reply still due
+    /// on it is lost, so the client does at once what a timeout of every
+    /// request on the wire would do: it asks for [`PeerTransmit::Reconnect`]
+    /// and sends each of them again, each using a try (so a broker that
+    /// drops every connection cannot make the client resend for ever), and
+    /// fails those out of tries. With nothing on the wire it only asks for
+    /// the new connection.
+    ///
+    /// Optional: without it the requests' timeouts do the same, later.
+    /// Call it once per connection, not for a connection still being
+    /// dialled.
+    pub fn handle_connection_lost(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.reconnect(now, Resend::ConnectionLost);
+    }
+
+    /// Replaces the connection and resends (or fails) every request on the
+    /// wire, in order.
+    fn reconnect(&mut self, now: Instant, why: Resend) {
         self.transmits.push_back(PeerTransmit::Reconnect);
         let on_wire: Vec<RequestId> = self.pending.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
         for id in on_wire {
-            self.retry(id, now);
+            self.retry(id, now, why);
         }
     }
 
@@ -481,22 +524,24 @@ impl Client {
         }
     }
 
-    /// After a reconnect: fail `id` if its deadline passed with no tries
-    /// left, else send it again on the new connection. Only a request that
-    /// timed out uses a try; the others are resent because of it.
-    fn retry(&mut self, id: RequestId, now: Instant) {
+    /// After a reconnect: fail `id` if this send used a try (it timed out,
+    /// or its connection was lost) and none is left, else send it again on
+    /// the new connection. A request resent only because another timed out
+    /// uses no try.
+    fn retry(&mut self, id: RequestId, now: Instant, why: Resend) {
         let Some(p) = self.pending.get_mut(&id) else { return };
-        let timed_out = p.deadline.is_some_and(|d| d <= now);
-        if timed_out && p.tries >= self.config.tries {
-            let reason = match self.config.tries {
-                1 => FailReason::Timeout,
-                tries => FailReason::RetriesExhausted { tries },
+        let used_try = why == Resend::ConnectionLost || p.deadline.is_some_and(|d| d <= now);
+        if used_try && p.tries >= self.config.tries {
+            let reason = match (why, self.config.tries) {
+                (Resend::ConnectionLost, tries) => FailReason::ConnectionLost { tries },
+                (Resend::Timeout, 1) => FailReason::Timeout,
+                (Resend::Timeout, tries) => FailReason::RetriesExhausted { tries },
             };
             self.events.push_back(ClientEvent::Failed { id, reason });
             self.complete(id, now);
             return;
         }
-        if timed_out {
+        if used_try {
             p.tries += 1;
         }
         if p.parts_delivered {

@@ -8,7 +8,8 @@
 //!
 //! It does no IO and never reads the clock. After any input
 //! ([`handle_message`](Worker::handle_message),
-//! [`handle_timeout`](Worker::handle_timeout), [`reply`](Worker::reply),
+//! [`handle_timeout`](Worker::handle_timeout),
+//! [`handle_connection_lost`](Worker::handle_connection_lost), [`reply`](Worker::reply),
 //! [`partial`](Worker::partial), [`disconnect`](Worker::disconnect)) the
 //! caller drains [`poll_transmit`](Worker::poll_transmit) and
 //! [`poll_event`](Worker::poll_event) until both return `None`, then sleeps
@@ -24,7 +25,9 @@
 //!   the worker gives the broker up: it emits [`PeerTransmit::Reconnect`] and
 //!   [`WorkerEvent::Disconnected`], drops the request in progress, waits out
 //!   the backoff and sends READY on the new connection. A DISCONNECT from the
-//!   broker does the same at once.
+//!   broker does the same at once, and so does
+//!   [`handle_connection_lost`](Worker::handle_connection_lost), for a
+//!   transport that knows its connection ended.
 //!
 //! ## Example: the event loop
 //!
@@ -255,6 +258,10 @@ pub enum DisconnectReason {
     /// The broker sent DISCONNECT.
     #[error("the broker sent DISCONNECT")]
     BrokerDisconnected,
+    /// The transport reported the connection lost
+    /// ([`Worker::handle_connection_lost`]).
+    #[error("the connection to the broker was lost")]
+    ConnectionLost,
 }
 
 /// Why a [`Worker`] dropped a message from the broker.
@@ -460,6 +467,27 @@ impl Worker {
             BrokerCommand::Disconnect => self.reconnect(now, DisconnectReason::BrokerDisconnected),
             BrokerCommand::Partial { .. } => self.discard(WorkerDiscardReason::NotForWorkers { command: "PARTIAL" }),
             BrokerCommand::Final { .. } => self.discard(WorkerDiscardReason::NotForWorkers { command: "FINAL" }),
+        }
+    }
+
+    /// The transport saw the connection to the broker end (for TCP: the
+    /// peer closed it or it failed) after it was up. A registered worker
+    /// does at once what a silent broker makes it do later: it gives up the
+    /// connection ([`WorkerEvent::Disconnected`] with
+    /// [`DisconnectReason::ConnectionLost`], the request in progress
+    /// dropped), asks for [`PeerTransmit::Reconnect`] and registers again
+    /// after the backoff. During the backoff it only asks for another new
+    /// connection (READY goes out on it when the backoff ends); once
+    /// stopped, nothing.
+    ///
+    /// Optional: without it the broker's silence does the same, later. Call
+    /// it once per connection, not for a connection still being dialled.
+    pub fn handle_connection_lost(&mut self, now: Instant) {
+        let now = self.advance(now);
+        match self.link {
+            Link::Registered { .. } => self.reconnect(now, DisconnectReason::ConnectionLost),
+            Link::Waiting { .. } => self.transmits.push_back(PeerTransmit::Reconnect),
+            Link::Stopped => {}
         }
     }
 

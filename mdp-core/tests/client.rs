@@ -367,6 +367,33 @@ fn a_timeout_resends_every_outstanding_request_in_order_without_using_their_trie
 }
 
 #[test]
+fn connection_lost_resends_what_was_on_the_wire_each_using_a_try() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut config = ClientConfig::new(d);
+    config.tries = 2;
+    let mut c = Client::new(config, t0).unwrap();
+    // With nothing outstanding, only a new connection.
+    c.handle_connection_lost(t0);
+    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect], vec![]));
+    let a1 = ask(&mut c, t0, b"a", b"a1");
+    let b1 = ask(&mut c, t0 + ms(1000), b"b", b"b1");
+    let a2 = queue(&mut c, t0 + ms(1000), b"a", b"a2");
+    // Long before any timeout: both on the wire go again, a2 still waits.
+    c.handle_connection_lost(t0 + ms(1100));
+    let resent = vec![PeerTransmit::Reconnect, request_frames(d, b"a", b"a1"), request_frames(d, b"b", b"b1")];
+    assert_eq!(drain(&mut c), (resent, vec![]));
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(1100) + TIMEOUT), "fresh deadlines");
+    // Lost again: both used their 2 tries; a2 goes out on the new connection.
+    c.handle_connection_lost(t0 + ms(1200));
+    let lost = FailReason::ConnectionLost { tries: 2 };
+    let failed = vec![ClientEvent::Failed { id: a1, reason: lost }, ClientEvent::Failed { id: b1, reason: lost }];
+    assert_eq!(drain(&mut c), (vec![PeerTransmit::Reconnect, request_frames(d, b"a", b"a2")], failed));
+    assert!(c.is_outstanding(a2));
+    assert_eq!(lost.to_string(), "the connection was lost with the last of 2 tries");
+}
+
+#[test]
 fn requests_not_timed_out_keep_their_tries() {
     let t0 = Instant::now();
     let mut config = ClientConfig::new(Dialect::V01);

@@ -323,6 +323,32 @@ fn disconnect_from_broker_reconnects_and_drops_the_request() {
 }
 
 #[test]
+fn connection_lost_reconnects_at_once_and_drops_the_request() {
+    let t0 = Instant::now();
+    for dialect in Dialect::ALL {
+        let mut w = start(exact(dialect), t0);
+        let token = give_request(&mut w, t0 + ms(10), b"c1");
+        w.handle_connection_lost(t0 + ms(20));
+        let expected = disconnected(DisconnectReason::ConnectionLost, Some(token.clone()));
+        assert_eq!(drain(&mut w), (vec![PeerTransmit::Reconnect], vec![expected]), "{dialect}");
+        assert!(!w.is_busy());
+        assert_eq!(w.reply(t0 + ms(30), &token, vec![]), Err(WorkerUsageError::RequestDropped));
+        // The new connection is lost too during the backoff: another new one,
+        // and READY still waits for the end of the backoff (not reset).
+        w.handle_connection_lost(t0 + ms(500));
+        assert_eq!(drain(&mut w), (vec![PeerTransmit::Reconnect], vec![]), "{dialect}");
+        assert_eq!(w.poll_timeout(), Some(t0 + ms(1020)));
+        w.handle_timeout(t0 + ms(1020));
+        assert_eq!(drain(&mut w).0, vec![ready_frames(dialect)]);
+        // Once stopped, a lost connection changes nothing.
+        w.disconnect(t0 + ms(1100));
+        drain(&mut w);
+        w.handle_connection_lost(t0 + ms(1200));
+        assert_eq!(drain(&mut w), (vec![], vec![]), "{dialect}");
+    }
+}
+
+#[test]
 fn silence_drops_the_request_in_progress() {
     let t0 = Instant::now();
     let mut w = start(exact(Dialect::V02), t0);
