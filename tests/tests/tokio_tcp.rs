@@ -266,6 +266,35 @@ async fn after_a_broker_restart_the_workers_register_and_serve_again() {
     assert_eq!(after.len(), 2, "both workers serve again: {after:?}");
 }
 
+/// Client timeouts and heartbeats far longer than [`WAIT`]: only the
+/// transport's report of a lost connection (`handle_connection_lost`) lets
+/// the client resend and the worker register again in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_connection_is_acted_on_at_once_not_after_the_timeouts() {
+    const SLOW: Duration = Duration::from_secs(30);
+    let mut broker = start_broker(SLOW).await;
+    let addr = broker.addr();
+    let client = spawn_client(addr, client_config(Dialect::V02, Duration::from_secs(60)), options()).unwrap();
+    // No worker yet: the request waits at the broker, and dies with it.
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.request(echo(), vec![Bytes::from_static(b"lost")]).await })
+    };
+    broker.kill().await;
+    broker = spawn_broker(addr, broker_config(SLOW), options()).await.expect("the same port again");
+    let _worker = spawn_echo(addr, V02_WORKER, Dialect::V02, SLOW, 3);
+    worker_ready(&mut broker.events).await;
+    let reply = within("the resent request's reply", pending).await.expect("request task").expect("a reply");
+    assert_eq!(reply, vec![Bytes::from_static(V02_WORKER.as_bytes()), Bytes::from_static(b"lost")]);
+
+    // The registered worker loses its broker: it registers with the next.
+    broker.kill().await;
+    let mut broker = spawn_broker(addr, broker_config(SLOW), options()).await.expect("the same port again");
+    worker_ready(&mut broker.events).await;
+    let after = within("a request after the second restart", client.request(echo(), vec![Bytes::from_static(b"x")]));
+    assert_eq!(after.await.expect("a reply")[1].as_ref(), b"x");
+}
+
 #[tokio::test]
 async fn a_peer_announcing_too_much_is_disconnected() {
     let broker = start_broker(HEARTBEAT).await;

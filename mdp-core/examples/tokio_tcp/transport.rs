@@ -261,7 +261,17 @@ async fn pump<T>(
 struct Link {
     outbound: mpsc::Sender<Multipart>,
     inbound: mpsc::Receiver<Multipart>,
+    /// The end of the connection was reported to the core.
+    lost: bool,
     _task: AbortOnDrop,
+}
+
+/// What a [`Link`] delivers.
+enum Incoming {
+    /// A message from the broker.
+    Message(Multipart),
+    /// The connection, which was up, ended (once per link).
+    Lost,
 }
 
 impl Link {
@@ -269,7 +279,23 @@ impl Link {
         let (outbound, out_rx) = mpsc::channel(options.send_queue);
         let (in_tx, inbound) = mpsc::channel(options.send_queue);
         let task = tokio::spawn(dial(addr, options.clone(), out_rx, in_tx));
-        Link { outbound, inbound, _task: AbortOnDrop(Some(task)) }
+        Link { outbound, inbound, lost: false, _task: AbortOnDrop(Some(task)) }
+    }
+
+    /// The next message, or the news that the connection ended; after
+    /// that, nothing (until the core replaces the link).
+    async fn recv(&mut self) -> Incoming {
+        if self.lost {
+            return std::future::pending().await;
+        }
+        match self.inbound.recv().await {
+            Some(frames) => Incoming::Message(frames),
+            // The dial task ended: only a connection that was up ends.
+            None => {
+                self.lost = true;
+                Incoming::Lost
+            }
+        }
     }
 
     /// Queues a message; drops it if the queue is full or the connection is
@@ -553,7 +579,11 @@ async fn run_client(
                     }
                 }
             }
-            Some(frames) = link.inbound.recv() => core.handle_message(Instant::now(), frames),
+            incoming = link.recv() => match incoming {
+                Incoming::Message(frames) => core.handle_message(Instant::now(), frames),
+                // Resend at once rather than at the requests' timeouts.
+                Incoming::Lost => core.handle_connection_lost(Instant::now()),
+            },
             () = sleep_until(core.poll_timeout()) => core.handle_timeout(Instant::now()),
         }
     }
@@ -643,7 +673,12 @@ async fn run_worker(mut core: Worker, addr: SocketAddr, options: TcpOptions, job
             }
         }
         tokio::select! {
-            Some(frames) = link.inbound.recv() => core.handle_message(Instant::now(), frames),
+            incoming = link.recv() => match incoming {
+                Incoming::Message(frames) => core.handle_message(Instant::now(), frames),
+                // Register again after the backoff rather than after the
+                // broker's silence.
+                Incoming::Lost => core.handle_connection_lost(Instant::now()),
+            },
             Some(answer) = answers.recv() => {
                 let Some((seq, token)) = &current else { continue };
                 if *seq != answer.seq {
