@@ -33,6 +33,9 @@
 //!   then, for each request on the wire in the order made, fails it if it is
 //!   out of tries (and sends the next for its service) or else resends it,
 //!   announcing `Restarted` if parts of it were delivered;
+//! * a lost connection does the same at once, every request on the wire
+//!   using a try (failing as `ConnectionLost`), and sends only `Reconnect`
+//!   when nothing is on the wire;
 //! * `poll_timeout()` is the earliest deadline of a request on the wire,
 //!   never before the latest `now`; `handle_timeout` before it does nothing;
 //! * the client never names an id it did not issue, never replies to an id
@@ -183,18 +186,20 @@ enum Op {
     Message { earlier_ms: Option<u16>, msg: Msg },
     Advance(Delay),
     Timeout { jump: bool },
+    ConnectionLost,
 }
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match pick(u, &[25, 45, 12, 18])? {
+        Ok(match pick(u, &[25, 45, 12, 18, 4])? {
             0 => Op::Request { service: u.arbitrary()?, body: frames(u, 0, 3)? },
             1 => {
                 let earlier_ms = if u.ratio(1, 16)? { Some(u.arbitrary()?) } else { None };
                 Op::Message { earlier_ms, msg: u.arbitrary()? }
             }
             2 => Op::Advance(u.arbitrary()?),
-            _ => Op::Timeout { jump: u.ratio(3, 4)? },
+            3 => Op::Timeout { jump: u.ratio(3, 4)? },
+            _ => Op::ConnectionLost,
         })
     }
 }
@@ -270,6 +275,13 @@ impl Harness {
                 self.client.handle_timeout(now);
                 let got = self.settle();
                 assert_eq!(got, expected, "what handle_timeout did");
+            }
+            Op::ConnectionLost => {
+                let now = self.now(None);
+                let expected = self.expect_reconnect(now, true);
+                self.client.handle_connection_lost(now);
+                let got = self.settle();
+                assert_eq!(got, expected, "what handle_connection_lost did");
             }
         }
         self.check();
@@ -436,6 +448,14 @@ impl Harness {
         if self.earliest_deadline().is_none_or(|d| d > now) {
             return (Vec::new(), Vec::new());
         }
+        self.expect_reconnect(now, false)
+    }
+
+    /// What a reconnect at `now` must do: for a timeout, the requests past
+    /// their deadline use a try; for a lost connection (`lost`), every
+    /// request on the wire does, and one out of tries fails as
+    /// `ConnectionLost`.
+    fn expect_reconnect(&mut self, now: Instant, lost: bool) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
         let mut transmits = vec![PeerTransmit::Reconnect];
         let mut events = Vec::new();
         let tries = self.config.tries;
@@ -444,9 +464,15 @@ impl Harness {
         for id in on_wire {
             let Some(index) = self.pending.iter().position(|p| p.id == id) else { continue };
             let p = &mut self.pending[index];
-            let timed_out = p.deadline.is_some_and(|d| d <= now);
+            let timed_out = lost || p.deadline.is_some_and(|d| d <= now);
             if timed_out && p.tries >= tries {
-                let reason = if tries == 1 { FailReason::Timeout } else { FailReason::RetriesExhausted { tries } };
+                let reason = if lost {
+                    FailReason::ConnectionLost { tries }
+                } else if tries == 1 {
+                    FailReason::Timeout
+                } else {
+                    FailReason::RetriesExhausted { tries }
+                };
                 events.push(ClientEvent::Failed { id, reason });
                 self.complete(index, &mut transmits);
                 continue;

@@ -221,11 +221,12 @@ enum Op {
     Reply { token: TokenSel, body: Vec<Frame> },
     Partial { token: TokenSel, body: Vec<Frame> },
     Disconnect,
+    ConnectionLost,
 }
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match pick(u, &[45, 12, 15, 15, 10, 1])? {
+        Ok(match pick(u, &[45, 12, 15, 15, 10, 1, 3])? {
             0 => {
                 let earlier_ms = if u.ratio(1, 16)? { Some(u.arbitrary()?) } else { None };
                 Op::Message { earlier_ms, msg: u.arbitrary()? }
@@ -234,7 +235,8 @@ impl<'a> Arbitrary<'a> for Op {
             2 => Op::Timeout { jump: u.ratio(3, 4)? },
             3 => Op::Reply { token: u.arbitrary()?, body: frames(u, 0, 3)? },
             4 => Op::Partial { token: u.arbitrary()?, body: frames(u, 0, 3)? },
-            _ => Op::Disconnect,
+            5 => Op::Disconnect,
+            _ => Op::ConnectionLost,
         })
     }
 }
@@ -288,6 +290,22 @@ impl Harness {
                     assert_eq!(sent[0], PeerCommand::Disconnect);
                 }
                 assert!(self.worker.poll_timeout().is_none(), "a timer is set after disconnect");
+            }
+            Op::ConnectionLost => {
+                let now = self.now(None);
+                let registered = self.worker.is_registered();
+                self.worker.handle_connection_lost(now);
+                let reconnecting = self.awaiting_ready;
+                self.awaiting_ready = false;
+                let sent = self.settle();
+                assert!(sent.is_empty(), "a lost connection sent {sent:?}");
+                // Registered or in its backoff, the worker asks for a new
+                // connection; stopped, for nothing (settle checks that).
+                assert_eq!(self.awaiting_ready, !self.stopped, "Reconnect after a lost connection");
+                self.awaiting_ready |= reconnecting;
+                if registered {
+                    assert!(!self.worker.is_registered() && !self.worker.is_busy(), "still registered");
+                }
             }
         }
     }
