@@ -168,10 +168,17 @@ impl Client {
     /// Waits for input or a timer, feeds the core and collects answers.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
-        poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
+        let socket = self.conn.socket.as_poll_item(self.conn.events());
+        poll(&mut [socket, self.conn.monitor.as_poll_item(zmq::POLLIN)], ms)?;
         self.conn.flush_backlog()?;
         while let Some(frames) = self.conn.try_recv()? {
             self.core.handle_message(Instant::now(), frames);
+            self.flush()?;
+        }
+        if self.conn.lost() {
+            // The broker went away (a restart, say): resend now rather
+            // than at the requests' timeouts.
+            self.core.handle_connection_lost(Instant::now());
             self.flush()?;
         }
         self.core.handle_timeout(Instant::now());

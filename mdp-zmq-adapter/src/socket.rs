@@ -2,6 +2,7 @@
 //! that can be replaced when the core asks for it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +21,10 @@ pub(crate) struct Connection {
     ctx: zmq::Context,
     endpoint: String,
     pub(crate) socket: zmq::Socket,
+    /// The other end of the socket's libzmq monitor: it reports when an
+    /// established TCP connection to the broker ends (`DISCONNECTED`), which
+    /// libzmq otherwise hides by redialling.
+    pub(crate) monitor: zmq::Socket,
     /// Messages the socket could not take yet (its pipe was full). A lost
     /// FINAL would leave the broker holding our request for ever, so they
     /// wait here, in order, and go out when the socket can take them.
@@ -28,8 +33,8 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn open(ctx: &zmq::Context, endpoint: &str) -> Result<Self, AdapterError> {
-        let socket = dealer(ctx, endpoint)?;
-        Ok(Connection { ctx: ctx.clone(), endpoint: endpoint.to_owned(), socket, backlog: VecDeque::new() })
+        let (socket, monitor) = dealer(ctx, endpoint)?;
+        Ok(Connection { ctx: ctx.clone(), endpoint: endpoint.to_owned(), socket, monitor, backlog: VecDeque::new() })
     }
 
     /// Closes the socket and opens a new one: a new identity, so nothing
@@ -37,9 +42,23 @@ impl Connection {
     /// [`mdp_core::PeerTransmit::Reconnect`]). What the old socket had not
     /// sent yet was meant for the old connection and goes with it.
     pub(crate) fn replace(&mut self) -> Result<(), AdapterError> {
-        self.socket = dealer(&self.ctx, &self.endpoint)?;
+        (self.socket, self.monitor) = dealer(&self.ctx, &self.endpoint)?;
         self.backlog.clear();
         Ok(())
+    }
+
+    /// Whether the monitor reported that the socket's connection to the
+    /// broker ended since the last call. Reads every pending event without
+    /// blocking.
+    pub(crate) fn lost(&self) -> bool {
+        let mut lost = false;
+        // An event is two frames: 2 bytes of event number and 4 of value,
+        // then the endpoint.
+        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+            let event = frames.first().and_then(|f| f.get(..2)).map(|b| u16::from_le_bytes([b[0], b[1]]));
+            lost |= event == Some(zmq::SocketEvent::DISCONNECTED as u16);
+        }
+        lost
     }
 
     /// Sends without blocking, after anything held back.
@@ -98,11 +117,24 @@ fn send_now(socket: &zmq::Socket, frames: &Multipart) -> Result<bool, AdapterErr
     Ok(true)
 }
 
-fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, AdapterError> {
+/// A DEALER connected to `endpoint`, and a PAIR on its monitor.
+fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<(zmq::Socket, zmq::Socket), AdapterError> {
     let socket = ctx.socket(zmq::DEALER).map_err(AdapterError::zmq("socket(DEALER)"))?;
     socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
+    let address = format!("inproc://mdp-monitor-{}", next_monitor());
+    let events = zmq::SocketEvent::DISCONNECTED as i32;
+    socket.monitor(&address, events).map_err(AdapterError::zmq("monitor"))?;
+    let monitor = ctx.socket(zmq::PAIR).map_err(AdapterError::zmq("socket(PAIR)"))?;
+    monitor.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
+    monitor.connect(&address).map_err(AdapterError::zmq(format!("connect {address}")))?;
     socket.connect(endpoint).map_err(AdapterError::zmq(format!("connect {endpoint}")))?;
-    Ok(socket)
+    Ok((socket, monitor))
+}
+
+/// Unique names for the monitors of the DEALERs of one process.
+fn next_monitor() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Milliseconds to poll for: until `deadline` (or the core's timer), capped.

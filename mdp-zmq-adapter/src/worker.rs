@@ -163,7 +163,8 @@ impl Link {
     /// Waits for input or the core's next timer, then handles what came.
     fn wait_and_serve(&mut self) -> Result<(), AdapterError> {
         let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
-        poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
+        let socket = self.conn.socket.as_poll_item(self.conn.events());
+        poll(&mut [socket, self.conn.monitor.as_poll_item(zmq::POLLIN)], ms)?;
         self.serve_ready()
     }
 
@@ -173,6 +174,12 @@ impl Link {
         self.conn.flush_backlog()?;
         while let Some(frames) = self.conn.try_recv()? {
             self.core.handle_message(Instant::now(), frames);
+            self.flush();
+        }
+        if self.conn.lost() {
+            // The broker went away: register again after the backoff rather
+            // than after its silence.
+            self.core.handle_connection_lost(Instant::now());
             self.flush();
         }
         self.core.handle_timeout(Instant::now());

@@ -141,3 +141,54 @@ fn mdp_worker_call_and_service_against_mdp_broker() {
     assert!(!out.status.success(), "a service with no workers is a failure: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404\n");
 }
+
+/// `mdp-broker` killed (SIGKILL: no DISCONNECT to anyone) and started again
+/// on the same port. Heartbeats and the client's timeout are far longer than
+/// the test may take, so only the adapter noticing the lost TCP connection
+/// (libzmq's socket monitor, then `handle_connection_lost`) lets the client
+/// resend its request and the worker register with the new broker in time.
+#[test]
+fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
+    use mdp_core::{ClientConfig, WorkerConfig};
+    use mdp_zmq_adapter::{Client, Response, Worker};
+    use std::sync::atomic::Ordering;
+
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let slow = Duration::from_secs(30);
+    let start_broker = || {
+        let args = ["-b", &endpoint, "-i", "30"];
+        Killed(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(args).stderr(Stdio::null()).spawn().unwrap())
+    };
+    let spawn_worker = |service: &'static [u8]| {
+        let mut config = WorkerConfig::new(Bytes::from_static(service), Dialect::V02);
+        config.heartbeat_interval = slow;
+        let worker = Worker::new(&endpoint, config);
+        let stop = worker.stop_flag();
+        (stop, std::thread::spawn(move || worker.run(|body, _| body).unwrap()))
+    };
+    let mut broker = start_broker();
+    let echo = spawn_worker(b"echo");
+    let mut config = ClientConfig::new(Dialect::V02);
+    config.timeout = Duration::from_secs(60);
+    let mut client = Client::connect(&endpoint, config).unwrap();
+    let body = |s: &'static str| vec![Bytes::from_static(s.as_bytes())];
+    assert_eq!(client.request("echo", body("before"), Duration::from_secs(10)).unwrap(), body("before"));
+    // No worker for "later" yet: the request waits at the broker and dies
+    // with it. The echo worker's registration dies too.
+    let id = client.send("later", body("lost with the broker")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = broker.0.kill();
+    let _ = broker.0.wait();
+    broker = start_broker();
+    let later = spawn_worker(b"later");
+    match client.recv(Duration::from_secs(10)).unwrap() {
+        Response::Reply { id: got, body: reply } => assert_eq!((got, reply), (id, body("lost with the broker"))),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(client.request("echo", body("after"), Duration::from_secs(10)).unwrap(), body("after"));
+    for (stop, handle) in [echo, later] {
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap();
+    }
+    drop(broker);
+}
