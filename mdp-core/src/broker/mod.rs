@@ -241,11 +241,7 @@ impl Broker {
             return self.mmi(client, dialect, service, body);
         }
         let queued_total = self.queued;
-        let sid = match self.services.id(&service) {
-            Some(sid) => sid,
-            None if self.services.len() >= self.config.max_services => return self.limit_hit(client, Limit::Services),
-            None => self.services.insert(service.clone(), Service::new(self.seed)),
-        };
+        let Some(sid) = self.service_slot(&service) else { return self.limit_hit(client, Limit::Services) };
         let Some(s) = self.services.at_mut(sid) else { return };
         // A request an idle worker takes at once never waits in a queue, so
         // a full queue does not refuse it, and it skips the queue. A queue
@@ -316,28 +312,35 @@ impl Broker {
 
     // ---- workers ----
 
-    /// Returns the worker if `from` is registered and speaks `dialect`;
-    /// otherwise deals with the violation and returns `None`.
-    fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str) -> Option<&mut WorkerRec> {
-        let registered = self.workers.get(from).map(|w| w.dialect);
-        if registered != Some(dialect) {
-            self.not_a_worker(from, dialect, sent, registered);
-            return None;
-        }
+    /// The slab index of worker `from`, heard from now, if it is registered
+    /// and speaks `dialect`; otherwise deals with the violation and returns
+    /// `None`. One map lookup: every worker message comes through here.
+    #[inline]
+    fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str) -> Option<usize> {
         let now = self.now;
-        let w = self.workers.get_mut(from)?;
-        w.last_heard = now;
-        Some(w)
-    }
-
-    /// A worker command from `from`, registered in `registered` (or not at
-    /// all), came in `dialect` and they differ: deals with the violation.
-    fn not_a_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str, registered: Option<Dialect>) {
+        let registered = match self.workers.get_full_mut(from) {
+            Some((wid, w)) if w.dialect == dialect => {
+                w.last_heard = now;
+                return Some(wid);
+            }
+            other => other.map(|(_, w)| w.dialect),
+        };
         match registered {
             None => self.misbehaved(from.clone(), sent, Some(dialect), Misbehavior::BeforeReady),
             Some(registered) => {
                 self.misbehaved(from.clone(), sent, None, Misbehavior::DialectChanged { registered, sent: dialect })
             }
+        }
+        None
+    }
+
+    /// The slab index of `service`, added if it is new; `None` if it is new
+    /// and `max_services` are known already.
+    fn service_slot(&mut self, service: &Bytes) -> Option<usize> {
+        match self.services.id(service) {
+            Some(sid) => Some(sid),
+            None if self.services.len() >= self.config.max_services => None,
+            None => Some(self.services.insert(service.clone(), Service::new(self.seed))),
         }
     }
 
@@ -348,24 +351,21 @@ impl Broker {
         if service.starts_with(MMI_PREFIX) {
             return self.misbehaved(from, "READY", Some(dialect), Misbehavior::ReservedService);
         }
-        let limit = if self.workers.len() >= self.config.max_workers {
-            Some(Limit::Workers)
-        } else if !self.services.contains_key(&service) && self.services.len() >= self.config.max_services {
-            Some(Limit::Services)
+        let slot = if self.workers.len() >= self.config.max_workers {
+            Err(Limit::Workers)
         } else {
-            None
+            self.service_slot(&service).ok_or(Limit::Services)
         };
-        if let Some(limit) = limit {
-            self.send(from.clone(), dialect, BrokerCommand::Disconnect);
-            return self.limit_hit(from, limit);
-        }
+        let service_id = match slot {
+            Ok(sid) => sid,
+            Err(limit) => {
+                self.send(from.clone(), dialect, BrokerCommand::Disconnect);
+                return self.limit_hit(from, limit);
+            }
+        };
         let gen = self.next_gen;
         self.next_gen += 1;
         let now = self.now;
-        let service_id = match self.services.id(&service) {
-            Some(sid) => sid,
-            None => self.services.insert(service.clone(), Service::new(self.seed)),
-        };
         let mut rec = WorkerRec {
             service: service.clone(),
             service_id,
@@ -391,16 +391,8 @@ impl Broker {
     fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, is_final: bool) {
         let sent = if is_final { "FINAL" } else { "PARTIAL" };
         let limits = (self.config.max_message_frames, self.config.max_message_bytes);
-        // As known_worker, but with one lookup: this is the hot path.
-        let now = self.now;
-        let (wid, w) = match self.workers.get_full_mut(&from) {
-            Some((wid, w)) if w.dialect == dialect => (wid, w),
-            other => {
-                let registered = other.map(|(_, w)| w.dialect);
-                return self.not_a_worker(&from, dialect, sent, registered);
-            }
-        };
-        w.last_heard = now;
+        let Some(wid) = self.known_worker(&from, dialect, sent) else { return };
+        let Some(w) = self.workers.at_mut(wid) else { return };
         let service = w.service.clone();
         let Some(job) = w.job.as_mut().filter(|j| j.request.client.0 == client) else {
             return self.misbehaved(from, sent, None, Misbehavior::NotServingClient);
@@ -456,15 +448,11 @@ impl Broker {
     fn finish_job(&mut self, wid: usize) {
         let Some(w) = self.workers.at_mut(wid) else { return };
         let Some(job) = w.job.take() else { return };
-        // As make_idle, without looking the worker up again.
-        let token = self.next_seq;
-        self.next_seq += 1;
-        w.idle_token = Some(token);
         let sid = w.service_id;
         self.busy_workers -= 1;
+        self.make_idle(wid);
         let Some(s) = self.services.at_mut(sid) else { return };
         s.finish(job.request.client);
-        s.push_idle(wid, token);
         // With nothing queued there is nothing to hand out, and the service
         // (which has this worker) stays: dispatch would do nothing.
         if s.queued > 0 {
