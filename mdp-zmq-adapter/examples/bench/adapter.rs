@@ -14,7 +14,7 @@ use mdp_core::client::RequestId;
 use mdp_core::{BrokerConfig, ClientConfig, WorkerConfig};
 use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Response, Worker};
 
-use crate::{BoxError, Measured, Shared, Spec, Window, BROKER, CLIENT, WORKER};
+use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
 pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
     // The broker binds on its own thread, so that its ZeroMQ context's
@@ -40,24 +40,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
         workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker.run(|body, _| body))?);
     }
 
-    let (elapsed, samples) = thread::scope(|s| {
-        let clients = (0..spec.clients)
-            .map(|_| thread::Builder::new().name(CLIENT.into()).spawn_scoped(s, || client(spec, &endpoint, shared)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let elapsed = window.run(shared, label);
-        let mut samples = Vec::new();
-        let mut failed = None;
-        for c in clients {
-            match c.join().expect("client thread panicked") {
-                Ok(mine) => samples.extend(mine),
-                Err(e) => failed = Some(e),
-            }
-        }
-        match failed {
-            Some(e) => Err(BoxError::from(e)),
-            None => Ok((elapsed, samples)),
-        }
-    })?;
+    let clients = run_clients(spec, shared, window, label, || client(spec, &endpoint, shared));
 
     for stop in &worker_stops {
         stop.store(true, Ordering::Relaxed);
@@ -67,7 +50,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     }
     broker_stop.store(true, Ordering::Relaxed);
     broker_thread.join().expect("broker thread panicked")?;
-    Ok((elapsed, samples))
+    clients
 }
 
 /// One client: `depth` requests outstanding, request slot `k` always to

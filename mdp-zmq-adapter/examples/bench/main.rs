@@ -363,6 +363,39 @@ impl Window {
     }
 }
 
+/// Runs `spec.clients` threads named [`CLIENT`], each calling `client`,
+/// while [`Window::run`] measures; returns the window's figures and every
+/// client's latency samples, or the first client's error.
+pub fn run_clients<E>(
+    spec: &Spec,
+    shared: &Shared,
+    window: &Window,
+    label: &str,
+    client: impl Fn() -> Result<Vec<u64>, E> + Sync,
+) -> Result<(Measured, Vec<u64>), BoxError>
+where
+    E: Into<BoxError> + Send,
+{
+    std::thread::scope(|s| {
+        let clients = (0..spec.clients)
+            .map(|_| std::thread::Builder::new().name(CLIENT.into()).spawn_scoped(s, &client))
+            .collect::<Result<Vec<_>, _>>()?;
+        let elapsed = window.run(shared, label);
+        let mut samples = Vec::new();
+        let mut failed = None;
+        for c in clients {
+            match c.join().expect("client thread panicked") {
+                Ok(mine) => samples.extend(mine),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok((elapsed, samples)),
+        }
+    })
+}
+
 /// What one run measured.
 #[derive(Debug, Clone)]
 struct Outcome {

@@ -30,7 +30,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Instant;
 
-use crate::{BoxError, Measured, Shared, Spec, Window, BROKER, CLIENT, WORKER};
+use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
 const POLL_MS: i64 = 100;
 
@@ -61,24 +61,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
         workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker(&ep, &stop))?);
     }
 
-    let result = thread::scope(|s| {
-        let clients = (0..spec.clients)
-            .map(|_| thread::Builder::new().name(CLIENT.into()).spawn_scoped(s, || client(spec, &front_ep, shared)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let elapsed = window.run(shared, label);
-        let mut samples = Vec::new();
-        let mut failed = None;
-        for c in clients {
-            match c.join().expect("client thread panicked") {
-                Ok(mine) => samples.extend(mine),
-                Err(e) => failed = Some(e),
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok((elapsed, samples)),
-        }
-    });
+    let result = run_clients(spec, shared, window, label, || client(spec, &front_ep, shared));
 
     servers_stop.store(true, Ordering::Relaxed);
     for w in workers {
