@@ -274,32 +274,14 @@ fn run(input: &Input) {
     // The faults stop, reordering and ghost requests included (two ghosts
     // queued ahead of a probe can outlast its client's timeout). Everything
     // so far ends answered or failed.
-    sim.net.set_faults(Faults::default());
-    sim.net.heal();
-    sim.net.clear_drop_next();
-    for i in 0..sim.clients() {
-        sim.net.set_link(Node::Client(i), config.link);
-    }
-    for j in 0..sim.workers() {
-        sim.net.set_link(Node::Worker(j), config.link);
-    }
+    sim.stop_faults();
     sim.quiesce(STEPS).unwrap_or_else(|e| panic!("{e}"));
     let before = sim.finish();
 
-    // The system recovers: a stopped broker comes back, every message a
-    // partition still holds arrives (a crashed worker's READY may come late
-    // and register a worker that is already dead), dead workers expire, a
-    // fresh worker per service joins, and every client's next request to
-    // each service is answered.
-    let settled = |s: &Sim| s.broker_is_up() && s.net.in_flight() == 0;
-    sim.run_until(settled, STEPS).unwrap_or_else(|e| panic!("{e}"));
-    // Requests of clients that gave up (and reconnected under a new
-    // identity) may still wait at the broker for a worker: MDP cannot cancel
-    // them, and ahead of a probe they would outlast its timeout. They expire
-    // by request_timeout, dead workers by their windows.
-    let broker = &config.broker;
-    let expiry = broker.idle_worker_timeout().max(broker.busy_timeout()).max(broker.request_timeout);
-    sim.run_for(expiry + Duration::from_secs(1), STEPS).unwrap_or_else(|e| panic!("{e}"));
+    // The system recovers (see `Sim::await_recovery` for what that waits
+    // for), a fresh worker per service joins, and every client's next
+    // request to each service is answered.
+    sim.await_recovery(STEPS).unwrap_or_else(|e| panic!("{e}"));
     sim.add_worker(service(false), Dialect::V02);
     sim.add_worker(service(true), Dialect::V01);
     // One request at a time, so that none waits behind another probe.

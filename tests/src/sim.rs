@@ -469,6 +469,38 @@ impl Sim {
         self.net.partition(node, self.now + duration);
     }
 
+    /// Ends every fault for what is sent from now on: partitions healed,
+    /// pending drops cleared, no reordering or ghost requests, every node's
+    /// link back to the configured one. Messages already in flight keep
+    /// what was done to them (a partition's held messages still arrive late).
+    pub fn stop_faults(&mut self) {
+        self.net.set_faults(Faults::default());
+        self.net.heal();
+        self.net.clear_drop_next();
+        let link = self.config.link;
+        for i in 0..self.clients() {
+            self.net.set_link(Node::Client(i), link);
+        }
+        for j in 0..self.workers() {
+            self.net.set_link(Node::Worker(j), link);
+        }
+    }
+
+    /// After [`stop_faults`](Self::stop_faults), runs until what the faults
+    /// left behind is gone: a stopped broker is back up, the network holds
+    /// nothing (a crashed worker's READY held by a partition may arrive now
+    /// and register a worker that is already dead), then for the broker's
+    /// longest window, so that dead workers have expired and so have the
+    /// queued requests of clients that gave up and reconnected (MDP cannot
+    /// cancel them; ahead of a new request they would outlast its timeout).
+    pub fn await_recovery(&mut self, max_steps: u64) -> Result<(), SimError> {
+        self.run_until(|s| s.broker_is_up() && s.net.in_flight() == 0, max_steps)?;
+        let broker = &self.config.broker;
+        let window = broker.idle_worker_timeout().max(broker.busy_timeout()).max(broker.request_timeout);
+        self.run_for(window + Duration::from_secs(1), max_steps)?;
+        Ok(())
+    }
+
     // ---- running ----
 
     /// Steps until `cond` holds; fails after `max_steps` steps, or if nothing

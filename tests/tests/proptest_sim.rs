@@ -138,15 +138,15 @@ fn run(ops: Vec<Op>, seed: u64) {
     }
 
     // The faults stop. Everything so far ends answered or failed.
-    sim.net.heal();
-    sim.net.clear_drop_next();
+    sim.stop_faults();
     sim.quiesce(STEPS).unwrap_or_else(|e| panic!("{e}"));
     let before = sim.finish();
     assert_eq!(before.issued, model.issued);
 
-    // Dead workers expire; a fresh worker per service joins. Then every new
-    // request is answered, none fails.
-    sim.run_for(Duration::from_secs(20), STEPS).unwrap();
+    // The system recovers (dead workers expire, see `Sim::await_recovery`);
+    // a fresh worker per service joins. Then every new request is answered,
+    // none fails.
+    sim.await_recovery(STEPS).unwrap_or_else(|e| panic!("{e}"));
     sim.add_worker(service(false), Dialect::V02);
     sim.add_worker(service(true), Dialect::Majortomo);
     for beta in [false, true] {
