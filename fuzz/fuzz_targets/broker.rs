@@ -138,7 +138,7 @@ impl ConfigSel {
         c.max_queue_total = limit(3, 16);
         c.max_message_frames = 8 + usize::from(self.limits[4] % 9);
         c.max_message_bytes = 64 << (self.limits[5] % 7);
-        c.hash_seed = self.hash_seed;
+        c.hash_seed = Some(self.hash_seed);
         c
     }
 }

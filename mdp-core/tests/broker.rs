@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -153,19 +154,145 @@ fn a_flooding_client_does_not_starve_another() {
     }
     h.request(&b, V01, "echo", &["b0"]);
     assert_eq!(h.broker.stats().queued_requests, 100);
-    // A's first request is in flight; the next one served must be B's.
+    // A's first request is at the worker. A queued its second before B
+    // came, so A's turn is first; then B's: B waits for one of A's
+    // requests, not for A's hundred.
+    let out = h.reply(&w, V01, &a, &["r"]);
+    assert_eq!(out.requests(), vec![(w.clone(), a.0.clone(), body(&["a1"]))]);
     let out = h.reply(&w, V01, &a, &["r"]);
     assert_eq!(out.requests(), vec![(w.clone(), b.0.clone(), body(&["b0"]))]);
     // Then A's, in A's order.
     let out = h.reply(&w, V01, &b, &["r"]);
-    assert_eq!(out.requests(), vec![(w.clone(), a.0.clone(), body(&["a1"]))]);
-    let out = h.reply(&w, V01, &a, &["r"]);
     assert_eq!(out.requests(), vec![(w.clone(), a.0.clone(), body(&["a2"]))]);
 }
 
 #[test]
-fn one_request_per_client_and_service_in_flight() {
+fn with_one_in_flight_per_client_a_flooding_client_waits_behind_another() {
+    let mut h = Harness::new(config(|c| c.max_in_flight_per_client = NonZeroUsize::new(1)));
+    let (w, a, b) = (id("w"), id("a"), id("b"));
+    h.ready(&w, V01, "echo");
+    for i in 0..100 {
+        h.request(&a, V01, "echo", &[&format!("a{i}")]);
+    }
+    h.request(&b, V01, "echo", &["b0"]);
+    // A's first request is in flight, so A had no turn: B's is next.
+    let out = h.reply(&w, V01, &a, &["r"]);
+    assert_eq!(out.requests(), vec![(w.clone(), b.0.clone(), body(&["b0"]))]);
+    let out = h.reply(&w, V01, &b, &["r"]);
+    assert_eq!(out.requests(), vec![(w.clone(), a.0.clone(), body(&["a1"]))]);
+}
+
+#[test]
+fn a_lone_client_gets_every_idle_worker() {
     let mut h = Harness::default();
+    let ws: Vec<PeerId> = (0..8).map(|i| id(&format!("w{i}"))).collect();
+    let c = id("c");
+    for w in &ws {
+        h.ready(w, V02, "echo");
+    }
+    let mut dispatched = Vec::new();
+    for i in 0..64 {
+        dispatched.extend(h.request(&c, V01, "echo", &[&format!("r{i}")]).requests());
+    }
+    // The first eight went at once, one to each worker, least recently
+    // used first; the rest wait.
+    let expected: Vec<_> = (0..8).map(|i| (ws[i].clone(), c.0.clone(), body(&[&format!("r{i}")]))).collect();
+    assert_eq!(dispatched, expected);
+    let s = h.broker.stats();
+    assert_eq!((s.busy_workers, s.idle_workers, s.queued_requests), (8, 0, 56));
+    // Each answer sends the next request, in the client's order, to the
+    // worker it freed; all 64 are answered.
+    let mut answered = 0;
+    for round in 0..8 {
+        for (i, w) in ws.iter().enumerate() {
+            let out = h.reply(w, V02, &c, &["y"]);
+            assert_eq!(out.to(&c).len(), 1);
+            answered += 1;
+            let next = 8 * (round + 1) + i;
+            if next < 64 {
+                assert_eq!(out.requests(), vec![(w.clone(), c.0.clone(), body(&[&format!("r{next}")]))]);
+            } else {
+                assert!(out.requests().is_empty());
+            }
+        }
+    }
+    assert_eq!(answered, 64);
+    let s = h.broker.stats();
+    assert_eq!((s.busy_workers, s.idle_workers, s.queued_requests, s.dispatched), (0, 8, 0, 64));
+}
+
+#[test]
+fn two_flooding_clients_get_half_the_workers_each() {
+    let mut h = Harness::default();
+    let ws: Vec<PeerId> = (0..4).map(|i| id(&format!("w{i}"))).collect();
+    let (a, b) = (id("a"), id("b"));
+    for w in &ws {
+        h.ready(w, V01, "echo");
+    }
+    // Both flood, in turns: their first requests take two workers each.
+    for i in 0..100 {
+        h.request(&a, V01, "echo", &[&format!("a{i}")]);
+        h.request(&b, V01, "echo", &[&format!("b{i}")]);
+    }
+    // Who holds each worker's request, and how many each client got.
+    let mut holder: Vec<PeerId> = vec![a.clone(), b.clone(), a.clone(), b.clone()];
+    let mut served = [0usize; 2];
+    for round in 0..20 {
+        for (i, w) in ws.iter().enumerate() {
+            let out = h.reply(w, V01, &holder[i], &["y"]);
+            let requests = out.requests();
+            let [(to, client, _)] = requests.as_slice() else { panic!("one dispatch per answer: {requests:?}") };
+            let client = client.clone();
+            assert_eq!(to, w);
+            holder[i] = PeerId(client);
+            served[usize::from(holder[i] == b)] += 1;
+        }
+        let busy_for_b = holder.iter().filter(|c| **c == b).count();
+        assert_eq!(busy_for_b, 2, "round {round}: B holds {busy_for_b} of 4 workers");
+    }
+    assert_eq!(served, [40, 40], "dispatches to A and B");
+}
+
+#[test]
+fn replies_to_one_client_may_come_back_out_of_order() {
+    let mut h = Harness::default();
+    let (w1, w2, c) = (id("w1"), id("w2"), id("c"));
+    h.ready(&w1, V02, "echo");
+    h.ready(&w2, V02, "echo");
+    assert_eq!(h.request(&c, V02, "echo", &["first"]).dispatched(), vec![(c.clone(), w1.clone())]);
+    assert_eq!(h.request(&c, V02, "echo", &["second"]).dispatched(), vec![(c.clone(), w2.clone())]);
+    // w2 is quicker: the answer to the second request reaches the client first.
+    let out = h.reply(&w2, V02, &c, &["to second"]);
+    assert_eq!(out.to(&c), vec![client_reply(V02, "echo", false, &["to second"])]);
+    let out = h.reply(&w1, V02, &c, &["to first"]);
+    assert_eq!(out.to(&c), vec![client_reply(V02, "echo", false, &["to first"])]);
+}
+
+#[test]
+fn max_in_flight_per_client_caps_one_clients_share_of_the_workers() {
+    let mut h = Harness::new(config(|c| c.max_in_flight_per_client = NonZeroUsize::new(3)));
+    let ws: Vec<PeerId> = (0..8).map(|i| id(&format!("w{i}"))).collect();
+    let (a, b) = (id("a"), id("b"));
+    for w in &ws {
+        h.ready(w, V01, "echo");
+    }
+    let mut got = Vec::new();
+    for i in 0..10 {
+        got.extend(h.request(&a, V01, "echo", &[&format!("a{i}")]).dispatched());
+    }
+    assert_eq!(got, (0..3).map(|i| (a.clone(), ws[i].clone())).collect::<Vec<_>>());
+    assert_eq!(h.broker.stats().idle_workers, 5);
+    // Another client still gets the idle workers.
+    let out = h.request(&b, V01, "echo", &["b0"]);
+    assert_eq!(out.dispatched(), vec![(b.clone(), ws[3].clone())]);
+    // One of A's answered: exactly one more of A's goes.
+    let out = h.reply(&ws[1], V01, &a, &["y"]);
+    assert_eq!(out.requests(), vec![(ws[4].clone(), a.0.clone(), body(&["a3"]))]);
+}
+
+#[test]
+fn one_request_per_client_and_service_in_flight_when_configured() {
+    let mut h = Harness::new(config(|c| c.max_in_flight_per_client = NonZeroUsize::new(1)));
     let (w1, w2, a, b) = (id("w1"), id("w2"), id("a"), id("b"));
     h.ready(&w1, V01, "echo");
     h.ready(&w2, V01, "echo");
@@ -183,6 +310,32 @@ fn one_request_per_client_and_service_in_flight() {
     let out = h.reply(&w1, V01, &a, &["r0"]);
     assert_eq!(out.to(&a), vec![client_reply(V01, "echo", false, &["r0"])]);
     assert_eq!(out.requests(), vec![(w1.clone(), a.0.clone(), body(&["a1"]))]);
+}
+
+#[test]
+fn a_lost_worker_s_request_goes_to_another_idle_worker_at_once() {
+    let mut h = Harness::default();
+    let ws: Vec<PeerId> = (0..3).map(|i| id(&format!("w{i}"))).collect();
+    let c = id("c");
+    for w in &ws[..2] {
+        h.ready(w, V01, "echo");
+    }
+    for i in 0..4 {
+        h.request(&c, V01, "echo", &[&format!("r{i}")]);
+    }
+    // r0 at w0, r1 at w1, r2 and r3 queued. w0 dies: r0 goes back to the
+    // head, ahead of r2, and a new worker takes it.
+    let out = h.disconnect(&ws[0], V01);
+    assert!(out.events.contains(&BrokerEvent::RequestRequeued {
+        client: c.clone(),
+        service: svc("echo"),
+        dispatches: 1
+    }));
+    assert_eq!(h.broker.stats().queued_requests, 3);
+    let out = h.ready(&ws[2], V01, "echo");
+    assert_eq!(out.requests(), vec![(ws[2].clone(), c.0.clone(), body(&["r0"]))]);
+    let out = h.reply(&ws[1], V01, &c, &["y"]);
+    assert_eq!(out.requests(), vec![(ws[1].clone(), c.0.clone(), body(&["r2"]))]);
 }
 
 #[test]
@@ -1075,7 +1228,12 @@ fn max_queue_per_service() {
 
 #[test]
 fn a_full_service_queue_does_not_block_a_client_an_idle_worker_can_serve() {
-    let mut h = Harness::new(config(|c| c.max_queue_per_service = 3));
+    // With one request per client in flight, a queue can be full while a
+    // worker is idle.
+    let mut h = Harness::new(config(|c| {
+        c.max_queue_per_service = 3;
+        c.max_in_flight_per_client = NonZeroUsize::new(1);
+    }));
     let (w1, w2, a, b) = (id("w1"), id("w2"), id("a"), id("b"));
     h.ready(&w1, V01, "s");
     h.ready(&w2, V01, "s");
@@ -1274,7 +1432,10 @@ fn undecodable_messages_are_reported_and_dropped() {
 
 #[test]
 fn statistics_follow_a_scenario() {
-    let mut h = Harness::new(config(|c| c.max_queue_total = 2));
+    let mut h = Harness::new(config(|c| {
+        c.max_queue_total = 2;
+        c.max_in_flight_per_client = NonZeroUsize::new(1);
+    }));
     let (w1, w2, a, b) = (id("w1"), id("w2"), id("a"), id("b"));
     let check = |h: &Harness, now: [usize; 4], totals: [u64; 9]| {
         let s: BrokerStats = h.broker.stats();

@@ -26,7 +26,12 @@ pub struct BrokerRunner {
 impl BrokerRunner {
     /// Binds a ROUTER socket to every endpoint (`tcp://127.0.0.1:5555`,
     /// `ipc://…`, `tcp://127.0.0.1:*` for any free port).
-    pub fn bind(config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
+    ///
+    /// Unless `config` sets [`BrokerConfig::hash_seed`], the broker's hash
+    /// of peer identities is seeded from the operating system's randomness,
+    /// so that peers cannot plan collisions.
+    pub fn bind(mut config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
+        config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::ROUTER).map_err(AdapterError::zmq("socket(ROUTER)"))?;
         // Unroutable messages fail with EHOSTUNREACH instead of vanishing,
@@ -130,6 +135,15 @@ impl BrokerRunner {
             Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),
         }
     }
+}
+
+/// A seed from the OS's randomness (std's `RandomState` keys are drawn from
+/// it once per process, then varied per instance).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Identity frame, then the message. Only the first frame can fail for

@@ -36,6 +36,7 @@ fn broker_help_documents_every_flag_with_its_default() {
         "--max-job-time",
         "--request-timeout",
         "--max-dispatches",
+        "--max-in-flight-per-client",
         "--max-services",
         "--max-workers",
         "--max-queue-per-service",

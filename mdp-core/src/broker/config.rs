@@ -1,5 +1,6 @@
 //! Broker settings and limits.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// How the broker times peers, and how much a peer may make it hold.
@@ -45,6 +46,16 @@ pub struct BrokerConfig {
     /// [`DropReason::PartlyAnswered`](crate::DropReason::PartlyAnswered).)
     /// Default: 3.
     pub max_dispatches: u32,
+    /// Most requests of one client to one service that workers hold at
+    /// once. `None` (the default): no limit, so a client that pipelines to a
+    /// service gets every idle worker of it, and its replies may come back
+    /// in another order than its requests (as from every MDP broker that
+    /// dispatches in parallel). `Some(1)` serves each (client, service) one
+    /// request at a time, so replies come back in request order, for
+    /// clients that keep several requests for one service on one connection
+    /// and match replies by order. Fairness between clients holds either
+    /// way: each dispatch serves the next client in turn.
+    pub max_in_flight_per_client: Option<NonZeroUsize>,
     /// Most services known at once (a service exists while it has workers or
     /// queued requests). Default: 10,000.
     pub max_services: usize,
@@ -73,8 +84,11 @@ pub struct BrokerConfig {
     pub max_message_bytes: usize,
     /// Seeds the hash of peer identities and service names. Pass a random
     /// value in production to resist hash flooding; keep it fixed in tests
-    /// for reproducible iteration order. Default: 0.
-    pub hash_seed: u64,
+    /// for reproducible iteration order. `None` (the default): the core,
+    /// which reads no randomness, uses the fixed seed 0, which a peer can
+    /// plan collisions against; a transport should fill in a random seed
+    /// (`mdp_zmq_adapter::BrokerRunner::bind` does, from the OS).
+    pub hash_seed: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -86,13 +100,14 @@ impl Default for BrokerConfig {
             max_job_time: None,
             request_timeout: Duration::from_secs(10),
             max_dispatches: 3,
+            max_in_flight_per_client: None,
             max_services: 10_000,
             max_workers: 100_000,
             max_queue_per_service: 100_000,
             max_queue_total: 1_000_000,
             max_message_frames: 1024,
             max_message_bytes: 64 << 20,
-            hash_seed: 0,
+            hash_seed: None,
         }
     }
 }
@@ -102,6 +117,12 @@ impl BrokerConfig {
     /// least 1 ms, so that a heartbeat's timer is always set after `now`.
     pub(crate) fn heartbeat_period(&self) -> Duration {
         self.heartbeat_interval.max(Duration::from_millis(1))
+    }
+
+    /// [`max_in_flight_per_client`](Self::max_in_flight_per_client) as a
+    /// number, `usize::MAX` for no limit.
+    pub(crate) fn in_flight_limit(&self) -> usize {
+        self.max_in_flight_per_client.map_or(usize::MAX, NonZeroUsize::get)
     }
 
     /// The silence after which an idle worker is removed.

@@ -19,8 +19,11 @@
 //! reply had been lost (it times out and may retry).
 //!
 //! Routing is least-recently-used worker first, with clients served round
-//! robin and one request per (client, service) in flight: see the
-//! `service` module's notes on fairness and order.
+//! robin, each dispatch to the next client in turn. A client's requests to
+//! a service go to as many idle workers as there are (up to
+//! [`BrokerConfig::max_in_flight_per_client`]), so their replies may come
+//! back in another order than the requests: see the `service` module's
+//! notes on fairness and order.
 
 mod config;
 mod event;
@@ -84,7 +87,7 @@ pub struct Broker {
 impl Broker {
     /// A broker with no workers and nothing queued.
     pub fn new(config: BrokerConfig, now: Instant) -> Self {
-        let seed = Seeded::new(config.hash_seed);
+        let seed = Seeded::new(config.hash_seed.unwrap_or(0));
         Broker {
             config,
             now,
@@ -340,7 +343,7 @@ impl Broker {
         match self.services.id(service) {
             Some(sid) => Some(sid),
             None if self.services.len() >= self.config.max_services => None,
-            None => Some(self.services.insert(service.clone(), Service::new(self.seed))),
+            None => Some(self.services.insert(service.clone(), Service::new(self.seed, self.config.in_flight_limit()))),
         }
     }
 

@@ -1,17 +1,26 @@
 //! A service: its idle workers, and its clients' queued requests.
 //!
-//! # Fairness and order
+//! # Fairness
 //!
 //! Each client has its own FIFO of requests per service, and the service
-//! serves its clients round robin: a client that floods a service waits its
-//! turn behind every other client with a request queued there.
+//! serves its clients round robin: each dispatch takes the next request of
+//! the next client in turn, so a client that floods a service waits its turn
+//! behind every other client with a request queued there. A lone client gets
+//! every idle worker; two flooding clients get half each.
 //!
-//! A client has at most one request *in flight* per service. MDP carries no
-//! request ids, so a client can only match replies to requests by order; if
-//! two workers served one client's requests to one service at once, replies
-//! could overtake each other and be matched to the wrong request. Serving one
-//! at a time per (client, service) makes order-based matching exact. Requests
-//! from different clients, or to different services, still run in parallel.
+//! # Parallelism and order
+//!
+//! A client may have as many requests at workers at once as
+//! [`BrokerConfig::max_in_flight_per_client`](super::BrokerConfig::max_in_flight_per_client)
+//! allows (by default any number): a client that pipelines to one service
+//! uses every idle worker of it. Workers finish in their own time, so the
+//! replies to one client's requests to one service may come back in another
+//! order than the requests, as with every other MDP broker. MDP carries no
+//! request id, so a client that keeps several requests for one service on
+//! one connection must not rely on order; mdp-rs's own client keeps one per
+//! service on each of its connections (lanes), which makes matching exact
+//! whatever the order. A limit of 1 serves one request per (client,
+//! service) at a time, so replies come back in request order.
 
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
@@ -36,10 +45,11 @@ pub(crate) struct Request {
 #[derive(Debug, Default)]
 struct ClientQueue {
     requests: VecDeque<Request>,
-    /// A worker holds one of this client's requests to this service.
-    in_flight: bool,
+    /// How many of this client's requests to this service workers hold.
+    in_flight: usize,
     /// Set while the client has a turn in the service's round-robin ring;
-    /// matches the ring entry that is live.
+    /// matches the ring entry that is live. Every client with requests
+    /// queued and room for one more in flight has a turn.
     turn: Option<u64>,
     /// The deadline of this queue's live expiry timer entry. One entry per
     /// queue, not per request: the queue is in deadline order, so only its
@@ -61,7 +71,43 @@ impl ClientQueue {
     /// Nothing queued and nothing in flight: the entry can go (a ring entry
     /// it may still have turns stale).
     fn is_idle(&self) -> bool {
-        self.requests.is_empty() && !self.in_flight
+        self.requests.is_empty() && self.in_flight == 0
+    }
+}
+
+/// The round-robin ring of clients waiting for a turn. Entries carry the
+/// client's turn token; an entry whose token no longer matches the client's
+/// (the client was served, or its requests expired) is stale and skipped.
+#[derive(Debug, Default)]
+struct Turns {
+    ring: VecDeque<(PeerId, u64)>,
+    live: usize,
+    next: u64,
+}
+
+impl Turns {
+    /// Gives `client` (whose queue is `q`) a turn, at the back of the ring or,
+    /// for a re-queued request, at the front, unless it has one already.
+    fn give(&mut self, client: &PeerId, q: &mut ClientQueue, front: bool) {
+        if q.turn.is_some() {
+            return;
+        }
+        q.turn = Some(self.next);
+        let entry = (client.clone(), self.next);
+        self.next += 1;
+        self.live += 1;
+        if front {
+            self.ring.push_front(entry);
+        } else {
+            self.ring.push_back(entry);
+        }
+    }
+
+    /// Takes `q`'s turn away; its ring entry turns stale.
+    fn revoke(&mut self, q: &mut ClientQueue) {
+        if q.turn.take().is_some() {
+            self.live -= 1;
+        }
     }
 }
 
@@ -75,27 +121,26 @@ pub(crate) struct Service {
     /// may hold another worker by now) and is skipped, so removal is O(1).
     idle: VecDeque<(usize, u64)>,
     idle_live: usize,
-    /// Clients with queued requests and nothing in flight, in turn order.
-    /// Entries carry the client's turn token; an entry whose token no longer
-    /// matches is stale (the client's last request expired) and is skipped.
-    ring: VecDeque<(PeerId, u64)>,
-    ring_live: usize,
-    next_turn: u64,
+    /// Clients with queued requests and room for one more in flight, in
+    /// turn order.
+    turns: Turns,
     clients: Map<PeerId, ClientQueue>,
     pub(crate) queued: usize,
+    /// Most requests of one client at workers at once.
+    max_in_flight: usize,
 }
 
 impl Service {
-    pub(crate) fn new(seed: Seeded) -> Self {
+    /// `max_in_flight`: most requests of one client at workers at once.
+    pub(crate) fn new(seed: Seeded, max_in_flight: usize) -> Self {
         Service {
             workers: 0,
             idle: VecDeque::new(),
             idle_live: 0,
-            ring: VecDeque::new(),
-            ring_live: 0,
-            next_turn: 0,
+            turns: Turns::default(),
             clients: Map::with_hasher(seed),
             queued: 0,
+            max_in_flight: max_in_flight.max(1),
         }
     }
 
@@ -135,18 +180,19 @@ impl Service {
     }
 
     /// If a request from `client` can go to a worker at once, without
-    /// waiting in the queue (a worker is idle and the client has nothing
-    /// queued or in flight here), marks the client as having one in flight
-    /// and returns true: the caller hands the request over itself, and it
-    /// is never queued. Otherwise changes nothing. (While a worker is idle,
-    /// every queued request belongs to a client that has one in flight.)
+    /// waiting in the queue (a worker is idle, the client has nothing queued
+    /// here and room for one more in flight), counts it in flight and
+    /// returns true: the caller hands the request over itself, and it is
+    /// never queued. Otherwise changes nothing. (While a worker is idle,
+    /// every queued request belongs to a client with no room in flight, so
+    /// this jumps no one.)
     pub(crate) fn begin_at_once(&mut self, client: &PeerId) -> bool {
         if self.idle_live == 0 {
             return false;
         }
         let q = self.clients.entry(client.clone()).or_default();
-        if q.is_idle() && q.turn.is_none() {
-            q.in_flight = true;
+        if q.requests.is_empty() && q.in_flight < self.max_in_flight {
+            q.in_flight += 1;
             true
         } else {
             false
@@ -160,7 +206,6 @@ impl Service {
         // removed: 32 bytes a frame that a waiting request need not hold.
         request.body.shrink_to_fit();
         let client = request.client.clone();
-        let token = self.next_turn;
         let q = self.clients.entry(client.clone()).or_default();
         let deadline = request.deadline;
         if q.requests.capacity() == 0 {
@@ -171,11 +216,8 @@ impl Service {
         q.requests.push_back(request);
         self.queued += 1;
         let timer = q.arm(deadline);
-        if !q.in_flight && q.turn.is_none() {
-            q.turn = Some(token);
-            self.next_turn += 1;
-            self.ring_live += 1;
-            self.ring.push_back((client, token));
+        if q.in_flight < self.max_in_flight {
+            self.turns.give(&client, q, false);
         }
         timer
     }
@@ -185,90 +227,70 @@ impl Service {
     /// time for a new expiry timer entry of the queue, if it needs one.
     pub(crate) fn requeue(&mut self, request: Request) -> Option<Instant> {
         let client = request.client.clone();
-        let token = self.next_turn;
         let q = self.clients.entry(client.clone()).or_default();
-        q.in_flight = false;
+        q.in_flight = q.in_flight.saturating_sub(1);
         let deadline = request.deadline;
         q.requests.push_front(request);
         self.queued += 1;
         let timer = q.arm(deadline);
-        if q.turn.is_none() {
-            q.turn = Some(token);
-            self.next_turn += 1;
-            self.ring_live += 1;
-            self.ring.push_front((client, token));
-        }
+        self.turns.give(&client, q, true);
         timer
     }
 
-    /// The next request to dispatch, by client turn. Marks it in flight.
+    /// The next request to dispatch: the front of the queue of the next
+    /// client in turn. Counts it in flight; the client goes to the back of
+    /// the ring if it has more queued and room for more in flight.
     pub(crate) fn next_request(&mut self) -> Option<Request> {
-        while let Some((client, token)) = self.ring.pop_front() {
+        while let Some((client, token)) = self.turns.ring.pop_front() {
             let Some(q) = self.clients.get_mut(&client) else { continue };
             if q.turn != Some(token) {
                 continue;
             }
-            q.turn = None;
-            self.ring_live -= 1;
-            if q.in_flight {
+            self.turns.revoke(q);
+            if q.in_flight >= self.max_in_flight {
+                // It gets a turn back when one of its requests is over.
                 continue;
             }
-            match q.requests.pop_front() {
-                Some(request) => {
-                    q.in_flight = true;
-                    self.queued -= 1;
-                    if q.requests.is_empty() {
-                        // Nothing left to expire: the timer entry goes stale.
-                        q.timer_at = None;
-                    }
-                    return Some(request);
-                }
-                None => {
+            let Some(request) = q.requests.pop_front() else {
+                if q.is_idle() {
                     self.clients.remove(&client);
                 }
+                continue;
+            };
+            q.in_flight += 1;
+            self.queued -= 1;
+            if q.requests.is_empty() {
+                // Nothing left to expire: the timer entry goes stale.
+                q.timer_at = None;
+            } else if q.in_flight < self.max_in_flight {
+                self.turns.give(&client, q, false);
             }
+            return Some(request);
         }
         None
     }
 
-    /// The in-flight request of `client` is over (answered or dropped).
+    /// One in-flight request of `client` is over (answered or dropped).
     pub(crate) fn finish(&mut self, client: PeerId) {
-        let token = self.next_turn;
         let Entry::Occupied(mut e) = self.clients.entry(client) else { return };
         let q = e.get_mut();
-        q.in_flight = false;
+        q.in_flight = q.in_flight.saturating_sub(1);
         if !q.requests.is_empty() {
-            if q.turn.is_none() {
-                q.turn = Some(token);
-                self.next_turn += 1;
-                self.ring_live += 1;
-                self.ring.push_back((e.key().clone(), token));
-            }
-        } else {
-            if e.remove().turn.is_some() {
-                self.ring_live -= 1;
-            }
+            let client = e.key().clone();
+            self.turns.give(&client, e.into_mut(), false);
+        } else if q.in_flight == 0 {
+            let mut q = e.remove();
+            self.turns.revoke(&mut q);
             self.compact_ring();
         }
-    }
-
-    /// Forgets a client with nothing queued or in flight; its ring entry,
-    /// if any, turns stale.
-    fn remove_client(&mut self, client: &PeerId) {
-        if let Some(q) = self.clients.remove(client) {
-            if q.turn.is_some() {
-                self.ring_live -= 1;
-            }
-        }
-        self.compact_ring();
     }
 
     /// Compacts the ring when stale entries outnumber live ones, so it
     /// stays O(live) in size.
     fn compact_ring(&mut self) {
-        if self.ring.len() > 2 * self.ring_live + 8 {
+        if self.turns.ring.len() > 2 * self.turns.live + 8 {
             let clients = &self.clients;
-            self.ring.retain(|(c, t)| clients.get(c).is_some_and(|q| q.turn == Some(*t)));
+            self.turns.ring.retain(|(c, t)| clients.get(c).is_some_and(|q| q.turn == Some(*t)));
         }
     }
 
@@ -296,10 +318,16 @@ impl Service {
         let next = q.requests.front().map(|r| r.deadline);
         if let Some(next) = next {
             q.timer_at = Some(next);
-        } else if q.is_idle() {
-            self.remove_client(client);
+            return Some(next);
         }
-        next
+        // Nothing queued: no turn either, so a later request of this client
+        // queues behind those that came before it.
+        self.turns.revoke(q);
+        if q.is_idle() {
+            self.clients.remove(client);
+        }
+        self.compact_ring();
+        None
     }
 
     /// Every live expiry timer entry, to rebuild the timer queue.
@@ -310,8 +338,7 @@ impl Service {
     /// Empties every queue (for shutdown).
     pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Request> + '_ {
         self.queued = 0;
-        self.ring.clear();
-        self.ring_live = 0;
+        self.turns = Turns::default();
         self.clients.drain().flat_map(|(_, q)| q.requests)
     }
 }

@@ -1,6 +1,7 @@
 //! `mdp-broker`: a Majordomo broker that speaks MDP/0.1, MDP/0.2 (RFC 18)
 //! and majortomo's dialect. Its flags are a superset of majortomo's broker.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,11 @@ struct Args {
     /// Times a request may be handed to a worker before it is dropped.
     #[arg(long, value_name = "N", default_value_t = 3)]
     max_dispatches: u32,
+    /// Most requests of one client to one service at workers at once
+    /// [default: no limit]. 1 serves each client's requests to a service one
+    /// at a time, so its replies come back in request order.
+    #[arg(long, value_name = "N")]
+    max_in_flight_per_client: Option<NonZeroUsize>,
     /// Most services known at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_services: usize,
@@ -92,17 +98,9 @@ impl Args {
         c.max_queue_total = self.max_queue_total;
         c.max_message_frames = self.max_message_frames;
         c.max_message_bytes = self.max_message_bytes;
-        c.hash_seed = seed();
+        c.max_in_flight_per_client = self.max_in_flight_per_client;
         Ok(c)
     }
-}
-
-/// A hash seed that differs per process, so peers cannot plan collisions.
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 fn main() -> ExitCode {
