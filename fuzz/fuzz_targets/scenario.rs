@@ -225,9 +225,7 @@ fn run(input: &Input) {
                     Ok(_) => {}
                     // The application asked for more than the client allows:
                     // a refusal, documented, and nothing else happens.
-                    Err(
-                        ClientUsageError::TooManyOutstanding { .. } | ClientUsageError::OtherServiceOutstanding { .. },
-                    ) => {}
+                    Err(ClientUsageError::TooManyOutstanding { .. }) => {}
                     Err(e) => panic!("client {i} refused a valid request: {e}"),
                 }
             }

@@ -121,7 +121,10 @@ pub use broker::{
 };
 pub use peer::{PeerId, PeerTransmit};
 
-pub use client::{Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
+pub use client::{
+    Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientTransmit, ClientUsageError, FailReason, Lane,
+    RequestId,
+};
 pub use worker::{
     Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
 };

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::client::{ClientConfig, ClientEvent, ClientUsageError, FailReason, RequestId};
-use mdp_core::{Multipart, PeerTransmit};
+use mdp_core::{Lane, Multipart, PeerTransmit};
 
 use crate::socket::{poll, poll_ms, Connection};
 use crate::AdapterError;
@@ -172,13 +172,13 @@ impl Client {
         poll(&mut [socket, self.conn.monitor.as_poll_item(zmq::POLLIN)], ms)?;
         self.conn.flush_backlog()?;
         while let Some(frames) = self.conn.try_recv()? {
-            self.core.handle_message(Instant::now(), frames);
+            self.core.handle_message(Instant::now(), Lane(0), frames);
             self.flush()?;
         }
         if self.conn.lost() {
             // The broker went away (a restart, say): resend now rather
             // than at the requests' timeouts.
-            self.core.handle_connection_lost(Instant::now());
+            self.core.handle_connection_lost(Instant::now(), Lane(0));
             self.flush()?;
         }
         self.core.handle_timeout(Instant::now());
@@ -188,7 +188,7 @@ impl Client {
     /// The drain rule: every transmit, then every event.
     fn flush(&mut self) -> Result<(), ClientError> {
         while let Some(t) = self.core.poll_transmit() {
-            match t {
+            match t.transmit {
                 PeerTransmit::Send(frames) => self.conn.send(frames)?,
                 PeerTransmit::Reconnect => self.conn.replace()?,
             }

@@ -53,8 +53,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientUsageError, Dialect, PeerId, PeerTransmit,
-    ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
+    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientUsageError, Dialect, Lane, PeerId,
+    PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
 };
 
 use crate::model::{final_body, part_body, Checker, ModelCounts};
@@ -688,7 +688,7 @@ impl Sim {
             }
             Dir::FromBroker => match self.net.node_of(&peer) {
                 Some(Node::Client(i)) if self.clients[i].peer == peer => {
-                    self.clients[i].client.handle_message(now, frames);
+                    self.clients[i].client.handle_message(now, Lane(0), frames);
                     self.drain_client(i);
                 }
                 Some(Node::Worker(j)) if self.workers[j].peer == peer => {
@@ -766,7 +766,7 @@ impl Sim {
     fn drain_client(&mut self, i: usize) {
         let now = self.now;
         while let Some(t) = self.clients[i].client.poll_transmit() {
-            match t {
+            match t.transmit {
                 PeerTransmit::Send(frames) => self.net.send(now, self.clients[i].peer.clone(), Dir::ToBroker, frames),
                 PeerTransmit::Reconnect => {
                     self.net.close(&self.clients[i].peer, false);

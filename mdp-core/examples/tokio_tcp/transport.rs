@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use mdp_core::{
-    Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientEvent, ClientUsageError, FailReason, Multipart,
-    PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerEvent, WorkerUsageError,
+    Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientEvent, ClientUsageError, FailReason, Lane,
+    Multipart, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerEvent, WorkerUsageError,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -538,7 +538,7 @@ async fn run_client(
     loop {
         // The drain rule: every transmit, then every event.
         while let Some(t) = core.poll_transmit() {
-            link.transmit(t, addr, &options);
+            link.transmit(t.transmit, addr, &options);
         }
         while let Some(event) = core.poll_event() {
             match event {
@@ -580,9 +580,9 @@ async fn run_client(
                 }
             }
             incoming = link.recv() => match incoming {
-                Incoming::Message(frames) => core.handle_message(Instant::now(), frames),
+                Incoming::Message(frames) => core.handle_message(Instant::now(), Lane(0), frames),
                 // Resend at once rather than at the requests' timeouts.
-                Incoming::Lost => core.handle_connection_lost(Instant::now()),
+                Incoming::Lost => core.handle_connection_lost(Instant::now(), Lane(0)),
             },
             () = sleep_until(core.poll_timeout()) => core.handle_timeout(Instant::now()),
         }

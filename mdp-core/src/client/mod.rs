@@ -4,85 +4,97 @@
 //! replies to them, and retries requests that get no answer in time.
 //!
 //! It does no IO and never reads the clock. After any input
-//! ([`request`](Client::request), [`handle_message`](Client::handle_message),
+//! ([`request`](Client::request), [`cancel`](Client::cancel),
+//! [`handle_message`](Client::handle_message),
+//! [`handle_connection_lost`](Client::handle_connection_lost),
 //! [`handle_timeout`](Client::handle_timeout)) the caller drains
 //! [`poll_transmit`](Client::poll_transmit) and
 //! [`poll_event`](Client::poll_event) until both return `None`, then sleeps
 //! until [`poll_timeout`](Client::poll_timeout) or the next message.
 //!
+//! ## Lanes
+//!
+//! A client keeps [`ClientConfig::lanes`] connections to the broker, each
+//! with its own identity: its *lanes*. Every [`ClientTransmit`] names the
+//! lane it is for, and the transport says on which lane each message came
+//! in ([`Client::handle_message`]). With one lane (the default) a client is
+//! one connection.
+//!
 //! ## Matching replies to requests
 //!
 //! MDP carries no request id: a reply names only its service (and in the
-//! majortomo dialect not even that). So replies are matched by order:
+//! majortomo dialect not even that), and a broker that serves several
+//! requests of one connection at once answers them in any order. So the
+//! client keeps **at most one request per service on the wire on each
+//! lane**, and a reply for service `S` on lane `L` belongs to the one request
+//! for `S` on `L`. Matching is exact whatever the broker does: drop or
+//! expire a request, restart while ZeroMQ silently reconnects the socket, or
+//! answer out of order.
 //!
-//! * A PARTIAL or FINAL naming service `S` belongs to the **oldest outstanding
-//!   request for `S`**. PARTIALs become [`ClientEvent::Partial`]s of it; the
+//! * A new request goes to a lane with nothing on the wire for its service,
+//!   the least loaded first (fewest requests on the wire; the lowest lane on
+//!   a tie). If every lane has one for that service, it waits in the client,
+//!   behind the others waiting for that service, and goes out when a lane
+//!   frees up. So a client with `L` lanes has up to `L` requests per service
+//!   being served at once, and requests for different services go out side
+//!   by side.
+//! * PARTIALs become [`ClientEvent::Partial`]s of the matched request; the
 //!   FINAL (in MDP/0.1 the one REPLY) becomes [`ClientEvent::Reply`] and
-//!   completes it.
-//! * To keep that exact whatever the broker does, the client puts **one
-//!   request per service on the wire at a time**. Further requests for the
-//!   same service wait in the client, in order, and each is sent when the one
-//!   before it is answered or has failed. Requests for different services go
-//!   out at once, side by side.
-//!
-//!   With several requests for one service on the wire, a single one lost
-//!   without a word would shift every later reply onto the wrong request: a
-//!   broker that drops or expires a request, a broker that restarts while
-//!   ZeroMQ silently reconnects the socket, or a broker (the ZeroMQ Guide's,
-//!   majortomo's) that hands one client's requests to several workers at once
-//!   and so answers them out of order. With one on the wire, a reply for `S`
-//!   can only be for that one request. The price is one round trip per
-//!   request to one service; mdp-rs's broker serves one request per (client,
-//!   service) at a time anyway, for the same reason.
-//! * Majortomo-dialect replies carry no service name, so they are matched to
-//!   the request on the wire. To keep that exact, a majortomo client may only
-//!   have requests for one service outstanding at a time:
-//!   [`request`](Client::request) for another service fails with
-//!   [`ClientUsageError::OtherServiceOutstanding`].
-//! * A reply that matches no outstanding request is dropped with
+//!   completes it. Replies to requests on different lanes may come in any
+//!   order.
+//! * Majortomo-dialect replies carry no service name, so a majortomo lane
+//!   carries one request at a time, whatever its service; the reply on it is
+//!   for that one.
+//! * A reply that matches no request on the wire is dropped with
 //!   [`ClientEvent::Discarded`].
 //!
-//! ## Timeouts and retries
+//! ## Timeouts, retries and cancelling
 //!
 //! Each send of a request has a deadline, `timeout` after it was sent; the
-//! deadline covers the whole reply, PARTIALs included. A request waiting
-//! behind another for its service has no deadline yet. When a deadline
-//! passes, the client follows RFC 7's advice and replaces its connection: it
-//! emits [`PeerTransmit::Reconnect`] first, then, for each request on the
-//! wire,
+//! deadline covers the whole reply, PARTIALs included. A request waiting in
+//! the client has no deadline yet. When a deadline passes, the client
+//! follows RFC 7's advice and replaces **that request's lane**: it emits
+//! [`PeerTransmit::Reconnect`] for the lane, then, for each request on the
+//! wire on it,
 //!
 //! * if its deadline passed it has used a try: after `tries` tries it fails
-//!   ([`ClientEvent::Failed`]) and the next request for its service goes out,
-//!   otherwise it is sent again;
+//!   ([`ClientEvent::Failed`]) and the next request waiting for its service
+//!   goes out, otherwise it is sent again on the new connection;
 //! * otherwise it is sent again too, because its reply would come to the old
 //!   connection, which is gone. This costs it no try.
 //!
-//! A transport that knows the connection ended (TCP closed) may say so with
-//! [`Client::handle_connection_lost`]: the same happens at once, as if every
-//! request on the wire had timed out.
+//! Other lanes are not touched. A transport that knows a lane's connection
+//! ended (TCP closed) may say so with [`Client::handle_connection_lost`]:
+//! the same happens at once, as if every request on the lane had timed out.
 //!
-//! Each request sent gets a fresh deadline. A
-//! resent request whose PARTIALs were already delivered is announced with
-//! [`ClientEvent::Restarted`]: the parts delivered so far must be thrown away,
-//! because the answer starts again from its first part.
+//! [`Client::cancel`] forgets a request. If it was on the wire, its lane is
+//! replaced the same way (the others on the lane are resent at no cost of a
+//! try), so that its late reply can never be taken for the answer to a
+//! later request; then the next waiting request goes out.
 //!
-//! Failing a request always comes with a reconnect, so its late reply can
-//! never arrive and be taken for the reply to a newer request for the same
-//! service. That relies on the adapter keeping [`PeerTransmit::Reconnect`]'s
-//! contract: nothing from the old connection is passed in afterwards.
+//! Each request sent gets a fresh deadline. A resent request whose PARTIALs
+//! were already delivered is announced with [`ClientEvent::Restarted`]: the
+//! parts delivered so far must be thrown away, because the answer starts
+//! again from its first part.
+//!
+//! Failing or cancelling a request on the wire always comes with a
+//! reconnect, so its late reply can never arrive and be taken for the reply
+//! to a newer request for the same service. That relies on the transport
+//! keeping [`PeerTransmit::Reconnect`]'s contract: nothing from the old
+//! connection is passed in afterwards.
 //!
 //! ## Example: the event loop
 //!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
-//! use mdp_core::{Client, ClientConfig, ClientEvent, Dialect, Multipart, PeerTransmit};
+//! use mdp_core::{Client, ClientConfig, ClientEvent, ClientTransmit, Dialect, Lane, Multipart, PeerTransmit};
 //!
-//! fn drain(client: &mut Client, sent: &mut Vec<Multipart>, events: &mut Vec<ClientEvent>) {
-//!     while let Some(t) = client.poll_transmit() {
-//!         match t {
-//!             PeerTransmit::Send(frames) => sent.push(frames),
-//!             PeerTransmit::Reconnect => { /* close the socket, open a new one */ }
+//! fn drain(client: &mut Client, sent: &mut Vec<(Lane, Multipart)>, events: &mut Vec<ClientEvent>) {
+//!     while let Some(ClientTransmit { lane, transmit }) = client.poll_transmit() {
+//!         match transmit {
+//!             PeerTransmit::Send(frames) => sent.push((lane, frames)),
+//!             PeerTransmit::Reconnect => { /* close lane's socket, open a new one */ }
 //!         }
 //!     }
 //!     while let Some(e) = client.poll_event() {
@@ -91,23 +103,26 @@
 //! }
 //!
 //! let t0 = Instant::now(); // the adapter reads the clock, the client never does
-//! let mut client = Client::new(ClientConfig::new(Dialect::V02), t0)?;
+//! let mut client = Client::new(ClientConfig::new(Dialect::V02).with_lanes(2), t0)?;
 //! let (mut sent, mut events) = (Vec::new(), Vec::new());
-//! let id = client.request(t0, Bytes::from_static(b"echo"), vec![Bytes::from_static(b"hi")])?;
+//! let echo = Bytes::from_static(b"echo");
+//! let first = client.request(t0, echo.clone(), vec![Bytes::from_static(b"one")])?;
+//! let second = client.request(t0, echo.clone(), vec![Bytes::from_static(b"two")])?;
 //! drain(&mut client, &mut sent, &mut events);
-//! assert_eq!(sent.len(), 1); // MDPC02, 0x01, "echo", "hi"
+//! // One request for "echo" on each lane.
+//! assert_eq!(sent.iter().map(|(lane, _)| *lane).collect::<Vec<_>>(), [Lane(0), Lane(1)]);
 //!
-//! // The broker answers with FINAL.
+//! // The broker answers the second first, on lane 1, with FINAL.
 //! let reply: Multipart = vec![
 //!     Bytes::from_static(b"MDPC02"),
 //!     Bytes::from_static(&[0x03]),
-//!     Bytes::from_static(b"echo"),
-//!     Bytes::from_static(b"hi"),
+//!     echo.clone(),
+//!     Bytes::from_static(b"to two"),
 //! ];
-//! client.handle_message(t0 + Duration::from_millis(3), reply);
+//! client.handle_message(t0 + Duration::from_millis(3), Lane(1), reply);
 //! drain(&mut client, &mut sent, &mut events);
-//! assert_eq!(events, vec![ClientEvent::Reply { id, body: vec![Bytes::from_static(b"hi")] }]);
-//! assert_eq!(client.poll_timeout(), None); // nothing outstanding
+//! assert_eq!(events, vec![ClientEvent::Reply { id: second, body: vec![Bytes::from_static(b"to two")] }]);
+//! assert!(client.is_outstanding(first));
 //! # Ok::<(), mdp_core::ClientUsageError>(())
 //! ```
 //!
@@ -118,195 +133,47 @@
 //! one event and holds on to nothing else, so whatever the broker sends, a
 //! caller that drains after every input keeps memory bounded.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
-use std::time::{Duration, Instant};
+mod config;
+mod event;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::codec::{BrokerCommand, DecodeError, Dialect, Found, Multipart, PeerCommand};
+pub use config::ClientConfig;
+pub use event::{ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
+
+use crate::codec::{BrokerCommand, Dialect, Found, Multipart, PeerCommand};
+use crate::hash::{Map, Seeded};
 use crate::PeerTransmit;
 
-/// How a [`Client`] behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientConfig {
-    /// The dialect to speak; the broker must answer in the same one.
-    pub dialect: Dialect,
-    /// How long to wait for the whole reply to one send of a request.
-    /// Default 2.5 s, as in the ZeroMQ Guide. Must not be zero.
-    pub timeout: Duration,
-    /// How many times to send a request before giving up. Default 3. Must not
-    /// be zero.
-    pub tries: u32,
-    /// How many requests may be outstanding at once. Default 1024.
-    pub max_outstanding: usize,
-}
-
-impl ClientConfig {
-    /// A configuration with the defaults for everything but the dialect.
-    pub fn new(dialect: Dialect) -> Self {
-        ClientConfig { dialect, timeout: Duration::from_millis(2500), tries: 3, max_outstanding: 1024 }
-    }
-}
-
-/// Names a request in the events about it. Ids increase with every
-/// [`Client::request`] and are never reused by one client.
+/// One of a client's connections to the broker: `Lane(0)` to
+/// `Lane(lanes - 1)` (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(u64);
+pub struct Lane(pub usize);
 
-impl RequestId {
-    /// The id as a number.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
-/// What a [`Client`] tells the application.
+/// What a [`Client`] asks its transport to do, and on which lane.
+///
+/// Drain these in order: a [`Reconnect`](PeerTransmit::Reconnect) of a lane
+/// applies to every later [`Send`](PeerTransmit::Send) on that lane.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// One streamed part of the reply to `id` (0.2 dialects). More follow.
-    Partial {
-        /// The request.
-        id: RequestId,
-        /// The part's frames.
-        body: Multipart,
-    },
-    /// The last part of the reply to `id` (FINAL; in MDP/0.1 the one REPLY).
-    /// The request is complete: no more events name it.
-    Reply {
-        /// The request.
-        id: RequestId,
-        /// The part's frames.
-        body: Multipart,
-    },
-    /// `id` was sent again after PARTIALs of it had been delivered: throw
-    /// those parts away, the answer starts again.
-    Restarted {
-        /// The request.
-        id: RequestId,
-    },
-    /// `id` got no reply in time, however often it was sent. No more events
-    /// name it.
-    Failed {
-        /// The request.
-        id: RequestId,
-        /// Why.
-        reason: FailReason,
-    },
-    /// A message from the broker was dropped.
-    Discarded {
-        /// Why.
-        reason: ClientDiscardReason,
-    },
+pub struct ClientTransmit {
+    /// The connection it is for.
+    pub lane: Lane,
+    /// What to do on it.
+    pub transmit: PeerTransmit,
 }
 
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FailReason {
-    /// No reply within the timeout, and the request was to be sent once only
-    /// (`tries` is 1).
-    #[error("no reply within the timeout")]
-    Timeout,
-    /// No reply within the timeout to any of `tries` sends.
-    #[error("no reply to any of {tries} tries")]
-    RetriesExhausted {
-        /// How many times the request was sent.
-        tries: u32,
-    },
-    /// The connection carrying the last of `tries` sends was lost
-    /// ([`Client::handle_connection_lost`]), and no try was left.
-    #[error("the connection was lost with the last of {tries} tries")]
-    ConnectionLost {
-        /// How many times the request was sent.
-        tries: u32,
-    },
-}
-
-/// Why the client replaces its connection and resends what was on the wire.
+/// Why the client replaces a lane's connection and resends what was on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resend {
     /// A deadline passed: the requests that timed out use a try.
     Timeout,
     /// The transport lost the connection: every request on it uses a try.
     ConnectionLost,
-}
-
-/// Why a [`Client`] dropped a message from the broker.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientDiscardReason {
-    /// The frames are not an MDP command.
-    #[error("malformed message from the broker: {0}")]
-    Malformed(DecodeError),
-    /// A valid command, in another dialect than the client speaks.
-    #[error("message in {found}, but this client speaks {expected}")]
-    WrongDialect {
-        /// The client's dialect.
-        expected: Dialect,
-        /// The message's dialect.
-        found: Dialect,
-    },
-    /// A command the broker sends only to workers.
-    #[error("{command} is sent to workers, not to clients")]
-    NotForClients {
-        /// The command, as the RFCs name it.
-        command: &'static str,
-    },
-    /// A reply for which no request is outstanding: a late reply to a request
-    /// that failed, or a broker sending what nobody asked for.
-    #[error("{command}{} matches no outstanding request", for_service(.service))]
-    Unmatched {
-        /// PARTIAL or FINAL.
-        command: &'static str,
-        /// The service the reply named (`None` in the majortomo dialect).
-        service: Option<Found>,
-    },
-}
-
-fn for_service(service: &Option<Found>) -> String {
-    service.as_ref().map(|s| format!(" from service {s}")).unwrap_or_default()
-}
-
-/// A mistake in how the application uses a [`Client`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientUsageError {
-    /// The service name is empty.
-    #[error("the service name is empty")]
-    EmptyService,
-    /// The body has no frames; MDP requests need at least one.
-    #[error("the request body has no frames; MDP needs at least one")]
-    EmptyBody,
-    /// `max_outstanding` requests are outstanding already.
-    #[error("{max} requests are outstanding already (max_outstanding)")]
-    TooManyOutstanding {
-        /// [`ClientConfig::max_outstanding`].
-        max: usize,
-    },
-    /// In the majortomo dialect replies carry no service name, so requests
-    /// for only one service may be outstanding at a time.
-    #[error("requests for service {outstanding} are outstanding; majortomo replies name no service, so a request for {requested} must wait")]
-    OtherServiceOutstanding {
-        /// The service of the requests outstanding.
-        outstanding: Found,
-        /// The service asked for.
-        requested: Found,
-    },
-    /// [`ClientConfig::timeout`] is zero.
-    #[error("the timeout is zero")]
-    ZeroTimeout,
-    /// [`ClientConfig::tries`] is zero.
-    #[error("tries is zero: a request must be sent at least once")]
-    ZeroTries,
+    /// A request on it was cancelled: the others use no try.
+    Cancelled,
 }
 
 /// An outstanding request.
@@ -317,14 +184,28 @@ struct Pending {
     body: Multipart,
     /// How many times it was sent.
     tries: u32,
-    /// Whether it is on the wire: the oldest outstanding request for its
-    /// service. The others wait their turn unsent.
-    sent: bool,
+    /// The lane it is on the wire on; `None` while it waits in the client.
+    lane: Option<usize>,
     /// When the current send times out (`None`: not sent, or too far away
     /// for `Instant`).
     deadline: Option<Instant>,
     /// Whether PARTIALs of the current send were delivered.
     parts_delivered: bool,
+}
+
+/// Requests for one service, on the wire and waiting.
+#[derive(Debug)]
+struct ServiceState {
+    /// The request on the wire for this service on each lane.
+    on_lane: Vec<Option<RequestId>>,
+    /// Requests waiting for a lane, oldest first.
+    waiting: VecDeque<RequestId>,
+}
+
+impl ServiceState {
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.on_lane.iter().all(Option::is_none)
+    }
 }
 
 /// The sans-IO MDP client. See the [module documentation](self).
@@ -334,33 +215,39 @@ pub struct Client {
     /// The latest `now` passed in; time never goes back from it.
     now: Instant,
     next_id: u64,
-    /// Outstanding requests in the order they were made.
+    /// Outstanding requests, oldest first.
     pending: BTreeMap<RequestId, Pending>,
-    /// Outstanding request ids per service, oldest first: whom a reply is for.
-    by_service: HashMap<Bytes, VecDeque<RequestId>>,
-    transmits: VecDeque<PeerTransmit>,
+    /// Services with requests outstanding, only those.
+    services: Map<Bytes, ServiceState>,
+    /// Per lane, the requests on the wire on it, in the order they were sent.
+    lanes: Vec<Vec<RequestId>>,
+    /// The deadline of every request on the wire that has one.
+    deadlines: BTreeSet<(Instant, RequestId)>,
+    transmits: VecDeque<ClientTransmit>,
     events: VecDeque<ClientEvent>,
 }
 
 impl Client {
-    /// Starts a client. Fails if the timeout or the number of tries is zero.
+    /// Starts a client. Fails if the configuration is not valid
+    /// ([`ClientConfig::validate`]).
     pub fn new(config: ClientConfig, now: Instant) -> Result<Client, ClientUsageError> {
-        if config.timeout.is_zero() {
-            return Err(ClientUsageError::ZeroTimeout);
-        }
-        if config.tries == 0 {
-            return Err(ClientUsageError::ZeroTries);
-        }
+        config.validate()?;
         Ok(Client {
+            lanes: vec![Vec::new(); config.lanes],
             config,
             now,
             next_id: 0,
             pending: BTreeMap::new(),
-            by_service: HashMap::new(),
+            // Service names come from the application, not from peers, so a
+            // fixed key is enough (and keeps runs reproducible).
+            services: Map::with_hasher(Seeded::new(0)),
+            deadlines: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         })
     }
+
+    // ---- getters ----
 
     /// The configuration this client was started with.
     pub fn config(&self) -> &ClientConfig {
@@ -372,9 +259,15 @@ impl Client {
         self.config.dialect
     }
 
-    /// How many requests are outstanding (sent and neither answered nor failed).
+    /// How many requests are outstanding (neither answered, failed nor
+    /// cancelled), on the wire or waiting in the client.
     pub fn outstanding(&self) -> usize {
         self.pending.len()
+    }
+
+    /// How many requests are on the wire, on every lane.
+    pub fn on_wire(&self) -> usize {
+        self.lanes.iter().map(Vec::len).sum()
     }
 
     /// Whether `id` is outstanding.
@@ -382,30 +275,62 @@ impl Client {
         self.pending.contains_key(&id)
     }
 
-    /// Sends `body` to `service` and returns the id the events about it carry.
+    /// The lane `id` is on the wire on, if it is outstanding and not waiting
+    /// in the client.
+    pub fn lane_of(&self, id: RequestId) -> Option<Lane> {
+        self.pending.get(&id)?.lane.map(Lane)
+    }
+
+    // ---- input ----
+
+    /// Sends `body` to `service` (or queues it in the client until a lane
+    /// can take it) and returns the id the events about it carry.
     ///
-    /// Fails for an empty service or body, when `max_outstanding` requests are
-    /// outstanding, and in the majortomo dialect when requests for another
-    /// service are outstanding (see the [module documentation](self)).
+    /// Fails for an empty service or body, and when `max_outstanding`
+    /// requests are outstanding.
     pub fn request(&mut self, now: Instant, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
         let now = self.advance(now);
         self.check_request(&service, &body)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let pending =
-            Pending { service: service.clone(), body, tries: 1, sent: false, deadline: None, parts_delivered: false };
+            Pending { service: service.clone(), body, tries: 1, lane: None, deadline: None, parts_delivered: false };
         self.pending.insert(id, pending);
-        let queue = self.by_service.entry(service).or_default();
-        queue.push_back(id);
-        if queue.len() == 1 {
-            self.send(id, now);
-        }
+        let lanes = self.lanes.len();
+        let state = self
+            .services
+            .entry(service.clone())
+            .or_insert_with(|| ServiceState { on_lane: vec![None; lanes], waiting: VecDeque::new() });
+        state.waiting.push_back(id);
+        self.send_waiting(now, &service);
         Ok(id)
     }
 
-    /// Takes in a message the broker sent.
-    pub fn handle_message(&mut self, now: Instant, frames: Multipart) {
+    /// Forgets request `id`: no more events name it. Returns whether it was
+    /// outstanding.
+    ///
+    /// If it was on the wire, its lane is replaced ([`PeerTransmit::Reconnect`]),
+    /// so that its late reply can never be taken for the answer to a later
+    /// request; the other requests on that lane are sent again on the new
+    /// connection, using no try. Then the next request waiting for a lane
+    /// goes out.
+    pub fn cancel(&mut self, now: Instant, id: RequestId) -> bool {
+        let now = self.advance(now);
+        let Some((service, lane)) = self.forget(id) else { return false };
+        self.events.retain(|e| e.id() != Some(id));
+        if let Some(lane) = lane {
+            self.reconnect(now, lane, Resend::Cancelled);
+        }
+        self.after_freed(now, &service);
+        true
+    }
+
+    /// Takes in a message the broker sent on `lane`.
+    pub fn handle_message(&mut self, now: Instant, lane: Lane, frames: Multipart) {
         self.advance(now);
+        if lane.0 >= self.lanes.len() {
+            return self.discard(ClientDiscardReason::NoSuchLane { lane, lanes: self.lanes.len() });
+        }
         let command = match BrokerCommand::decode(frames) {
             Err(e) => return self.discard(ClientDiscardReason::Malformed(e)),
             Ok((found, _)) if found != self.config.dialect => {
@@ -414,53 +339,55 @@ impl Client {
             Ok((_, command)) => command,
         };
         match command {
-            BrokerCommand::Partial { service, body } => self.partial(service, body),
-            BrokerCommand::Final { service, body } => self.reply(service, body),
+            BrokerCommand::Partial { service, body } => self.partial(lane.0, service, body),
+            BrokerCommand::Final { service, body } => self.reply(lane.0, service, body),
             BrokerCommand::Request { .. } => self.discard(ClientDiscardReason::NotForClients { command: "REQUEST" }),
             BrokerCommand::Heartbeat => self.discard(ClientDiscardReason::NotForClients { command: "HEARTBEAT" }),
             BrokerCommand::Disconnect => self.discard(ClientDiscardReason::NotForClients { command: "DISCONNECT" }),
         }
     }
 
-    /// Acts on passed deadlines: reconnects, resends, fails requests out of
-    /// tries. Calling it early or twice does nothing.
+    /// Acts on passed deadlines: replaces the lanes of the requests that
+    /// timed out, resends, fails requests out of tries. Calling it early or
+    /// twice does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
-        if !self.first_deadline().is_some_and(|d| d <= now) {
-            return;
+        let mut due: Vec<usize> = self
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, id)| self.pending.get(id)?.lane)
+            .collect();
+        due.sort_unstable();
+        due.dedup();
+        for lane in due {
+            self.reconnect(now, lane, Resend::Timeout);
         }
-        self.reconnect(now, Resend::Timeout);
     }
 
-    /// The transport saw the connection to the broker end (for TCP: the
-    /// peer closed it or it failed) after it was up. Every reply still due
-    /// on it is lost, so the client does at once what a timeout of every
-    /// request on the wire would do: it asks for [`PeerTransmit::Reconnect`]
-    /// and sends each of them again, each using a try (so a broker that
-    /// drops every connection cannot make the client resend for ever), and
-    /// fails those out of tries. With nothing on the wire it only asks for
-    /// the new connection.
+    /// The transport saw `lane`'s connection to the broker end (for TCP:
+    /// the peer closed it or it failed) after it was up. Every reply still
+    /// due on it is lost, so the client does at once what a timeout of every
+    /// request on the lane would do: it asks for [`PeerTransmit::Reconnect`]
+    /// on the lane and sends each of them again, each using a try (so a
+    /// broker that drops every connection cannot make the client resend for
+    /// ever), and fails those out of tries. With nothing on the lane it only
+    /// asks for the new connection. Other lanes are not touched.
     ///
     /// Optional: without it the requests' timeouts do the same, later.
     /// Call it once per connection, not for a connection still being
-    /// dialled.
-    pub fn handle_connection_lost(&mut self, now: Instant) {
+    /// dialled. A lane this client does not have is ignored.
+    pub fn handle_connection_lost(&mut self, now: Instant, lane: Lane) {
         let now = self.advance(now);
-        self.reconnect(now, Resend::ConnectionLost);
-    }
-
-    /// Replaces the connection and resends (or fails) every request on the
-    /// wire, in order.
-    fn reconnect(&mut self, now: Instant, why: Resend) {
-        self.transmits.push_back(PeerTransmit::Reconnect);
-        let on_wire: Vec<RequestId> = self.pending.iter().filter(|(_, p)| p.sent).map(|(id, _)| *id).collect();
-        for id in on_wire {
-            self.retry(id, now, why);
+        if lane.0 < self.lanes.len() {
+            self.reconnect(now, lane.0, Resend::ConnectionLost);
         }
     }
 
+    // ---- output ----
+
     /// The next transmit to perform, in order.
-    pub fn poll_transmit(&mut self) -> Option<PeerTransmit> {
+    pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
         self.transmits.pop_front()
     }
 
@@ -470,17 +397,13 @@ impl Client {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the
-    /// earliest deadline of an outstanding request, never earlier than the
-    /// latest `now` passed in. `None` when nothing is outstanding.
+    /// earliest deadline of a request on the wire, never earlier than the
+    /// latest `now` passed in. `None` when nothing is on the wire.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.first_deadline().map(|d| d.max(self.now))
+        self.deadlines.first().map(|(at, _)| (*at).max(self.now))
     }
 
-    /// The earliest deadline of a request on the wire: one per service.
-    fn first_deadline(&self) -> Option<Instant> {
-        let heads = self.by_service.values().filter_map(|ids| ids.front());
-        heads.filter_map(|id| self.pending.get(id)?.deadline).min()
-    }
+    // ---- requests and lanes ----
 
     fn check_request(&self, service: &Bytes, body: &Multipart) -> Result<(), ClientUsageError> {
         if service.is_empty() {
@@ -492,15 +415,6 @@ impl Client {
         if self.pending.len() >= self.config.max_outstanding {
             return Err(ClientUsageError::TooManyOutstanding { max: self.config.max_outstanding });
         }
-        if self.config.dialect == Dialect::Majortomo {
-            if let Some(other) = self.pending.values().next().filter(|p| p.service != service) {
-                let outstanding = Found(other.service.clone());
-                return Err(ClientUsageError::OtherServiceOutstanding {
-                    outstanding,
-                    requested: Found(service.clone()),
-                });
-            }
-        }
         Ok(())
     }
 
@@ -510,36 +424,108 @@ impl Client {
         self.now
     }
 
-    /// Sends (or resends) request `id` and starts its deadline.
-    fn send(&mut self, id: RequestId, now: Instant) {
+    /// The lane a request for a service in `state` may go on now: one with
+    /// nothing on the wire for it (in the majortomo dialect, nothing at
+    /// all), the least loaded first.
+    fn free_lane(&self, state: &ServiceState) -> Option<usize> {
+        let majortomo = self.config.dialect == Dialect::Majortomo;
+        (0..self.lanes.len())
+            .filter(|&lane| state.on_lane[lane].is_none() && (!majortomo || self.lanes[lane].is_empty()))
+            .min_by_key(|&lane| self.lanes[lane].len())
+    }
+
+    /// Sends the requests waiting for `service` while a lane can take them.
+    fn send_waiting(&mut self, now: Instant, service: &Bytes) {
+        while self.send_next(now, service) {}
+    }
+
+    /// Sends the oldest request waiting for `service`, if a lane can take
+    /// it; returns whether it went.
+    fn send_next(&mut self, now: Instant, service: &Bytes) -> bool {
+        let Some(state) = self.services.get(service) else { return false };
+        let (Some(&id), Some(lane)) = (state.waiting.front(), self.free_lane(state)) else { return false };
+        if let Some(state) = self.services.get_mut(service) {
+            state.waiting.pop_front();
+            state.on_lane[lane] = Some(id);
+        }
+        self.lanes[lane].push(id);
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.lane = Some(lane);
+        }
+        self.transmit_request(id, now);
+        true
+    }
+
+    /// A lane slot of `service` was freed (a request answered, failed or
+    /// cancelled): the next request waiting for it may go out. In the
+    /// majortomo dialect the freed lane can take any service: the oldest
+    /// waiting requests go first, whatever their service.
+    fn after_freed(&mut self, now: Instant, service: &Bytes) {
+        if self.config.dialect != Dialect::Majortomo {
+            return self.send_waiting(now, service);
+        }
+        while let Some(oldest) = self.oldest_waiting() {
+            if !self.send_next(now, &oldest) {
+                return;
+            }
+        }
+    }
+
+    /// The service of the oldest request waiting in the client.
+    fn oldest_waiting(&self) -> Option<Bytes> {
+        let fronts = self.services.iter().filter_map(|(name, s)| Some((*s.waiting.front()?, name)));
+        fronts.min_by_key(|(id, _)| *id).map(|(_, name)| name.clone())
+    }
+
+    /// Sends (or resends) request `id` on its lane and starts its deadline.
+    fn transmit_request(&mut self, id: RequestId, now: Instant) {
         let Some(p) = self.pending.get_mut(&id) else { return };
-        p.sent = true;
+        let Some(lane) = p.lane else { return };
+        if let Some(old) = p.deadline.take() {
+            self.deadlines.remove(&(old, id));
+        }
         p.deadline = now.checked_add(self.config.timeout);
+        if let Some(at) = p.deadline {
+            self.deadlines.insert((at, id));
+        }
         p.parts_delivered = false;
         let command = PeerCommand::Request { service: p.service.clone(), body: p.body.clone() };
         // `check_request` ruled out the only failures (empty service, empty
         // body), so nothing is lost here.
         if let Ok(frames) = command.encode(self.config.dialect) {
-            self.transmits.push_back(PeerTransmit::Send(frames));
+            self.transmits.push_back(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Send(frames) });
+        }
+    }
+
+    /// Replaces `lane`'s connection and resends (or fails) every request on
+    /// the wire on it, in the order they were sent.
+    fn reconnect(&mut self, now: Instant, lane: usize, why: Resend) {
+        self.transmits.push_back(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
+        let on_lane = self.lanes[lane].clone();
+        for id in on_lane {
+            self.retry(id, now, why);
         }
     }
 
     /// After a reconnect: fail `id` if this send used a try (it timed out,
     /// or its connection was lost) and none is left, else send it again on
-    /// the new connection. A request resent only because another timed out
-    /// uses no try.
+    /// the new connection. A request resent only because another on its lane
+    /// timed out or was cancelled uses no try.
     fn retry(&mut self, id: RequestId, now: Instant, why: Resend) {
         let Some(p) = self.pending.get_mut(&id) else { return };
-        let used_try = why == Resend::ConnectionLost || p.deadline.is_some_and(|d| d <= now);
+        let used_try = match why {
+            Resend::ConnectionLost => true,
+            Resend::Timeout => p.deadline.is_some_and(|d| d <= now),
+            Resend::Cancelled => false,
+        };
         if used_try && p.tries >= self.config.tries {
             let reason = match (why, self.config.tries) {
-                (Resend::ConnectionLost, tries) => FailReason::ConnectionLost { tries },
                 (Resend::Timeout, 1) => FailReason::Timeout,
                 (Resend::Timeout, tries) => FailReason::RetriesExhausted { tries },
+                (_, tries) => FailReason::ConnectionLost { tries },
             };
             self.events.push_back(ClientEvent::Failed { id, reason });
-            self.complete(id, now);
-            return;
+            return self.complete(id, now);
         }
         if used_try {
             p.tries += 1;
@@ -547,23 +533,55 @@ impl Client {
         if p.parts_delivered {
             self.events.push_back(ClientEvent::Restarted { id });
         }
-        self.send(id, now);
+        self.transmit_request(id, now);
     }
 
-    /// The request a reply naming `service` (or none) belongs to: the one
-    /// on the wire for that service. In the majortomo dialect all requests
-    /// are for one service, so the oldest is the one on the wire.
-    fn matching(&self, service: Option<&Bytes>) -> Option<RequestId> {
-        let id = match service {
-            Some(service) => self.by_service.get(service).and_then(|ids| ids.front().copied()),
-            None => self.pending.keys().next().copied(),
-        };
-        id.filter(|id| self.pending.get(id).is_some_and(|p| p.sent))
+    /// Removes `id` from every record; returns its service and the lane it
+    /// was on the wire on.
+    fn forget(&mut self, id: RequestId) -> Option<(Bytes, Option<usize>)> {
+        let p = self.pending.remove(&id)?;
+        if let Some(at) = p.deadline {
+            self.deadlines.remove(&(at, id));
+        }
+        if let Some(lane) = p.lane {
+            self.lanes[lane].retain(|&other| other != id);
+        }
+        if let Some(state) = self.services.get_mut(&p.service) {
+            match p.lane {
+                Some(lane) => state.on_lane[lane] = None,
+                None => state.waiting.retain(|&other| other != id),
+            }
+            if state.is_empty() {
+                // Keep the map to services with requests outstanding.
+                self.services.remove(&p.service);
+            }
+        }
+        Some((p.service, p.lane))
     }
 
-    fn partial(&mut self, service: Option<Bytes>, body: Multipart) {
-        let Some(id) = self.matching(service.as_ref()) else {
-            return self.unmatched("PARTIAL", service);
+    /// `id` is answered or failed: forget it, and send the next request
+    /// waiting for its lane slot.
+    fn complete(&mut self, id: RequestId, now: Instant) {
+        if let Some((service, _)) = self.forget(id) {
+            self.after_freed(now, &service);
+        }
+    }
+
+    // ---- replies ----
+
+    /// The request a reply on `lane` naming `service` (or none, in the
+    /// majortomo dialect) belongs to: the one on the wire for that service
+    /// on that lane.
+    fn matching(&self, lane: usize, service: Option<&Bytes>) -> Option<RequestId> {
+        match service {
+            Some(service) => self.services.get(service)?.on_lane[lane],
+            None => self.lanes[lane].first().copied(),
+        }
+    }
+
+    fn partial(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
+        let Some(id) = self.matching(lane, service.as_ref()) else {
+            return self.unmatched("PARTIAL", lane, service);
         };
         if let Some(p) = self.pending.get_mut(&id) {
             p.parts_delivered = true;
@@ -571,32 +589,17 @@ impl Client {
         self.events.push_back(ClientEvent::Partial { id, body });
     }
 
-    fn reply(&mut self, service: Option<Bytes>, body: Multipart) {
-        let Some(id) = self.matching(service.as_ref()) else {
-            return self.unmatched("FINAL", service);
+    fn reply(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
+        let Some(id) = self.matching(lane, service.as_ref()) else {
+            return self.unmatched("FINAL", lane, service);
         };
         self.events.push_back(ClientEvent::Reply { id, body });
         let now = self.now;
         self.complete(id, now);
     }
 
-    /// `id` is answered or failed: forget it, and send the next request
-    /// waiting for its service.
-    fn complete(&mut self, id: RequestId, now: Instant) {
-        let Some(p) = self.pending.remove(&id) else { return };
-        let Some(ids) = self.by_service.get_mut(&p.service) else { return };
-        ids.retain(|&other| other != id);
-        match ids.front().copied() {
-            Some(next) => self.send(next, now),
-            // Forget the service, so the map holds only outstanding ones.
-            None => {
-                self.by_service.remove(&p.service);
-            }
-        }
-    }
-
-    fn unmatched(&mut self, command: &'static str, service: Option<Bytes>) {
-        self.discard(ClientDiscardReason::Unmatched { command, service: service.map(Found) });
+    fn unmatched(&mut self, command: &'static str, lane: usize, service: Option<Bytes>) {
+        self.discard(ClientDiscardReason::Unmatched { command, service: service.map(Found), lane: Lane(lane) });
     }
 
     fn discard(&mut self, reason: ClientDiscardReason) {
