@@ -1,6 +1,6 @@
-//! A blocking MDP client over a DEALER socket.
+//! A blocking MDP client over DEALER sockets, one per lane.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,83 +17,51 @@ pub enum ClientError {
     /// The request was not valid (see [`ClientUsageError`]).
     #[error(transparent)]
     Usage(#[from] ClientUsageError),
-    /// Nothing answered before the deadline passed to the call.
+    /// Nothing answered before the deadline passed to the call. The
+    /// request was cancelled.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The core gave the request up after its retries.
     #[error("request failed: {0}")]
     Failed(FailReason),
+    /// The request was sent again after some parts of its answer had
+    /// arrived: those parts are void, and the answer starts again from its
+    /// first part, perhaps different (another worker may give it). Only
+    /// [`Parts`] yields this, and it goes on after it.
+    #[error("the answer to {0} restarted: drop the parts received so far")]
+    Restarted(RequestId),
     /// The socket failed.
     #[error(transparent)]
     Adapter(#[from] AdapterError),
 }
 
-/// One piece of an answer, from [`Client::recv`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Response {
-    /// A streamed part of the reply to `id`; more follow.
-    Partial {
-        /// The request.
-        id: RequestId,
-        /// The part's frames.
-        body: Multipart,
-    },
-    /// The last part of the reply to `id`.
-    Reply {
-        /// The request.
-        id: RequestId,
-        /// The part's frames.
-        body: Multipart,
-    },
-    /// `id` was resent after some of its parts arrived: drop those parts.
-    Restarted {
-        /// The request.
-        id: RequestId,
-    },
-    /// `id` got no reply after every try.
-    Failed {
-        /// The request.
-        id: RequestId,
-        /// Why.
-        reason: FailReason,
-    },
-}
-
-impl Response {
-    /// The request this is about.
-    pub fn id(&self) -> RequestId {
-        match self {
-            Response::Partial { id, .. }
-            | Response::Reply { id, .. }
-            | Response::Restarted { id }
-            | Response::Failed { id, .. } => *id,
-        }
-    }
-}
-
-/// A blocking MDP client: one DEALER socket, driven by an
-/// [`mdp_core::Client`] that decides retries and reconnects.
+/// A blocking MDP client: one DEALER socket per lane
+/// ([`ClientConfig::lanes`]), all on one ZeroMQ context, driven by an
+/// [`mdp_core::Client`] that decides where each request goes, retries and
+/// reconnects.
+///
+/// With one lane the client has one request per service on the wire at a
+/// time; with `L` lanes, up to `L` per service are served at once, by as
+/// many workers.
 pub struct Client {
     _ctx: zmq::Context,
-    conn: Connection,
+    lanes: Vec<Connection>,
     core: mdp_core::Client,
-    /// Answers read while waiting for another request's.
-    ready: VecDeque<Response>,
-    /// Requests whose caller stopped waiting; their answers are dropped.
-    abandoned: HashSet<RequestId>,
+    /// Events read while waiting for another request's.
+    ready: VecDeque<ClientEvent>,
 }
 
 impl Client {
-    /// Connects to a broker (`tcp://127.0.0.1:5555`).
+    /// Connects to a broker (`tcp://127.0.0.1:5555`) with
+    /// `config.lanes` connections.
     pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Self, ClientError> {
         let core = mdp_core::Client::new(config, Instant::now())?;
         let ctx = zmq::Context::new();
-        let conn = Connection::open(&ctx, endpoint)?;
-        Ok(Client { _ctx: ctx, conn, core, ready: VecDeque::new(), abandoned: HashSet::new() })
+        let lanes = (0..core.config().lanes).map(|_| Connection::open(&ctx, endpoint)).collect::<Result<_, _>>()?;
+        Ok(Client { _ctx: ctx, lanes, core, ready: VecDeque::new() })
     }
 
-    /// Sends a request and returns at once; answers come from
+    /// Sends a request and returns at once; what comes of it comes from
     /// [`recv`](Self::recv). Many may be outstanding.
     pub fn send(&mut self, service: impl Into<Bytes>, body: Multipart) -> Result<RequestId, ClientError> {
         let id = self.core.request(Instant::now(), service.into(), body)?;
@@ -101,12 +69,14 @@ impl Client {
         Ok(id)
     }
 
-    /// The next answer to any outstanding request, waiting up to `timeout`.
-    pub fn recv(&mut self, timeout: Duration) -> Result<Response, ClientError> {
+    /// The next event about any outstanding request, waiting up to
+    /// `timeout`: a [`ClientEvent::Partial`], `Reply`, `Restarted` or
+    /// `Failed`. (Messages the core discards are logged, not returned.)
+    pub fn recv(&mut self, timeout: Duration) -> Result<ClientEvent, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Ok(r);
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(e);
             }
             if Instant::now() >= deadline {
                 return Err(ClientError::Timeout(timeout));
@@ -115,28 +85,47 @@ impl Client {
         }
     }
 
+    /// Forgets request `id` (see [`mdp_core::Client::cancel`]): if a worker
+    /// has it, its late answer can never be taken for another's, and the
+    /// next request waiting for a lane goes out. Events about it not yet
+    /// read are dropped. Returns whether it was outstanding.
+    pub fn cancel(&mut self, id: RequestId) -> Result<bool, ClientError> {
+        let was = self.core.cancel(Instant::now(), id);
+        self.ready.retain(|e| e.id() != Some(id));
+        self.flush()?;
+        Ok(was)
+    }
+
     /// Sends a request and waits for its whole answer: the frames of every
     /// PARTIAL, then those of the FINAL, joined in order (what the broker
-    /// gives an MDP/0.1 client). Waits up to `timeout` in all; the core's
-    /// retries happen within it.
+    /// gives an MDP/0.1 client). If the answer restarts (see
+    /// [`ClientError::Restarted`]) the parts so far are dropped, so the
+    /// frames returned are those of one answer only. Waits up to `timeout`
+    /// in all, the core's retries within it; then cancels the request.
     pub fn request(
         &mut self,
         service: impl Into<Bytes>,
         body: Multipart,
         timeout: Duration,
     ) -> Result<Multipart, ClientError> {
-        let mut parts = self.parts(service, body, timeout)?;
         let mut joined = Vec::new();
-        for part in &mut parts {
-            joined.extend(part?);
+        for part in self.parts(service, body, timeout)? {
+            match part {
+                Ok(frames) => joined.extend(frames),
+                Err(ClientError::Restarted(_)) => joined.clear(),
+                Err(e) => return Err(e),
+            }
         }
         Ok(joined)
     }
 
     /// Sends a request and returns an iterator over the parts of its answer
     /// as they arrive: each PARTIAL, then the FINAL. Like majortomo's
-    /// `recv_part`. A resend after partial delivery restarts the answer; the
-    /// iterator hides that by yielding parts only once per position.
+    /// `recv_part`. If the answer restarts it yields
+    /// [`ClientError::Restarted`] and goes on with the new answer from its
+    /// first part; every other error ends it. Waits up to `timeout` in all;
+    /// past it, or when the iterator is dropped early, the request is
+    /// cancelled.
     pub fn parts(
         &mut self,
         service: impl Into<Bytes>,
@@ -144,18 +133,18 @@ impl Client {
         timeout: Duration,
     ) -> Result<Parts<'_>, ClientError> {
         let id = self.send(service, body)?;
-        Ok(Parts { client: self, id, deadline: Instant::now() + timeout, timeout, seen: 0, delivered: 0, done: false })
+        Ok(Parts { client: self, id, deadline: Instant::now() + timeout, timeout, done: false })
     }
 
-    /// Requests outstanding in the core.
+    /// Requests outstanding in the core, on the wire or waiting for a lane.
     pub fn outstanding(&self) -> usize {
         self.core.outstanding()
     }
 
-    /// The next answer for `id`, keeping others for [`recv`](Self::recv).
-    fn next_for(&mut self, id: RequestId, deadline: Instant) -> Result<Option<Response>, ClientError> {
+    /// The next event for `id`, keeping others for [`recv`](Self::recv).
+    fn next_for(&mut self, id: RequestId, deadline: Instant) -> Result<Option<ClientEvent>, ClientError> {
         loop {
-            if let Some(pos) = self.ready.iter().position(|r| r.id() == id) {
+            if let Some(pos) = self.ready.iter().position(|e| e.id() == Some(id)) {
                 return Ok(self.ready.remove(pos));
             }
             if Instant::now() >= deadline {
@@ -165,21 +154,29 @@ impl Client {
         }
     }
 
-    /// Waits for input or a timer, feeds the core and collects answers.
+    /// Waits for input on any lane or a timer, feeds the core and collects
+    /// events.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
-        let socket = self.conn.socket.as_poll_item(self.conn.events());
-        poll(&mut [socket, self.conn.monitor.as_poll_item(zmq::POLLIN)], ms)?;
-        self.conn.flush_backlog()?;
-        while let Some(frames) = self.conn.try_recv()? {
-            self.core.handle_message(Instant::now(), Lane(0), frames);
-            self.flush()?;
+        let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(2 * self.lanes.len());
+        for conn in &self.lanes {
+            items.push(conn.socket.as_poll_item(conn.events()));
+            items.push(conn.monitor.as_poll_item(zmq::POLLIN));
         }
-        if self.conn.lost() {
-            // The broker went away (a restart, say): resend now rather
-            // than at the requests' timeouts.
-            self.core.handle_connection_lost(Instant::now(), Lane(0));
-            self.flush()?;
+        poll(&mut items, ms)?;
+        drop(items);
+        for lane in 0..self.lanes.len() {
+            self.lanes[lane].flush_backlog()?;
+            while let Some(frames) = self.lanes[lane].try_recv()? {
+                self.core.handle_message(Instant::now(), Lane(lane), frames);
+                self.flush()?;
+            }
+            if self.lanes[lane].lost() {
+                // The broker went away (a restart, say): resend now rather
+                // than at the requests' timeouts.
+                self.core.handle_connection_lost(Instant::now(), Lane(lane));
+                self.flush()?;
+            }
         }
         self.core.handle_timeout(Instant::now());
         self.flush()
@@ -188,35 +185,20 @@ impl Client {
     /// The drain rule: every transmit, then every event.
     fn flush(&mut self) -> Result<(), ClientError> {
         while let Some(t) = self.core.poll_transmit() {
+            let Some(conn) = self.lanes.get_mut(t.lane.0) else { continue };
             match t.transmit {
-                PeerTransmit::Send(frames) => self.conn.send(frames)?,
-                PeerTransmit::Reconnect => self.conn.replace()?,
+                PeerTransmit::Send(frames) => conn.send(frames)?,
+                PeerTransmit::Reconnect => conn.replace()?,
             }
         }
         while let Some(event) = self.core.poll_event() {
-            let response = match event {
-                ClientEvent::Partial { id, body } => Response::Partial { id, body },
-                ClientEvent::Reply { id, body } => Response::Reply { id, body },
-                ClientEvent::Restarted { id } => Response::Restarted { id },
-                ClientEvent::Failed { id, reason } => Response::Failed { id, reason },
+            match event {
                 ClientEvent::Discarded { reason } => {
                     tracing::debug!(%reason, "client dropped a message from the broker");
-                    continue;
                 }
-                other => {
-                    tracing::debug!(?other, "client event");
-                    continue;
-                }
-            };
-            let id = response.id();
-            let last = matches!(response, Response::Reply { .. } | Response::Failed { .. });
-            if self.abandoned.contains(&id) {
-                if last {
-                    self.abandoned.remove(&id);
-                }
-                continue;
+                event if event.id().is_some() => self.ready.push_back(event),
+                other => tracing::debug!(?other, "client event"),
             }
-            self.ready.push_back(response);
         }
         Ok(())
     }
@@ -228,10 +210,6 @@ pub struct Parts<'a> {
     id: RequestId,
     deadline: Instant,
     timeout: Duration,
-    /// Parts seen since the last restart.
-    seen: usize,
-    /// Parts handed to the caller.
-    delivered: usize,
     done: bool,
 }
 
@@ -241,15 +219,13 @@ impl Parts<'_> {
         self.id
     }
 
-    /// Whether the caller still gets this part: after a restart the parts
-    /// already delivered come again and are skipped.
-    fn fresh(&mut self) -> bool {
-        self.seen += 1;
-        if self.seen > self.delivered {
-            self.delivered = self.seen;
-            true
-        } else {
-            false
+    /// Ends the iteration with `result`; a request still outstanding (the
+    /// caller stopped waiting) is cancelled.
+    fn end(&mut self, result: Result<Multipart, ClientError>) -> Option<Result<Multipart, ClientError>> {
+        self.done = true;
+        match self.client.cancel(self.id) {
+            Ok(_) => Some(result),
+            Err(e) => Some(Err(e)),
         }
     }
 }
@@ -259,38 +235,25 @@ impl Iterator for Parts<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            let response = match self.client.next_for(self.id, self.deadline) {
-                Ok(Some(r)) => r,
-                Ok(None) => {
-                    self.done = true;
-                    if self.client.core.is_outstanding(self.id) {
-                        self.client.abandoned.insert(self.id);
-                    }
-                    return Some(Err(ClientError::Timeout(self.timeout)));
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
+            let event = match self.client.next_for(self.id, self.deadline) {
+                Ok(Some(e)) => e,
+                Ok(None) => return self.end(Err(ClientError::Timeout(self.timeout))),
+                Err(e) => return self.end(Err(e)),
             };
-            match response {
-                Response::Partial { body, .. } => {
-                    if self.fresh() {
-                        return Some(Ok(body));
-                    }
-                }
-                Response::Reply { body, .. } => {
+            match event {
+                ClientEvent::Partial { body, .. } => return Some(Ok(body)),
+                ClientEvent::Reply { body, .. } => {
                     self.done = true;
-                    // A FINAL after a restart may repeat a part the caller
-                    // already has only if the worker's answer changed; the
-                    // FINAL is always new.
                     return Some(Ok(body));
                 }
-                Response::Restarted { .. } => self.seen = 0,
-                Response::Failed { reason, .. } => {
+                ClientEvent::Restarted { id } => return Some(Err(ClientError::Restarted(id))),
+                ClientEvent::Failed { reason, .. } => {
                     self.done = true;
                     return Some(Err(ClientError::Failed(reason)));
                 }
+                // Only events naming this request come here, and those are
+                // all of them; whatever later versions add is skipped.
+                other => tracing::debug!(?other, "client event"),
             }
         }
         None
@@ -298,10 +261,11 @@ impl Iterator for Parts<'_> {
 }
 
 impl Drop for Parts<'_> {
-    /// A caller that stops reading early abandons the rest of the answer.
+    /// A caller that stops reading early gives up the rest of the answer:
+    /// the request is cancelled.
     fn drop(&mut self) {
-        if !self.done && self.client.core.is_outstanding(self.id) {
-            self.client.abandoned.insert(self.id);
+        if !self.done {
+            let _ = self.client.cancel(self.id);
         }
     }
 }

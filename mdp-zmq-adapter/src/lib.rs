@@ -8,9 +8,10 @@
 //!
 //! * [`BrokerRunner`]: a ROUTER socket bound to one or more endpoints,
 //!   driving a [`mdp_core::Broker`]. It never blocks on a send.
-//! * [`Client`]: a blocking client with [`Client::request`], a streaming
-//!   [`Client::parts`] iterator, and a [`Client::send`]/[`Client::recv`]
-//!   pair for many outstanding requests.
+//! * [`Client`]: a blocking client with one DEALER socket per lane (see
+//!   [`mdp_core::ClientConfig::lanes`]), [`Client::request`], a streaming
+//!   [`Client::parts`] iterator, a [`Client::send`]/[`Client::recv`] pair
+//!   for many outstanding requests, and [`Client::cancel`].
 //! * [`Worker`]: a blocking worker that calls its handler on its own
 //!   thread, with no hand-off per request, while a keeper thread keeps the
 //!   heartbeats flowing during a long handler call.
@@ -33,6 +34,6 @@ mod socket;
 mod worker;
 
 pub use broker::BrokerRunner;
-pub use client::{Client, ClientError, Parts, Response};
+pub use client::{Client, ClientError, Parts};
 pub use error::AdapterError;
 pub use worker::{PartSink, Worker};

@@ -150,8 +150,8 @@ fn mdp_worker_call_and_service_against_mdp_broker() {
 /// resend its request and the worker register with the new broker in time.
 #[test]
 fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
-    use mdp_core::{ClientConfig, WorkerConfig};
-    use mdp_zmq_adapter::{Client, Response, Worker};
+    use mdp_core::{ClientConfig, ClientEvent, WorkerConfig};
+    use mdp_zmq_adapter::{Client, Worker};
     use std::sync::atomic::Ordering;
 
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
@@ -183,7 +183,7 @@ fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
     broker = start_broker();
     let later = spawn_worker(b"later");
     match client.recv(Duration::from_secs(10)).unwrap() {
-        Response::Reply { id: got, body: reply } => assert_eq!((got, reply), (id, body("lost with the broker"))),
+        ClientEvent::Reply { id: got, body: reply } => assert_eq!((got, reply), (id, body("lost with the broker"))),
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(client.request("echo", body("after"), Duration::from_secs(10)).unwrap(), body("after"));

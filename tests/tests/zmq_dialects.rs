@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mdp_core::{BrokerConfig, BrokerEvent, ClientConfig, Dialect, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, Response, Worker};
+use mdp_core::{BrokerConfig, BrokerEvent, ClientConfig, ClientEvent, Dialect, WorkerConfig};
+use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -135,10 +135,10 @@ fn parts_arrive_one_by_one_and_many_requests_can_be_outstanding() {
     let mut finals = std::collections::HashMap::new();
     while finals.len() < ids.len() {
         match client.recv(WAIT).unwrap() {
-            Response::Reply { id, body } => {
+            ClientEvent::Reply { id, body } => {
                 finals.insert(id, body);
             }
-            Response::Partial { .. } => {}
+            ClientEvent::Partial { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }

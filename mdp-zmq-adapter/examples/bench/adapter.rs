@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::client::RequestId;
-use mdp_core::{BrokerConfig, ClientConfig, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Response, Worker};
+use mdp_core::{BrokerConfig, ClientConfig, ClientEvent, WorkerConfig};
+use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Worker};
 
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
@@ -73,8 +73,8 @@ fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, Clie
             Err(e) => return Err(e),
         };
         let (id, ok) = match response {
-            Response::Reply { id, body: reply } => (id, reply.len() == 1 && reply[0].len() == body.len()),
-            Response::Failed { id, .. } => (id, false),
+            ClientEvent::Reply { id, body: reply } => (id, reply.len() == 1 && reply[0].len() == body.len()),
+            ClientEvent::Failed { id, .. } => (id, false),
             _ => continue,
         };
         let Some((t, slot)) = sent.remove(&id) else { continue };
