@@ -1,17 +1,18 @@
 //! Parallel dispatch over real sockets: a third-party client that pipelines
 //! on one socket (a raw DEALER, as the Guide's `mdcliapi2` and NetMQ's async
-//! client do) gets every worker of the service at once, and loses nothing.
+//! client do) gets every worker of the service at once, and loses nothing;
+//! so does our client with a lane per worker.
 #![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mdp_core::{BrokerCommand, BrokerConfig, Dialect, PeerCommand, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Worker};
+use mdp_core::{BrokerCommand, BrokerConfig, ClientConfig, ClientEvent, Dialect, PeerCommand, WorkerConfig};
+use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
 
 const WORKERS: usize = 8;
 const REQUESTS: usize = 64;
@@ -46,9 +47,11 @@ fn recv(socket: &zmq::Socket, deadline: Instant) -> Option<Vec<Bytes>> {
     None
 }
 
-/// A raw DEALER client speaking `dialect` sends all 64 requests before it
-/// reads any reply; 8 workers serve them.
-fn raw_dealer_client_gets_every_worker(dialect: Dialect) {
+/// A broker and `WORKERS` echo workers whose handlers meet at the
+/// rendezvous; `client` runs against it and returns the bodies of the
+/// replies it got. Checks that every request was answered once with its
+/// own body, and that all the workers were busy at once.
+fn every_worker_busy_at_once(client: impl FnOnce(&str, &BTreeSet<Bytes>) -> BTreeSet<Bytes>) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut runner = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()]).unwrap();
     let endpoint = runner.endpoints()[0].clone();
@@ -56,7 +59,6 @@ fn raw_dealer_client_gets_every_worker(dialect: Dialect) {
         let stop = stop.clone();
         thread::spawn(move || runner.run(&stop, |_| {}))
     };
-
     let busy = Arc::new((Mutex::new(Busy::default()), Condvar::new()));
     let mut stops = Vec::new();
     let mut workers = Vec::new();
@@ -71,32 +73,10 @@ fn raw_dealer_client_gets_every_worker(dialect: Dialect) {
             })
         }));
     }
-
-    let ctx = zmq::Context::new();
-    let client = ctx.socket(zmq::DEALER).unwrap();
-    client.set_linger(0).unwrap();
-    client.connect(&endpoint).unwrap();
     // Workers may still be registering: requests sent before their READY
     // queue, and each READY takes one, so the rendezvous holds either way.
-    let mut sent = BTreeSet::new();
-    for i in 0..REQUESTS {
-        let tag = Bytes::from(format!("request {i}"));
-        let request = PeerCommand::Request { service: Bytes::from_static(b"echo"), body: vec![tag.clone()] };
-        let frames = request.encode(dialect).unwrap();
-        client.send_multipart(frames.iter().map(|f| f.as_ref()), 0).unwrap();
-        sent.insert(tag);
-    }
-    let mut got = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while got.len() < REQUESTS {
-        let Some(reply) = recv(&client, deadline) else { break };
-        match BrokerCommand::decode(reply) {
-            Ok((d, BrokerCommand::Final { body, .. })) if d == dialect && body.len() == 1 => {
-                assert!(got.insert(body[0].clone()), "a second reply to {:?}", body[0]);
-            }
-            other => panic!("unexpected message to the client: {other:?}"),
-        }
-    }
+    let sent: BTreeSet<Bytes> = (0..REQUESTS).map(|i| Bytes::from(format!("request {i}"))).collect();
+    let got = client(&endpoint, &sent);
 
     for s in &stops {
         s.store(true, Ordering::Relaxed);
@@ -112,6 +92,34 @@ fn raw_dealer_client_gets_every_worker(dialect: Dialect) {
     assert_eq!(peak, WORKERS, "the most workers busy at once");
 }
 
+/// A raw DEALER client speaking `dialect` sends all 64 requests before it
+/// reads any reply.
+fn raw_dealer_client_gets_every_worker(dialect: Dialect) {
+    every_worker_busy_at_once(|endpoint, bodies| {
+        let ctx = zmq::Context::new();
+        let client = ctx.socket(zmq::DEALER).unwrap();
+        client.set_linger(0).unwrap();
+        client.connect(endpoint).unwrap();
+        for tag in bodies {
+            let request = PeerCommand::Request { service: Bytes::from_static(b"echo"), body: vec![tag.clone()] };
+            let frames = request.encode(dialect).unwrap();
+            client.send_multipart(frames.iter().map(|f| f.as_ref()), 0).unwrap();
+        }
+        let mut got = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.len() < bodies.len() {
+            let Some(reply) = recv(&client, deadline) else { break };
+            match BrokerCommand::decode(reply) {
+                Ok((d, BrokerCommand::Final { body, .. })) if d == dialect && body.len() == 1 => {
+                    assert!(got.insert(body[0].clone()), "a second reply to {:?}", body[0]);
+                }
+                other => panic!("unexpected message to the client: {other:?}"),
+            }
+        }
+        got
+    });
+}
+
 #[test]
 fn a_raw_dealer_pipelining_mdp_0_1_keeps_all_eight_workers_busy() {
     raw_dealer_client_gets_every_worker(Dialect::V01);
@@ -120,6 +128,28 @@ fn a_raw_dealer_pipelining_mdp_0_1_keeps_all_eight_workers_busy() {
 #[test]
 fn a_raw_dealer_pipelining_mdp_0_2_keeps_all_eight_workers_busy() {
     raw_dealer_client_gets_every_worker(Dialect::V02);
+}
+
+#[test]
+fn our_client_with_eight_lanes_keeps_all_eight_workers_busy() {
+    every_worker_busy_at_once(|endpoint, bodies| {
+        let mut client = Client::connect(endpoint, ClientConfig::new(Dialect::V01).with_lanes(WORKERS)).unwrap();
+        let mut sent = HashMap::new();
+        for tag in bodies {
+            sent.insert(client.send("echo", vec![tag.clone()]).unwrap(), tag.clone());
+        }
+        let mut got = BTreeSet::new();
+        while got.len() < bodies.len() {
+            match client.recv(Duration::from_secs(60)).unwrap() {
+                ClientEvent::Reply { id, body } => {
+                    assert_eq!(body, vec![sent[&id].clone()], "the reply to {id} is its own");
+                    assert!(got.insert(body[0].clone()));
+                }
+                other => panic!("unexpected event: {other:?}"),
+            }
+        }
+        got
+    });
 }
 
 #[test]

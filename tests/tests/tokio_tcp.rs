@@ -187,6 +187,44 @@ async fn a_thousand_requests_across_dialects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_client_with_four_lanes_keeps_four_workers_busy_at_once() {
+    // Each worker holds its request until all four hold one: with fewer
+    // than four served at once, nobody answers and the test times out.
+    const N: usize = 4;
+    let heartbeat = Duration::from_millis(500);
+    let mut broker = start_broker(heartbeat).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let mut workers = Vec::new();
+    for seed in 0..N as u64 {
+        let mut worker = spawn_worker(broker.addr(), worker_config(Dialect::V02, heartbeat, seed), options()).unwrap();
+        let barrier = barrier.clone();
+        workers.push(tokio::spawn(async move {
+            while let Some(job) = worker.next_job().await {
+                barrier.wait().await;
+                let body = job.body.clone();
+                job.reply(body).await;
+            }
+        }));
+    }
+    for _ in 0..N {
+        worker_ready(&mut broker.events).await;
+    }
+    let config = client_config(Dialect::V02, Duration::from_secs(30)).with_lanes(N);
+    let client = spawn_client(broker.addr(), config, options()).unwrap();
+    let replies = within("four requests served at once", async {
+        futures::future::join_all((0..N).map(|i| {
+            let client = client.clone();
+            async move { client.request(echo(), vec![Bytes::from(format!("r{i}"))]).await }
+        }))
+        .await
+    })
+    .await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(reply.unwrap(), vec![Bytes::from(format!("r{i}"))]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_closed_mid_request_has_it_redispatched() {
     // Heartbeats slow enough that no expiry can be what moves the request:
     // only the closed connection can.

@@ -285,17 +285,23 @@ impl Link {
     /// The next message, or the news that the connection ended; after
     /// that, nothing (until the core replaces the link).
     async fn recv(&mut self) -> Incoming {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll, so that a client can wait on all of
+    /// its lanes' links at once.
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Incoming> {
         if self.lost {
-            return std::future::pending().await;
+            return std::task::Poll::Pending;
         }
-        match self.inbound.recv().await {
+        self.inbound.poll_recv(cx).map(|got| match got {
             Some(frames) => Incoming::Message(frames),
             // The dial task ended: only a connection that was up ends.
             None => {
                 self.lost = true;
                 Incoming::Lost
             }
-        }
+        })
     }
 
     /// Queues a message; drops it if the queue is full or the connection is
@@ -495,8 +501,9 @@ struct ClientRequest {
     answer: Answer,
 }
 
-/// A running client. Clones share one connection and one [`Client`]; the
-/// client stops when the last clone is dropped.
+/// A running client. Clones share one [`Client`] and its connections (one
+/// per lane, [`ClientConfig::lanes`]); the client stops when the last clone
+/// is dropped.
 #[derive(Clone)]
 pub struct ClientHandle {
     requests: mpsc::Sender<ClientRequest>,
@@ -532,13 +539,18 @@ async fn run_client(
     options: TcpOptions,
     mut requests: mpsc::Receiver<ClientRequest>,
 ) {
-    let mut link = Link::open(addr, &options);
+    // One link (connection) per lane, each with its own identity at the broker.
+    let mut links: Vec<Link> = (0..core.config().lanes).map(|_| Link::open(addr, &options)).collect();
     // Each outstanding request's caller, with the parts received so far.
     let mut waiting: HashMap<RequestId, (Multipart, Answer)> = HashMap::new();
+    // The lane polled first next time, so that no lane starves the others.
+    let mut first = 0;
     loop {
         // The drain rule: every transmit, then every event.
         while let Some(t) = core.poll_transmit() {
-            link.transmit(t.transmit, addr, &options);
+            if let Some(link) = links.get_mut(t.lane.0) {
+                link.transmit(t.transmit, addr, &options);
+            }
         }
         while let Some(event) = core.poll_event() {
             match event {
@@ -579,14 +591,32 @@ async fn run_client(
                     }
                 }
             }
-            incoming = link.recv() => match incoming {
-                Incoming::Message(frames) => core.handle_message(Instant::now(), Lane(0), frames),
-                // Resend at once rather than at the requests' timeouts.
-                Incoming::Lost => core.handle_connection_lost(Instant::now(), Lane(0)),
+            (lane, incoming) = recv_any(&mut links, &mut first) => match incoming {
+                Incoming::Message(frames) => core.handle_message(Instant::now(), lane, frames),
+                // Resend what was on that lane at once rather than at the
+                // requests' timeouts.
+                Incoming::Lost => core.handle_connection_lost(Instant::now(), lane),
             },
             () = sleep_until(core.poll_timeout()) => core.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// The next thing any lane's link delivers, and its lane. The lanes are
+/// polled in turn from `first`, which moves on after each delivery.
+async fn recv_any(links: &mut [Link], first: &mut usize) -> (Lane, Incoming) {
+    std::future::poll_fn(|cx| {
+        let n = links.len();
+        for k in 0..n {
+            let lane = (*first + k) % n;
+            if let std::task::Poll::Ready(incoming) = links[lane].poll_recv(cx) {
+                *first = (lane + 1) % n;
+                return std::task::Poll::Ready((Lane(lane), incoming));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 // ---- worker ----
