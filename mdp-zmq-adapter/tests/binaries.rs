@@ -141,6 +141,16 @@ fn mdp_worker_call_and_service_against_mdp_broker() {
     let out = mdp(&["service", "nope"]).unwrap();
     assert!(!out.status.success(), "a service with no workers is a failure: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404\n");
+
+    // Many copies at once over several lanes (majortomo: one per lane).
+    let out =
+        mdp(&["-d", "majortomo", "call", "-n", "6", "--lanes", "3", "--timeout", "10", "echo", "x", "y"]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\ny\n\n".repeat(6));
+
+    let out = mdp(&["call", "--lanes", "0", "echo", "x"]).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lanes is zero"), "{out:?}");
 }
 
 /// `mdp-broker` killed (SIGKILL: no DISCONNECT to anyone) and started again

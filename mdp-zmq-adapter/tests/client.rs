@@ -80,8 +80,8 @@ impl Gate {
     }
 }
 
-/// Two workers: one that takes `slow` and holds it until the gate opens,
-/// one idle. The client (one lane: one request per service on the wire)
+/// Two workers: one that takes `slow`, sends a first part and holds the
+/// rest until the gate opens, one idle. The client (one lane: one request per service on the wire)
 /// gives up on `slow` with `give_up`, then asks for `fast`: it must be
 /// answered by the idle worker while `slow` is still held. Without the
 /// cancel, `fast` would wait in the client behind `slow` until the gate
@@ -92,9 +92,10 @@ fn after_giving_up_the_next_request_goes_to_the_idle_worker(give_up: impl FnOnce
     let held = Arc::new(AtomicBool::new(false));
     for _ in 0..2 {
         let (gate, held) = (gate.clone(), held.clone());
-        setup.worker("echo", move |body, _| {
+        setup.worker("echo", move |body, parts| {
             if body[0].as_ref() == b"slow" {
                 held.store(true, Ordering::SeqCst);
+                parts.send(vec![b("started")]);
                 gate.wait();
             }
             body
@@ -102,8 +103,8 @@ fn after_giving_up_the_next_request_goes_to_the_idle_worker(give_up: impl FnOnce
     }
     let mut client = setup.client(ClientConfig::new(Dialect::V02));
     give_up(&mut client);
-    // The broker hands the slow request to a worker even if the client
-    // gave up before: wait for that, so the idle worker is the only one.
+    // (A request cancelled before libzmq sent it never leaves the client;
+    // both ways of giving up here come after a worker took it.)
     let deadline = std::time::Instant::now() + WAIT;
     while !held.load(Ordering::SeqCst) {
         assert!(std::time::Instant::now() < deadline, "no worker took the slow request");
@@ -126,8 +127,10 @@ fn a_caller_timeout_cancels_the_request_and_frees_its_lane() {
 #[test]
 fn dropping_parts_cancels_the_request_and_frees_its_lane() {
     after_giving_up_the_next_request_goes_to_the_idle_worker(|client| {
-        let parts = client.parts("echo", vec![b("slow")], WAIT).unwrap();
+        // The caller reads the first part, then stops reading.
+        let mut parts = client.parts("echo", vec![b("slow")], WAIT).unwrap();
         let id = parts.id();
+        assert_eq!(parts.next().unwrap().unwrap(), vec![b("started")]);
         drop(parts);
         assert!(!client.cancel(id).unwrap(), "dropping Parts cancelled it already");
     });

@@ -2,17 +2,19 @@
 //!
 //! ```sh
 //! mdp call echo hello world          # prints each reply frame on a line
+//! mdp call -n 64 --lanes 8 echo hi   # 64 at once over 8 connections
 //! mdp service echo                   # asks mmi.service: 200 or 404
 //! mdp worker echo                    # serves `echo` until Ctrl-C
 //! ```
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
-use mdp_core::{ClientConfig, Dialect, WorkerConfig};
+use mdp_core::{ClientConfig, ClientEvent, Dialect, RequestId, WorkerConfig};
 use mdp_zmq_adapter::{Client, ClientError, Worker};
 
 /// A Majordomo Protocol client and worker for the command line.
@@ -34,11 +36,19 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Send one request and print each reply frame on its own line.
+    /// Send a request and print each reply frame on its own line.
     Call {
         /// Give up after this long in all (retries included).
         #[arg(short, long, value_name = "SECONDS", default_value_t = 5.0)]
         timeout: f64,
+        /// Connections to the broker: up to this many copies of the request
+        /// are served at once, by as many workers.
+        #[arg(short, long, value_name = "N", default_value_t = 1)]
+        lanes: usize,
+        /// Send the request this many times, all at once; the replies are
+        /// printed as they come, each followed by an empty line.
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 1)]
+        count: usize,
         /// The service to call.
         service: String,
         /// The request body, one argument per frame.
@@ -96,14 +106,59 @@ fn seconds(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("{s} is not a duration in seconds"))
 }
 
-fn call(args: &Args, service: &str, frames: Vec<Bytes>, timeout: f64) -> Result<Vec<Bytes>, String> {
-    let timeout = seconds(timeout)?;
-    let mut client =
-        Client::connect(&args.broker, ClientConfig::new(args.dialect.into())).map_err(|e| e.to_string())?;
-    client.request(Bytes::copy_from_slice(service.as_bytes()), frames, timeout).map_err(|e| match e {
+fn client(args: &Args, lanes: usize) -> Result<Client, String> {
+    let config = ClientConfig::new(args.dialect.into()).with_lanes(lanes);
+    Client::connect(&args.broker, config).map_err(|e| e.to_string())
+}
+
+fn describe(args: &Args, e: ClientError) -> String {
+    match e {
         ClientError::Timeout(t) => format!("no reply from {} within {t:?}", args.broker),
         other => other.to_string(),
-    })
+    }
+}
+
+fn call(args: &Args, service: &str, frames: Vec<Bytes>, timeout: f64) -> Result<Vec<Bytes>, String> {
+    let timeout = seconds(timeout)?;
+    let mut client = client(args, 1)?;
+    client.request(Bytes::copy_from_slice(service.as_bytes()), frames, timeout).map_err(|e| describe(args, e))
+}
+
+/// `count` copies of one request at once over `lanes` lanes; prints each
+/// reply as it comes. Fails at the first request that fails.
+fn call_many(
+    args: &Args,
+    service: &str,
+    frames: Vec<Bytes>,
+    timeout: f64,
+    lanes: usize,
+    count: usize,
+) -> Result<(), String> {
+    let timeout = seconds(timeout)?;
+    let deadline = Instant::now() + timeout;
+    let mut client = client(args, lanes)?;
+    let service = Bytes::copy_from_slice(service.as_bytes());
+    let mut parts: HashMap<RequestId, Vec<Bytes>> = HashMap::new();
+    for _ in 0..count {
+        let id = client.send(service.clone(), frames.clone()).map_err(|e| describe(args, e))?;
+        parts.insert(id, Vec::new());
+    }
+    while !parts.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.recv(left).map_err(|e| describe(args, e))? {
+            ClientEvent::Partial { id, body } => parts.entry(id).or_default().extend(body),
+            ClientEvent::Restarted { id } => parts.entry(id).or_default().clear(),
+            ClientEvent::Reply { id, body } => {
+                let mut reply = parts.remove(&id).unwrap_or_default();
+                reply.extend(body);
+                print_frames(&reply);
+                println!();
+            }
+            ClientEvent::Failed { reason, .. } => return Err(format!("request failed: {reason}")),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn print_frames(frames: &[Bytes]) {
@@ -114,10 +169,14 @@ fn print_frames(frames: &[Bytes]) {
 
 fn run(args: &Args) -> Result<(), String> {
     match &args.command {
-        Command::Call { timeout, service, frames } => {
+        Command::Call { timeout, lanes, count, service, frames } => {
             let body = frames.iter().map(|f| Bytes::copy_from_slice(f.as_bytes())).collect();
-            print_frames(&call(args, service, body, *timeout)?);
-            Ok(())
+            if *count == 1 && *lanes == 1 {
+                print_frames(&call(args, service, body, *timeout)?);
+                Ok(())
+            } else {
+                call_many(args, service, body, *timeout, *lanes, *count)
+            }
         }
         Command::Service { timeout, name } => {
             let reply = call(args, "mmi.service", vec![Bytes::copy_from_slice(name.as_bytes())], *timeout)?;
