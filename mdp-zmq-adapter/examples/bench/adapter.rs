@@ -1,7 +1,10 @@
 //! The `adapter` runs: our [`BrokerRunner`] on its own thread, one thread
-//! per [`Client`] (pipelining with `send`/`recv`), and [`Worker`]s whose
-//! handler echoes the body. Each client and worker has its own ZeroMQ
-//! context, as `Client::connect` and `Worker::run` make one.
+//! per [`Client`] (pipelining with `send`/`recv`, `spec.lanes` lanes), and
+//! [`Worker`]s whose handler echoes the body (after sleeping the service
+//! time, if any). Each client and worker has its own ZeroMQ context, as
+//! `Client::connect` and `Worker::run` make one; a client's lanes share it.
+//! For `fanout-dealer` the client is the raw proxy's DEALER client
+//! (`raw::client`), sending MDP/0.2 requests straight to our broker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,10 +40,22 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     for w in 0..spec.workers {
         let worker = Worker::new(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect));
         worker_stops.push(worker.stop_flag());
-        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker.run(|body, _| body))?);
+        let service_time = spec.service_time;
+        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || {
+            worker.run(|body, _| {
+                if !service_time.is_zero() {
+                    thread::sleep(service_time);
+                }
+                body
+            })
+        })?);
     }
 
-    let clients = run_clients(spec, shared, window, label, || client(spec, &endpoint, shared));
+    let clients = if spec.raw_client {
+        run_clients(spec, shared, window, label, || crate::raw::client(spec, &endpoint, shared))
+    } else {
+        run_clients(spec, shared, window, label, || client(spec, &endpoint, shared).map_err(BoxError::from))
+    };
 
     for stop in &worker_stops {
         stop.store(true, Ordering::Relaxed);
@@ -56,7 +71,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
 /// One client: `depth` requests outstanding, request slot `k` always to
 /// service `k % services`; each reply is timed and its slot sent again.
 fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, ClientError> {
-    let mut client = Client::connect(endpoint, ClientConfig::new(spec.dialect))?;
+    let mut client = Client::connect(endpoint, ClientConfig::new(spec.dialect).with_lanes(spec.lanes))?;
     let body = spec.body();
     let services: Vec<Bytes> = (0..spec.services).map(|i| spec.service(i)).collect();
     let mut sent: HashMap<RequestId, (Instant, usize)> = HashMap::with_capacity(spec.depth);
@@ -73,7 +88,7 @@ fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, Clie
             Err(e) => return Err(e),
         };
         let (id, ok) = match response {
-            ClientEvent::Reply { id, body: reply } => (id, reply.len() == 1 && reply[0].len() == body.len()),
+            ClientEvent::Reply { id, body: reply } => (id, reply.len() == 1 && reply[0] == body),
             ClientEvent::Failed { id, .. } => (id, false),
             _ => continue,
         };

@@ -3,9 +3,10 @@
 //! options. The broker has a current-thread runtime on a thread of its own
 //! (as the libzmq broker has one application thread); the clients and
 //! workers are tasks of one multi-thread runtime (`--tokio-threads`). A
-//! client is one `ClientHandle` (one connection, one mdp-core `Client`)
-//! with `depth` tasks, each sending one request at a time; a worker is a
-//! `WorkerHandle` and a task that echoes each job's body.
+//! client is one `ClientHandle` (`spec.lanes` connections, one mdp-core
+//! `Client`) with `depth` tasks, each sending one request at a time; a
+//! worker is a `WorkerHandle` and a task that echoes each job's body (after
+//! sleeping the service time, if any).
 
 use std::sync::Arc;
 use std::thread;
@@ -47,8 +48,12 @@ pub fn run(spec: &Spec, shared: &Arc<Shared>, window: &Window, label: &str) -> R
     for w in 0..spec.workers {
         let config = WorkerConfig::new(spec.service(w % spec.services), spec.dialect);
         let mut handle = spawn_worker(addr, config, TcpOptions::default()).map_err(|e| e.to_string())?;
+        let service_time = spec.service_time;
         workers.push(rt.spawn(async move {
             while let Some(mut job) = handle.next_job().await {
+                if !service_time.is_zero() {
+                    tokio::time::sleep(service_time).await;
+                }
                 let body = std::mem::take(&mut job.body);
                 job.reply(body).await;
             }
@@ -56,8 +61,8 @@ pub fn run(spec: &Spec, shared: &Arc<Shared>, window: &Window, label: &str) -> R
     }
     let mut slots = Vec::new();
     for _ in 0..spec.clients {
-        let client =
-            spawn_client(addr, ClientConfig::new(spec.dialect), TcpOptions::default()).map_err(|e| e.to_string())?;
+        let config = ClientConfig::new(spec.dialect).with_lanes(spec.lanes);
+        let client = spawn_client(addr, config, TcpOptions::default()).map_err(|e| e.to_string())?;
         for slot in 0..spec.depth {
             let client = client.clone();
             let shared = shared.clone();

@@ -19,7 +19,10 @@
 //! * **Worker** (one thread, its own context, a DEALER): sends `READY` once,
 //!   then sends every message it gets straight back (`[client, "MDPC02",
 //!   0x01, service, body]`, five frames, as an MDP worker's REQUEST and
-//!   FINAL have).
+//!   FINAL have), after sleeping the service time, if any.
+//!
+//! The client also runs against our broker (`fanout-dealer`): what it sends
+//! is an RFC 18 REQUEST, and our broker's FINAL has the same four frames.
 //!
 //! So per request each hop carries as many frames as in MDP/0.2 and the
 //! same body; the MDP headers differ by a few bytes.
@@ -28,7 +31,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
@@ -58,7 +61,8 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     for _ in 0..spec.workers {
         let stop = servers_stop.clone();
         let ep = back_ep.clone();
-        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker(&ep, &stop))?);
+        let service_time = spec.service_time;
+        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker(&ep, &stop, service_time))?);
     }
 
     let result = run_clients(spec, shared, window, label, || client(spec, &front_ep, shared));
@@ -149,7 +153,7 @@ fn proxy(frontend: &zmq::Socket, backend: &zmq::Socket, stop: &AtomicBool) -> zm
     Ok(())
 }
 
-fn worker(endpoint: &str, stop: &AtomicBool) -> zmq::Result<()> {
+fn worker(endpoint: &str, stop: &AtomicBool, service_time: Duration) -> zmq::Result<()> {
     let ctx = zmq::Context::new();
     let socket = dealer(&ctx, endpoint)?;
     socket.send(&b"READY"[..], 0)?;
@@ -157,13 +161,18 @@ fn worker(endpoint: &str, stop: &AtomicBool) -> zmq::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         poll(&mut [socket.as_poll_item(zmq::POLLIN)])?;
         while recv_parts(&socket, &mut parts)? {
+            if !service_time.is_zero() {
+                thread::sleep(service_time);
+            }
             send_parts(&socket, parts.drain(..))?;
         }
     }
     Ok(())
 }
 
-fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, BoxError> {
+/// A DEALER client with `spec.depth` requests on the wire, matching replies
+/// by the slot tag in the body.
+pub fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, BoxError> {
     let ctx = zmq::Context::new();
     let socket = dealer(&ctx, endpoint)?;
     let service = spec.service(0);
