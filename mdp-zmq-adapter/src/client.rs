@@ -155,7 +155,8 @@ impl Client {
     }
 
     /// Waits for input on any lane or a timer, feeds the core and collects
-    /// events.
+    /// events. Only the lanes the poll found ready are read, so a wake-up
+    /// costs a call per ready socket, not per lane.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
         let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(2 * self.lanes.len());
@@ -164,14 +165,18 @@ impl Client {
             items.push(conn.monitor.as_poll_item(zmq::POLLIN));
         }
         poll(&mut items, ms)?;
+        let ready: Vec<(bool, bool)> =
+            items.chunks(2).map(|pair| (!pair[0].get_revents().is_empty(), pair[1].is_readable())).collect();
         drop(items);
-        for lane in 0..self.lanes.len() {
-            self.lanes[lane].flush_backlog()?;
-            while let Some(frames) = self.lanes[lane].try_recv()? {
-                self.core.handle_message(Instant::now(), Lane(lane), frames);
-                self.flush()?;
+        for (lane, (socket_ready, monitor_ready)) in ready.into_iter().enumerate() {
+            if socket_ready {
+                self.lanes[lane].flush_backlog()?;
+                while let Some(frames) = self.lanes[lane].try_recv()? {
+                    self.core.handle_message(Instant::now(), Lane(lane), frames);
+                    self.flush()?;
+                }
             }
-            if self.lanes[lane].lost() {
+            if monitor_ready && self.lanes[lane].lost() {
                 // The broker went away (a restart, say): resend now rather
                 // than at the requests' timeouts.
                 self.core.handle_connection_lost(Instant::now(), Lane(lane));
