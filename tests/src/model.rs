@@ -189,6 +189,11 @@ pub struct ModelCounts {
     pub partials: u64,
     /// Requests restarted by their client.
     pub restarted: u64,
+    /// Replies that came while an older request of the same client for the
+    /// same service was still outstanding: they overtook it. Only a client
+    /// with several lanes can see that (one lane answers a service's
+    /// requests one at a time, in order).
+    pub overtaking: u64,
 }
 
 /// The reference model and invariant checker. See the [module docs](self).
@@ -521,6 +526,8 @@ impl Checker {
         let c = &mut self.clients[client];
         let dialect = c.dialect;
         let o = c.end(id).expect("outstanding");
+        let overtook = c.outstanding.range(..id).any(|(_, older)| older.service == o.service);
+        self.counts.overtaking += u64::from(overtook);
         check_answer(&o, dialect, body, lossy, self.partials).map_err(|e| format!("client {client}: {e} ({id})"))?;
         let key = (client, lane, o.service.clone());
         let last = self.last_answered.insert(key, id);

@@ -235,6 +235,8 @@ pub struct SimStats {
     pub worker_discards: u64,
     /// Requests cancelled while outstanding (by [`Sim::cancel`] or the workloads).
     pub cancelled: u64,
+    /// Of those, requests that were on the wire (so their lane was replaced).
+    pub cancelled_on_wire: u64,
     /// Cancels that came too late: the request was over already.
     pub cancels_late: u64,
 }
@@ -580,10 +582,12 @@ impl Sim {
     /// is told, and holds the client to what cancelling promises.
     pub fn cancel(&mut self, i: usize, id: RequestId) -> bool {
         let now = self.now;
+        let on_wire = self.clients[i].client.lane_of(id).is_some();
         let took_effect = self.clients[i].client.cancel(now, id);
         self.checker.cancel(now, i, id, took_effect);
         if took_effect {
             self.stats.cancelled += 1;
+            self.stats.cancelled_on_wire += u64::from(on_wire);
         } else {
             self.stats.cancels_late += 1;
         }
