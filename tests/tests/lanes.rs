@@ -236,6 +236,23 @@ fn a_light_client_beside_a_flood_is_served_within_a_turn() {
     }
 }
 
+/// A majortomo lane carries one request at a time, whatever its service:
+/// with two lanes, requests for two services go out side by side, and a
+/// third waits in the client until a lane is free.
+#[test]
+fn majortomo_lanes_carry_one_request_each() {
+    let mut sim = eight_workers(config(6));
+    let other = Bytes::from_static(b"other");
+    sim.add_worker(other.clone(), Dialect::V02);
+    let c = sim.add_client_with_lanes(Dialect::Majortomo, 2);
+    let ids = [echo(), other.clone(), other].map(|s| sim.request(c, s).unwrap());
+    let lanes = ids.map(|id| sim.client(c).lane_of(id));
+    assert_eq!(lanes, [Some(Lane(0)), Some(Lane(1)), None]);
+    assert_eq!(sim.client(c).on_wire(), 2);
+    sim.quiesce(STEPS).unwrap();
+    assert_eq!(sim.finish().answered, 3);
+}
+
 /// A timeout replaces only its own lane: the message carrying lane 0's
 /// request is lost, lane 1's request is answered at once on its original
 /// connection, and lane 0 alone reconnects and resends.
