@@ -9,7 +9,7 @@
 //! of them on the client's one [`Node::Client`], so the client's link,
 //! partitions and [`Net::drop_next`] hit every lane (one process, one host),
 //! while each lane keeps its own order and messages on different lanes
-//! overtake each other. Each [`ClientTransmit`](mdp_core::ClientTransmit)
+//! overtake each other. Each [`ClientTransmit`]
 //! goes to its lane's connection; a
 //! [`Reconnect`](PeerTransmit::Reconnect) closes only that lane's connection
 //! and opens a new one (what was in flight to the old one is dropped), and
@@ -32,8 +32,9 @@
 //! ahead, does it, and drains every output of the state machine it touched
 //! (the drain rule), feeding transmits to the network and events to the
 //! [`Checker`]. Then it checks the invariants. Ties go to messages first,
-//! then the broker, clients, workers, worker applications and workloads, so
-//! a run is a pure function of its seed.
+//! then the broker, clients, workers, worker applications, workloads, raw
+//! clients' sends and the workloads' cancels, so a run is a pure function
+//! of its seed.
 //!
 //! [`Sim::run_until`] steps until a condition holds and fails with a
 //! [`SimError`] instead of hanging when it does not within a step budget;
@@ -79,6 +80,29 @@
 //! sim.quiesce(10_000).unwrap();
 //! assert_eq!(sim.counts().answered, 10);
 //! sim.finish();
+//! ```
+//!
+//! Lanes and cancelling: a client with two lanes sends two requests for one
+//! service side by side, then gives up on the first.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use mdp_core::{Dialect, Lane};
+//! use mdp_tests::{Sim, SimConfig};
+//!
+//! let mut sim = Sim::new(SimConfig::new(2));
+//! let echo = Bytes::from_static(b"echo");
+//! sim.add_worker(echo.clone(), Dialect::V01);
+//! sim.add_worker(echo.clone(), Dialect::V02);
+//! let c = sim.add_client_with_lanes(Dialect::V02, 2);
+//! let first = sim.request(c, echo.clone()).unwrap();
+//! let second = sim.request(c, echo).unwrap();
+//! assert_eq!(sim.client(c).lane_of(second), Some(Lane(1)));
+//! assert!(sim.cancel(c, first));
+//! sim.quiesce(10_000).unwrap();
+//! let counts = sim.finish();
+//! assert_eq!((counts.answered, counts.cancelled), (1, 1));
+//! assert_eq!(sim.stats().client_reconnects, 1, "lane 0 replaced");
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
