@@ -101,6 +101,46 @@ fn a_raw_client_pipelining_64_requests_gets_every_worker() {
     }
 }
 
+/// Raw clients of every dialect pipeline 100 requests each on one
+/// connection, beside a 3-lane client, while workers crash mid-request and
+/// come back: the crashed workers' requests go back to the queue and are
+/// answered, so a raw client, which never resends, still gets every answer
+/// (the simulation's `finish` checks it), with or without a limit in flight.
+/// Workers send no PARTIALs here: a request whose PARTIALs reached its
+/// client is dropped instead, and only a client that resends recovers it.
+#[test]
+fn raw_clients_lose_nothing_when_workers_crash() {
+    for seed in 0..12u64 {
+        let mut c = config(seed);
+        c.link = Link::new(ms(1), ms(5));
+        c.service_time = ms(20 + seed % 50);
+        // Requests held by a crashed worker wait out its liveness window.
+        c.broker.request_timeout = Duration::from_secs(120);
+        c.broker.max_in_flight_per_client = std::num::NonZeroUsize::new(seed as usize % 4);
+        let mut sim = Sim::new(c);
+        for j in 0..6 {
+            sim.add_worker(echo(), Dialect::ALL[j % 3]);
+        }
+        for d in Dialect::ALL {
+            let k = sim.add_raw_client(d);
+            sim.submit_raw(k, std::iter::repeat_n(echo(), 100));
+        }
+        let c = sim.add_client_with_lanes(Dialect::V02, 3);
+        sim.submit(c, std::iter::repeat_n(echo(), 100));
+        for r in 0..3 {
+            let j = ((seed + r) % 6) as usize;
+            sim.run_until(|s| s.worker(j).is_some_and(|w| w.is_busy()), STEPS).unwrap();
+            sim.crash_worker(j);
+            sim.run_for(ms(100), STEPS).unwrap();
+            sim.restart_worker(j);
+        }
+        sim.quiesce(STEPS).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let counts = sim.finish();
+        assert_eq!(counts.answered, 400);
+        assert!(sim.stats().requeued >= 3, "seed {seed}: {:?}", sim.stats());
+    }
+}
+
 /// Whether the tags in `answers` (`r0.{n}`) come in request order.
 fn in_order(answers: &[Bytes]) -> bool {
     let n: Vec<u64> = answers.iter().map(|t| std::str::from_utf8(&t[3..]).unwrap().parse().unwrap()).collect();
