@@ -3,9 +3,11 @@
 //! The library half of this crate is a deterministic simulation harness for
 //! mdp-core's state machines; the tests in `tests/` are built on it.
 //!
-//! * [`sim`]: [`Sim`] wires one broker, N clients and M workers together
-//!   over a virtual clock, drives simulated applications (a workload per
-//!   client, a service per worker), and steps one event at a time.
+//! * [`sim`]: [`Sim`] wires one broker, N clients (each with one or more
+//!   lanes, one connection per lane), raw pipelining clients and M workers
+//!   together over a virtual clock, drives simulated applications (a
+//!   workload per client, which may cancel some of its requests, a service
+//!   per worker), and steps one event at a time.
 //! * [`net`]: [`Net`], the in-memory network, with seeded latency, jitter,
 //!   loss, reordering, partitions and ghost requests.
 //! * [`model`]: [`Checker`], the reference model, checked after every step.

@@ -6,10 +6,32 @@
 //!
 //! * a client only gets answers to requests it has outstanding, each the
 //!   answer to *that* request (see [`part_body`] and [`final_body`]), parts in
-//!   order, nothing after the last part, and replies per (client, service)
-//!   in request order;
-//! * every request is answered once or reported failed, never both, never
-//!   twice, and after quiescence none is left unaccounted for;
+//!   order, nothing after the last part;
+//! * a client's lanes keep matching exact: the model follows each lane's
+//!   connection from what the client transmits, and checks that a lane
+//!   carries at most one request per service on the wire (in the majortomo
+//!   dialect one request at all), that requests for a service go out in the
+//!   order they were made, that none waits in the client while a lane could
+//!   take it, that a reply or PARTIAL taken on a lane is for the request on
+//!   the wire there, and that the client's own view
+//!   ([`Client::lane_of`], [`Client::on_wire`], [`Client::outstanding`])
+//!   agrees with the model's;
+//! * replies per (client, lane, service) come in request order. For a
+//!   one-lane client that is the old rule, replies per (client, service) in
+//!   request order: it holds because the lane carries one request per
+//!   service and the next one goes out only when that one is over. A client
+//!   with several lanes has several requests for a service served at once,
+//!   one per lane, and their replies come in any order (the broker
+//!   dispatches them in parallel); per lane the rule still holds;
+//! * every request is answered once, reported failed, or cancelled by its
+//!   application, and only one of these; a request that failed or was
+//!   cancelled while on the wire had its lane's connection replaced (so that
+//!   its late reply can never be taken for another request's); no event
+//!   names a cancelled request; after quiescence none is left unaccounted
+//!   for (issued = answered + failed + cancelled);
+//! * a raw client (one connection, many requests per service on it, no
+//!   retries) gets only answers to its own requests, each once, whole and in
+//!   part order, and all of them;
 //! * a worker never holds two requests: the broker dispatches only to a
 //!   registered, idle worker, a REQUEST on the wire always matches such a
 //!   dispatch, and no worker is handed a REQUEST while busy;
@@ -17,14 +39,19 @@
 //!   after its last message arrived;
 //! * the broker stays within its configured limits;
 //! * no state machine asks to be woken in the past.
+//!
+//! [`Client::lane_of`]: mdp_core::Client::lane_of
+//! [`Client::on_wire`]: mdp_core::Client::on_wire
+//! [`Client::outstanding`]: mdp_core::Client::outstanding
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    BrokerCommand, BrokerConfig, BrokerEvent, BrokerStats, ClientEvent, Dialect, PeerCommand, PeerId, RequestId,
+    BrokerCommand, BrokerConfig, BrokerEvent, BrokerStats, Client, ClientEvent, Dialect, Lane, PeerCommand, PeerId,
+    PeerTransmit, RequestId,
 };
 
 /// The body of the `i`th PARTIAL a simulated worker sends for a request
@@ -65,6 +92,76 @@ struct Outstanding {
     tag: Bytes,
     /// Index of the next PARTIAL expected.
     next_part: usize,
+    /// Whether it was ever sent (requests for a service go out in order).
+    sent: bool,
+}
+
+impl Outstanding {
+    fn new(service: Bytes, tag: Bytes) -> Self {
+        Outstanding { service, tag, next_part: 0, sent: false }
+    }
+}
+
+/// What the model knows of one client.
+#[derive(Debug)]
+struct ClientModel {
+    dialect: Dialect,
+    /// Outstanding requests (neither answered, failed nor cancelled).
+    outstanding: BTreeMap<RequestId, Outstanding>,
+    /// The outstanding request of each tag (tags are unique per client).
+    by_tag: HashMap<Bytes, RequestId>,
+    /// Cancelled requests, and their tags.
+    cancelled: HashSet<RequestId>,
+    cancelled_tags: HashSet<Bytes>,
+    /// Per lane, the requests sent on its current connection whose answer
+    /// may still come on it, in the order sent, with their services: sent
+    /// since the lane's last reconnect and not answered. A request that
+    /// fails or is cancelled stays here until its lane is replaced.
+    wire: Vec<Vec<(RequestId, Bytes)>>,
+    /// What the message the client is handling must become, as the model
+    /// matches it: a PARTIAL (`false`) or the reply (`true`) of this
+    /// request, which was on the wire on this lane.
+    expect: Option<(RequestId, usize, bool)>,
+}
+
+impl ClientModel {
+    /// The lane `id` is on the wire on, as the model sees it.
+    fn lane_of(&self, id: RequestId) -> Option<usize> {
+        self.wire.iter().position(|w| w.iter().any(|(other, _)| *other == id))
+    }
+
+    /// Whether lane `lane` could take a request for `service` now.
+    fn lane_takes(&self, lane: usize, service: &[u8]) -> bool {
+        let wire = &self.wire[lane];
+        if self.dialect == Dialect::Majortomo {
+            wire.is_empty()
+        } else {
+            wire.iter().all(|(_, s)| s != service)
+        }
+    }
+
+    /// Forgets outstanding request `id` (answered, failed or cancelled).
+    fn end(&mut self, id: RequestId) -> Option<Outstanding> {
+        let o = self.outstanding.remove(&id)?;
+        self.by_tag.remove(&o.tag);
+        Some(o)
+    }
+
+    /// Why an event naming `id` is wrong: it is not outstanding.
+    fn not_outstanding(&self, client: usize, what: &str, id: RequestId) -> String {
+        if self.cancelled.contains(&id) {
+            format!("client {client}: {what} for {id}, which the application cancelled")
+        } else {
+            format!("client {client}: {what} for {id}, which is not outstanding")
+        }
+    }
+}
+
+/// What the model knows of one raw client: its requests by tag.
+#[derive(Debug)]
+struct RawModel {
+    dialect: Dialect,
+    outstanding: BTreeMap<Bytes, Outstanding>,
 }
 
 /// What the model knows of a worker registered with the current broker.
@@ -76,7 +173,7 @@ struct Registered {
     last_delivered: Instant,
 }
 
-/// Running totals of what the model saw.
+/// Running totals of what the model saw (raw clients' requests included).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelCounts {
     /// Requests issued by clients.
@@ -85,10 +182,18 @@ pub struct ModelCounts {
     pub answered: u64,
     /// Requests their client reported Failed.
     pub failed: u64,
+    /// Requests their application cancelled ([`Client::cancel`]) while
+    /// they were outstanding.
+    pub cancelled: u64,
     /// PARTIALs delivered to clients.
     pub partials: u64,
     /// Requests restarted by their client.
     pub restarted: u64,
+    /// Replies that came while an older request of the same client for the
+    /// same service was still outstanding: they overtook it. Only a client
+    /// with several lanes can see that (one lane answers a service's
+    /// requests one at a time, in order).
+    pub overtaking: u64,
 }
 
 /// The reference model and invariant checker. See the [module docs](self).
@@ -98,10 +203,12 @@ pub struct Checker {
     /// Panic on the first violation (the default), or collect them.
     pub panic_on_violation: bool,
     violations: Vec<Violation>,
-    /// Per client: its dialect and its outstanding requests.
-    clients: Vec<(Dialect, HashMap<RequestId, Outstanding>)>,
-    /// Last answered id per (client, service).
-    last_answered: HashMap<(usize, Bytes), RequestId>,
+    /// Per client: what the model knows of it.
+    clients: Vec<ClientModel>,
+    /// Per raw client: its outstanding requests.
+    raws: Vec<RawModel>,
+    /// Last answered id per (client, lane, service).
+    last_answered: HashMap<(usize, usize, Bytes), RequestId>,
     /// PARTIALs per streamed answer from a 0.2 worker.
     partials: usize,
     workers: HashMap<PeerId, Registered>,
@@ -120,6 +227,7 @@ impl Checker {
             panic_on_violation: true,
             violations: Vec::new(),
             clients: Vec::new(),
+            raws: Vec::new(),
             last_answered: HashMap::new(),
             partials,
             workers: HashMap::new(),
@@ -141,12 +249,36 @@ impl Checker {
 
     /// Requests outstanding at client `client`, as the model sees them.
     pub fn outstanding(&self, client: usize) -> usize {
-        self.clients.get(client).map_or(0, |c| c.1.len())
+        self.clients.get(client).map_or(0, |c| c.outstanding.len())
     }
 
     /// Requests outstanding at client `client` for `service`.
     pub fn outstanding_for(&self, client: usize, service: &[u8]) -> usize {
-        self.clients.get(client).map_or(0, |c| c.1.values().filter(|o| o.service == service).count())
+        self.clients.get(client).map_or(0, |c| c.outstanding.values().filter(|o| o.service == service).count())
+    }
+
+    /// Whether request `id` of client `client` is outstanding, as the model
+    /// sees it.
+    pub fn is_outstanding(&self, client: usize, id: RequestId) -> bool {
+        self.clients.get(client).is_some_and(|c| c.outstanding.contains_key(&id))
+    }
+
+    /// The outstanding requests of client `client`, oldest first.
+    pub fn outstanding_ids(&self, client: usize) -> Vec<RequestId> {
+        self.clients.get(client).map_or_else(Vec::new, |c| c.outstanding.keys().copied().collect())
+    }
+
+    /// The lane request `id` of client `client` is on the wire on, as the
+    /// model follows the client's transmits (`None` while it waits in the
+    /// client, or once it is over).
+    pub fn lane_of(&self, client: usize, id: RequestId) -> Option<Lane> {
+        let c = self.clients.get(client)?;
+        c.outstanding.contains_key(&id).then(|| c.lane_of(id).map(Lane)).flatten()
+    }
+
+    /// Requests outstanding at raw client `raw`.
+    pub fn raw_outstanding(&self, raw: usize) -> usize {
+        self.raws.get(raw).map_or(0, |r| r.outstanding.len())
     }
 
     /// Whether the model thinks `worker` is registered with the broker.
@@ -163,125 +295,364 @@ impl Checker {
         self.violations.push(v);
     }
 
+    fn violate_if(&mut self, now: Instant, what: Option<String>) {
+        if let Some(what) = what {
+            self.violate(now, what);
+        }
+    }
+
     // ---- clients ----
 
-    /// A client was added; returns its index.
-    pub fn add_client(&mut self, dialect: Dialect) -> usize {
-        self.clients.push((dialect, HashMap::new()));
+    /// A client with `lanes` lanes was added; returns its index.
+    pub fn add_client(&mut self, dialect: Dialect, lanes: usize) -> usize {
+        self.clients.push(ClientModel {
+            dialect,
+            outstanding: BTreeMap::new(),
+            by_tag: HashMap::new(),
+            cancelled: HashSet::new(),
+            cancelled_tags: HashSet::new(),
+            wire: vec![Vec::new(); lanes.max(1)],
+            expect: None,
+        });
         self.clients.len() - 1
     }
 
     /// Client `client` issued request `id` for `service` with body `[tag]`.
     pub fn issued(&mut self, now: Instant, client: usize, id: RequestId, service: Bytes, tag: Bytes) {
         self.counts.issued += 1;
-        let old = self.clients[client].1.insert(id, Outstanding { service, tag, next_part: 0 });
+        let c = &mut self.clients[client];
+        let old = c.outstanding.insert(id, Outstanding::new(service, tag.clone()));
+        let tag_reused = c.by_tag.insert(tag.clone(), id).is_some();
         if old.is_some() {
             self.violate(now, format!("client {client} reused request id {id}"));
+        }
+        if tag_reused {
+            self.violate(now, format!("the simulation reused tag {tag:?} at client {client}"));
+        }
+    }
+
+    /// Client `client` asked its transport to do `transmit` on `lane`.
+    pub fn client_transmit(&mut self, now: Instant, client: usize, lane: Lane, transmit: &PeerTransmit) {
+        let what = self.transmit(client, lane.0, transmit).err();
+        self.violate_if(now, what);
+    }
+
+    fn transmit(&mut self, client: usize, lane: usize, transmit: &PeerTransmit) -> Result<(), String> {
+        let c = &mut self.clients[client];
+        let lanes = c.wire.len();
+        if lane >= lanes {
+            return Err(format!("client {client} transmits on lane {lane}; it has {lanes}"));
+        }
+        let frames = match transmit {
+            PeerTransmit::Reconnect => {
+                c.wire[lane].clear();
+                return Ok(());
+            }
+            PeerTransmit::Send(frames) => frames,
+        };
+        let (service, tag) = match PeerCommand::decode(frames.clone()) {
+            Ok((d, PeerCommand::Request { service, body })) if d == c.dialect => {
+                (service, body.first().cloned().unwrap_or_default())
+            }
+            other => return Err(format!("client {client} sent {other:?} on lane {lane}, not a {} REQUEST", c.dialect)),
+        };
+        let Some(&id) = c.by_tag.get(&tag) else {
+            return Err(if c.cancelled_tags.contains(&tag) {
+                format!("client {client} sent {tag:?} on lane {lane}, which the application cancelled")
+            } else {
+                format!("client {client} sent {tag:?} on lane {lane}, which is not outstanding")
+            });
+        };
+        if let Some(other) = c.lane_of(id) {
+            return Err(format!(
+                "client {client} sent {id} ({tag:?}) on lane {lane} while it is on the wire on lane {other}, \
+                 whose connection was not replaced"
+            ));
+        }
+        if !c.lane_takes(lane, &service) {
+            let on: Vec<String> = c.wire[lane].iter().map(|(id, s)| format!("{id} ({s:?})")).collect();
+            return Err(format!(
+                "client {client} ({}) sent {id} for {service:?} on lane {lane}, which carries {} already: \
+                 their replies could not be told apart",
+                c.dialect,
+                on.join(", ")
+            ));
+        }
+        let o = &c.outstanding[&id];
+        if o.service != service {
+            return Err(format!("client {client} sent {id} for {service:?}; it was made for {:?}", o.service));
+        }
+        if !o.sent {
+            let older = c.outstanding.range(..id).find(|(_, other)| !other.sent && other.service == service);
+            if let Some((older, _)) = older {
+                return Err(format!(
+                    "client {client} sent {id} for {service:?} before the older {older}, which still waits"
+                ));
+            }
+        }
+        if let Some(o) = c.outstanding.get_mut(&id) {
+            o.sent = true;
+        }
+        c.wire[lane].push((id, service));
+        Ok(())
+    }
+
+    /// The application of client `client` called `cancel(id)`, which
+    /// returned `took_effect`. Call it after the cancel and before draining
+    /// the client: the model then checks that the lane the request was on is
+    /// replaced before anything else goes out on it, and that no event
+    /// names it.
+    pub fn cancel(&mut self, now: Instant, client: usize, id: RequestId, took_effect: bool) {
+        let c = &mut self.clients[client];
+        let was = c.outstanding.contains_key(&id);
+        if was && took_effect {
+            if let Some(o) = c.end(id) {
+                c.cancelled_tags.insert(o.tag);
+            }
+            c.cancelled.insert(id);
+            self.counts.cancelled += 1;
+        }
+        if was != took_effect {
+            self.violate(now, format!("client {client}: cancel({id}) returned {took_effect}; outstanding: {was}"));
+        }
+    }
+
+    /// The broker's message `frames` came to client `client` on `lane`.
+    /// Call it before the client handles it: the model matches a PARTIAL or
+    /// FINAL to the request on the wire for its service on that lane (in
+    /// the majortomo dialect, to the one request on it), and the client's
+    /// event must name the same request.
+    pub fn client_message(&mut self, client: usize, lane: Lane, frames: &[Bytes]) {
+        let c = &mut self.clients[client];
+        c.expect = None;
+        let (service, last) = match BrokerCommand::decode(frames.to_vec()) {
+            Ok((found, BrokerCommand::Partial { service, .. })) if found == c.dialect => (service, false),
+            Ok((found, BrokerCommand::Final { service, .. })) if found == c.dialect => (service, true),
+            // Anything else the client must discard, and a Discarded event
+            // is a violation of its own.
+            _ => return,
+        };
+        let Some(wire) = c.wire.get_mut(lane.0) else { return };
+        let at = match &service {
+            Some(service) => wire.iter().position(|(_, s)| s == service),
+            None if wire.is_empty() => None,
+            None => Some(0),
+        };
+        if let Some(at) = at {
+            let id = wire[at].0;
+            if last {
+                // Its answer is over: nothing more for it comes on the lane.
+                wire.remove(at);
+            }
+            c.expect = Some((id, lane.0, last));
         }
     }
 
     /// Client `client` emitted `event`. `lossy` says whether a PARTIAL was
     /// ever lost in the network, so that answers may have gaps.
     pub fn client_event(&mut self, now: Instant, client: usize, event: &ClientEvent, lossy: bool) {
-        match event {
-            ClientEvent::Partial { id, body } => self.partial(now, client, *id, body, lossy),
-            ClientEvent::Reply { id, body } => self.reply(now, client, *id, body, lossy),
+        let what = match event {
+            ClientEvent::Partial { id, body } => self.partial(client, *id, body, lossy).err(),
+            ClientEvent::Reply { id, body } => self.reply(client, *id, body, lossy).err(),
             ClientEvent::Restarted { id } => {
                 self.counts.restarted += 1;
-                match self.clients[client].1.get_mut(id) {
-                    Some(o) => o.next_part = 0,
-                    None => self.violate(now, format!("client {client}: Restarted for {id}, which is not outstanding")),
+                let c = &mut self.clients[client];
+                match c.outstanding.get_mut(id) {
+                    Some(o) => {
+                        o.next_part = 0;
+                        c.lane_of(*id)
+                            .is_none()
+                            .then(|| format!("client {client}: Restarted {id}, which it did not send again"))
+                    }
+                    None => Some(c.not_outstanding(client, "Restarted", *id)),
                 }
             }
             ClientEvent::Failed { id, .. } => {
                 self.counts.failed += 1;
-                if self.clients[client].1.remove(id).is_none() {
-                    self.violate(now, format!("client {client}: Failed for {id}, which is not outstanding"));
+                let c = &mut self.clients[client];
+                match c.end(*id) {
+                    // Its lane must be replaced first (the transmits are
+                    // drained before the events), else its late reply could
+                    // be taken for the next request's on that lane.
+                    Some(_) => c.lane_of(*id).map(|lane| {
+                        format!(
+                            "client {client}: {id} failed while on the wire on lane {lane}, whose connection \
+                             was not replaced"
+                        )
+                    }),
+                    None => Some(c.not_outstanding(client, "Failed", *id)),
                 }
             }
             ClientEvent::Discarded { reason } => {
-                self.violate(now, format!("client {client} got a message it did not ask for: {reason}"))
+                Some(format!("client {client} got a message it did not ask for: {reason}"))
             }
-            other => self.violate(now, format!("client {client}: unknown event {other:?}")),
+            other => Some(format!("client {client}: unknown event {other:?}")),
+        };
+        self.violate_if(now, what);
+    }
+
+    /// The client took the message it was handling for a PARTIAL (`last`
+    /// false) or the reply of `id`: the model must have matched it so.
+    /// Returns the lane it came on.
+    fn check_match(&mut self, client: usize, id: RequestId, last: bool) -> Result<usize, String> {
+        let c = &mut self.clients[client];
+        let what = if last { "Reply" } else { "PARTIAL" };
+        if !c.outstanding.contains_key(&id) {
+            return Err(c.not_outstanding(client, what, id));
+        }
+        match c.expect.take() {
+            Some((expected, lane, is_last)) if (expected, is_last) == (id, last) => Ok(lane),
+            Some((expected, lane, _)) => Err(format!(
+                "client {client}: {what} for {id}; the message on lane {lane} was for {expected}, the request on \
+                 the wire there for its service"
+            )),
+            None => Err(format!(
+                "client {client}: {what} for {id}, but the message matches no request on the wire on its lane \
+                 (or there was no message)"
+            )),
         }
     }
 
-    fn partial(&mut self, now: Instant, client: usize, id: RequestId, body: &[Bytes], lossy: bool) {
+    fn partial(&mut self, client: usize, id: RequestId, body: &[Bytes], lossy: bool) -> Result<(), String> {
         self.counts.partials += 1;
-        let Some(o) = self.clients[client].1.get_mut(&id) else {
-            return self.violate(now, format!("client {client}: PARTIAL for {id}, which is not outstanding"));
-        };
-        let index = match body {
-            [part] => part_index(&o.tag, part),
-            _ => None,
-        };
-        let expected = o.next_part;
-        match index {
-            Some(i) if i == expected || (lossy && i > expected) => o.next_part = i + 1,
-            _ => {
-                let tag = String::from_utf8_lossy(&o.tag).into_owned();
-                self.violate(
-                    now,
-                    format!(
-                        "client {client}: PARTIAL {body:?} for {id} (body {tag:?}); expected part {expected} of it"
-                    ),
-                )
+        self.check_match(client, id, false)?;
+        let o = self.clients[client].outstanding.get_mut(&id).expect("outstanding");
+        next_part(o, body, lossy).map_err(|e| format!("client {client}: {e} ({id})"))
+    }
+
+    fn reply(&mut self, client: usize, id: RequestId, body: &[Bytes], lossy: bool) -> Result<(), String> {
+        self.counts.answered += 1;
+        let lane = self.check_match(client, id, true)?;
+        let c = &mut self.clients[client];
+        let dialect = c.dialect;
+        let o = c.end(id).expect("outstanding");
+        let overtook = c.outstanding.range(..id).any(|(_, older)| older.service == o.service);
+        self.counts.overtaking += u64::from(overtook);
+        check_answer(&o, dialect, body, lossy, self.partials).map_err(|e| format!("client {client}: {e} ({id})"))?;
+        let key = (client, lane, o.service.clone());
+        let last = self.last_answered.insert(key, id);
+        match last {
+            Some(last) if last > id => {
+                let service = String::from_utf8_lossy(&o.service).into_owned();
+                Err(format!(
+                    "client {client}: Reply for {id} after the reply for the later {last} ({service}, lane {lane})"
+                ))
             }
+            _ => Ok(()),
         }
     }
 
-    fn reply(&mut self, now: Instant, client: usize, id: RequestId, body: &[Bytes], lossy: bool) {
-        self.counts.answered += 1;
-        let dialect = self.clients[client].0;
-        let Some(o) = self.clients[client].1.remove(&id) else {
-            return self.violate(now, format!("client {client}: Reply for {id}, which is not outstanding"));
-        };
-        let tag = String::from_utf8_lossy(&o.tag).into_owned();
-        // MDP/0.1 clients get the parts joined into the one REPLY.
-        let (parts, last) = match body.split_last() {
-            Some((last, parts)) if dialect == Dialect::V01 => (parts, last),
-            Some((last, [])) => (&[][..], last),
-            _ => {
-                return self
-                    .violate(now, format!("client {client}: Reply {body:?} for {id} (body {tag:?}) is malformed"))
+    /// After client `client` was drained: the message it handled, if it
+    /// matched a request, became that request's event; every request the
+    /// model has on the wire is outstanding (one that failed or was
+    /// cancelled there had its lane replaced); none waits while a lane could
+    /// take it; and the client's own view agrees with the model's.
+    pub fn check_client(&mut self, now: Instant, client: usize, core: &Client) {
+        if let Some((id, lane, last)) = self.clients[client].expect.take() {
+            let what = if last { "FINAL" } else { "PARTIAL" };
+            self.violate(now, format!("client {client} took the {what} for {id} on lane {lane} for nothing"));
+        }
+        let what = self.client_state(client, core).err();
+        self.violate_if(now, what);
+    }
+
+    fn client_state(&self, client: usize, core: &Client) -> Result<(), String> {
+        let c = &self.clients[client];
+        for (lane, wire) in c.wire.iter().enumerate() {
+            if let Some((id, _)) = wire.iter().find(|(id, _)| !c.outstanding.contains_key(id)) {
+                let why = if c.cancelled.contains(id) { "was cancelled" } else { "failed" };
+                return Err(format!(
+                    "client {client}: {id} {why} while on the wire on lane {lane}, whose connection was not \
+                     replaced: its late reply could be taken for another request's"
+                ));
             }
-        };
-        let mut next = if dialect == Dialect::V01 { 0 } else { o.next_part };
-        for part in parts {
-            match part_index(&o.tag, part) {
-                Some(i) if i == next || (lossy && i > next) => next = i + 1,
-                _ => {
-                    return self.violate(
-                        now,
-                        format!("client {client}: joined Reply {body:?} for {id} (body {tag:?}): part {next} expected"),
-                    )
+        }
+        let mut on_wire = 0;
+        for (&id, o) in &c.outstanding {
+            let lane = c.lane_of(id);
+            on_wire += usize::from(lane.is_some());
+            if core.lane_of(id) != lane.map(Lane) {
+                return Err(format!(
+                    "client {client}: lane_of({id}) is {:?}; the model has it on the wire on {lane:?}",
+                    core.lane_of(id)
+                ));
+            }
+            if lane.is_none() {
+                if let Some(free) = (0..c.wire.len()).find(|&l| c.lane_takes(l, &o.service)) {
+                    return Err(format!(
+                        "client {client}: {id} for {:?} waits in the client, though lane {free} could take it",
+                        o.service
+                    ));
                 }
             }
         }
-        if last != &final_body(&o.tag) {
-            return self.violate(
-                now,
-                format!("client {client}: Reply {last:?} for {id} answers another request than {tag:?}"),
-            );
+        if (core.outstanding(), core.on_wire()) != (c.outstanding.len(), on_wire) {
+            return Err(format!(
+                "client {client} has {} outstanding, {} on the wire; the model {} and {on_wire}",
+                core.outstanding(),
+                core.on_wire(),
+                c.outstanding.len()
+            ));
         }
-        if !lossy && next != 0 && next != self.partials {
-            let want = self.partials;
-            return self.violate(
-                now,
-                format!("client {client}: Reply for {id} (body {tag:?}) after {next} parts, not 0 or {want}"),
-            );
+        Ok(())
+    }
+
+    // ---- raw clients ----
+
+    /// A raw client speaking `dialect` was added; returns its index.
+    pub fn add_raw(&mut self, dialect: Dialect) -> usize {
+        self.raws.push(RawModel { dialect, outstanding: BTreeMap::new() });
+        self.raws.len() - 1
+    }
+
+    /// Raw client `raw` sent a request for `service` with body `[tag]`.
+    pub fn raw_issued(&mut self, now: Instant, raw: usize, service: Bytes, tag: Bytes) {
+        self.counts.issued += 1;
+        if self.raws[raw].outstanding.insert(tag.clone(), Outstanding::new(service, tag.clone())).is_some() {
+            self.violate(now, format!("the simulation reused tag {tag:?} at raw client {raw}"));
         }
-        let key = (client, o.service.clone());
-        if let Some(&last_id) = self.last_answered.get(&key) {
-            if last_id > id {
-                let service = String::from_utf8_lossy(&o.service).into_owned();
-                self.violate(
-                    now,
-                    format!("client {client}: Reply for {id} after the reply for the later {last_id} ({service})"),
-                );
+    }
+
+    /// The broker sent `frames` to raw client `raw`. Returns the tag of the
+    /// request it answered, if it was a whole answer.
+    pub fn raw_message(&mut self, now: Instant, raw: usize, frames: &[Bytes], lossy: bool) -> Option<Bytes> {
+        match self.raw(raw, frames, lossy) {
+            Ok(done) => done,
+            Err(what) => {
+                self.violate(now, format!("raw client {raw}: {what}"));
+                None
             }
         }
-        self.last_answered.insert(key, id);
+    }
+
+    fn raw(&mut self, raw: usize, frames: &[Bytes], lossy: bool) -> Result<Option<Bytes>, String> {
+        let r = &mut self.raws[raw];
+        let (found, command) = BrokerCommand::decode(frames.to_vec()).map_err(|e| format!("undecodable {e}"))?;
+        if found != r.dialect {
+            return Err(format!("got {found}, speaks {}", r.dialect));
+        }
+        let (service, body, last) = match command {
+            BrokerCommand::Partial { service, body } => (service, body, false),
+            BrokerCommand::Final { service, body } => (service, body, true),
+            other => return Err(format!("got {other:?}")),
+        };
+        // The answer names its request: `tag/p{i}` or `tag/final`.
+        let tag = body.last().and_then(|b| tag_of(b)).ok_or_else(|| format!("answer {body:?} names no request"))?;
+        let Some(o) = r.outstanding.get_mut(&tag) else {
+            return Err(format!("answer {body:?} for {tag:?}, which is not outstanding"));
+        };
+        if service.as_ref().is_some_and(|s| *s != o.service) {
+            return Err(format!("answer for {tag:?} names service {service:?}, not {:?}", o.service));
+        }
+        if !last {
+            self.counts.partials += 1;
+            return next_part(o, &body, lossy).map(|()| None);
+        }
+        self.counts.answered += 1;
+        let (dialect, partials) = (r.dialect, self.partials);
+        let o = r.outstanding.remove(&tag).expect("outstanding");
+        check_answer(&o, dialect, &body, lossy, partials)?;
+        Ok(Some(tag))
     }
 
     // ---- broker ----
@@ -410,25 +781,85 @@ impl Checker {
         }
     }
 
-    /// At quiescence: every request issued was answered or reported failed.
+    /// At quiescence: every request issued was answered, reported failed or
+    /// cancelled; every raw client's request was answered.
     pub fn check_nothing_lost(&mut self, now: Instant) {
-        let lost: Vec<String> = self
-            .clients
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, o))| {
-                o.iter().map(move |(id, r)| format!("client {i} {id} ({})", String::from_utf8_lossy(&r.tag)))
-            })
-            .take(10)
-            .collect();
+        let clients = self.clients.iter().enumerate().flat_map(|(i, c)| {
+            c.outstanding.iter().map(move |(id, r)| format!("client {i} {id} ({})", String::from_utf8_lossy(&r.tag)))
+        });
+        let raws = self.raws.iter().enumerate().flat_map(|(k, r)| {
+            r.outstanding.keys().map(move |tag| format!("raw client {k} {}", String::from_utf8_lossy(tag)))
+        });
+        let lost: Vec<String> = clients.chain(raws).take(10).collect();
         if !lost.is_empty() {
-            return self.violate(now, format!("requests neither answered nor failed: {}", lost.join(", ")));
+            return self.violate(now, format!("requests neither answered, failed nor cancelled: {}", lost.join(", ")));
         }
         let c = self.counts;
-        if c.issued != c.answered + c.failed {
-            self.violate(now, format!("{} issued != {} answered + {} failed", c.issued, c.answered, c.failed));
+        if c.issued != c.answered + c.failed + c.cancelled {
+            self.violate(
+                now,
+                format!(
+                    "{} issued != {} answered + {} failed + {} cancelled",
+                    c.issued, c.answered, c.failed, c.cancelled
+                ),
+            );
         }
     }
+}
+
+/// Checks PARTIAL `body` of `o` against the part expected next (with gaps
+/// allowed when PARTIALs were lost) and moves on.
+fn next_part(o: &mut Outstanding, body: &[Bytes], lossy: bool) -> Result<(), String> {
+    let index = match body {
+        [part] => part_index(&o.tag, part),
+        _ => None,
+    };
+    let expected = o.next_part;
+    match index {
+        Some(i) if i == expected || (lossy && i > expected) => {
+            o.next_part = i + 1;
+            Ok(())
+        }
+        _ => {
+            let tag = String::from_utf8_lossy(&o.tag);
+            Err(format!("PARTIAL {body:?} for request {tag:?}; expected part {expected} of it"))
+        }
+    }
+}
+
+/// Checks that `body`, the reply a `dialect` client got for `o`, is the
+/// whole answer to `o`: the parts not yet delivered (an MDP/0.1 client gets
+/// them joined into the REPLY) and `o`'s FINAL.
+fn check_answer(o: &Outstanding, dialect: Dialect, body: &[Bytes], lossy: bool, partials: usize) -> Result<(), String> {
+    let tag = String::from_utf8_lossy(&o.tag).into_owned();
+    // MDP/0.1 clients get the parts joined into the one REPLY.
+    let (parts, last) = match body.split_last() {
+        Some((last, parts)) if dialect == Dialect::V01 => (parts, last),
+        Some((last, [])) => (&[][..], last),
+        _ => return Err(format!("Reply {body:?} for {tag:?} is malformed")),
+    };
+    let mut next = if dialect == Dialect::V01 { 0 } else { o.next_part };
+    for part in parts {
+        match part_index(&o.tag, part) {
+            Some(i) if i == next || (lossy && i > next) => next = i + 1,
+            _ => return Err(format!("joined Reply {body:?} for {tag:?}: part {next} expected")),
+        }
+    }
+    if last != &final_body(&o.tag) {
+        return Err(format!("Reply {last:?} answers another request than {tag:?}"));
+    }
+    if !lossy && next != 0 && next != partials {
+        return Err(format!("Reply for {tag:?} after {next} parts, not 0 or {partials}"));
+    }
+    Ok(())
+}
+
+/// The tag a part or final body `b` (`{tag}/p{i}` or `{tag}/final`) names.
+fn tag_of(b: &[u8]) -> Option<Bytes> {
+    let slash = b.iter().rposition(|&c| c == b'/')?;
+    let (tag, rest) = (&b[..slash], &b[slash + 1..]);
+    let is_part = rest.strip_prefix(b"p").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
+    (rest == b"final" || is_part).then(|| Bytes::copy_from_slice(tag))
 }
 
 /// `i` if `part` is `{tag}/p{i}`.
@@ -446,5 +877,108 @@ mod tests {
         assert_eq!(part_index(b"c1.2", &part_body(b"c1.2", 3)), Some(3));
         assert_eq!(part_index(b"c1.2", &part_body(b"c1.20", 3)), None);
         assert_eq!(part_index(b"c1.2", &final_body(b"c1.2")), None);
+        assert_eq!(tag_of(&part_body(b"r0.7", 12)).as_deref(), Some(&b"r0.7"[..]));
+        assert_eq!(tag_of(&final_body(b"r0.7")).as_deref(), Some(&b"r0.7"[..]));
+        assert_eq!(tag_of(b"r0.7/p"), None);
+        assert_eq!(tag_of(b"r0.7"), None);
+    }
+
+    // The lane checks must be able to fail: each test below feeds the
+    // checker a real client's output with one lie in it.
+
+    fn echo() -> Bytes {
+        Bytes::from_static(b"echo")
+    }
+
+    fn final_for(tag: &[u8]) -> Vec<Bytes> {
+        let command = BrokerCommand::Final { service: Some(echo()), body: vec![final_body(tag)] };
+        command.encode(Dialect::V02).unwrap()
+    }
+
+    /// A checker that collects violations, with a `model_lanes`-lane V02
+    /// client, and a real client with `lanes` lanes that sent requests
+    /// `tags` for `echo`; the transmits go to the checker on the lanes
+    /// `lie` returns.
+    fn setup(
+        model_lanes: usize,
+        lanes: usize,
+        tags: &[&'static [u8]],
+        lie: impl Fn(Lane) -> Lane,
+    ) -> (Checker, Client, Vec<RequestId>, Instant) {
+        let t0 = Instant::now();
+        let mut checker = Checker::new(t0, 0);
+        checker.panic_on_violation = false;
+        checker.add_client(Dialect::V02, model_lanes);
+        let mut client = Client::new(mdp_core::ClientConfig::new(Dialect::V02).with_lanes(lanes), t0).unwrap();
+        let mut ids = Vec::new();
+        for tag in tags {
+            let tag = Bytes::from_static(tag);
+            let id = client.request(t0, echo(), vec![tag.clone()]).unwrap();
+            checker.issued(t0, 0, id, echo(), tag);
+            ids.push(id);
+        }
+        while let Some(t) = client.poll_transmit() {
+            checker.client_transmit(t0, 0, lie(t.lane), &t.transmit);
+        }
+        (checker, client, ids, t0)
+    }
+
+    #[test]
+    fn the_truth_passes() {
+        let (mut checker, mut client, ids, t0) = setup(2, 2, &[b"a", b"b"], |l| l);
+        checker.check_client(t0, 0, &client);
+        checker.client_message(0, Lane(1), &final_for(b"b"));
+        client.handle_message(t0, Lane(1), final_for(b"b"));
+        while let Some(e) = client.poll_event() {
+            checker.client_event(t0, 0, &e, false);
+        }
+        checker.check_client(t0, 0, &client);
+        assert!(client.cancel(t0, ids[0]));
+        checker.cancel(t0, 0, ids[0], true);
+        while let Some(t) = client.poll_transmit() {
+            checker.client_transmit(t0, 0, t.lane, &t.transmit);
+        }
+        checker.check_client(t0, 0, &client);
+        checker.check_nothing_lost(t0);
+        assert_eq!(checker.violations(), &[]);
+        assert_eq!((checker.counts().answered, checker.counts().cancelled), (1, 1));
+    }
+
+    #[test]
+    fn two_requests_for_a_service_on_one_lane_are_caught() {
+        let (checker, ..) = setup(2, 2, &[b"a", b"b"], |_| Lane(0));
+        assert!(checker.violations()[0].what.contains("could not be told apart"), "{:?}", checker.violations());
+    }
+
+    #[test]
+    fn a_request_waiting_while_a_lane_is_free_is_caught() {
+        // The model has two lanes, the client one: the second request waits.
+        let (mut checker, client, ..) = setup(2, 1, &[b"a", b"b"], |l| l);
+        checker.check_client(Instant::now(), 0, &client);
+        assert!(checker.violations()[0].what.contains("though lane 1 could take it"), "{:?}", checker.violations());
+    }
+
+    #[test]
+    fn a_cancel_without_a_reconnect_is_caught() {
+        let (mut checker, mut client, ids, t0) = setup(1, 1, &[b"a"], |l| l);
+        assert!(client.cancel(t0, ids[0]));
+        checker.cancel(t0, 0, ids[0], true);
+        // The Reconnect is not passed on.
+        while client.poll_transmit().is_some() {}
+        checker.check_client(t0, 0, &client);
+        assert!(checker.violations()[0].what.contains("was cancelled while on the wire"), "{:?}", checker.violations());
+    }
+
+    #[test]
+    fn a_reply_taken_on_the_wrong_lane_is_caught() {
+        let (mut checker, mut client, ..) = setup(2, 2, &[b"a", b"b"], |l| l);
+        // The message comes on lane 0 (the model is told so) but is handed
+        // to the client as if on lane 1: it is taken for b's reply.
+        checker.client_message(0, Lane(0), &final_for(b"a"));
+        client.handle_message(Instant::now(), Lane(1), final_for(b"a"));
+        while let Some(e) = client.poll_event() {
+            checker.client_event(Instant::now(), 0, &e, false);
+        }
+        assert!(checker.violations()[0].what.contains("was for #0"), "{:?}", checker.violations());
     }
 }

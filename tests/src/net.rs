@@ -6,6 +6,14 @@
 //! with a new id, and whatever was in flight to or from the old one is
 //! dropped, as ZeroMQ does when a socket is closed.
 //!
+//! A connection belongs to a [`Node`], a simulated process. A client with
+//! several lanes has one connection per lane, all of the one
+//! [`Node::Client`]: the faults of a node (its [`Link`], its partitions,
+//! [`Net::drop_next`]) hit every lane of that client, as a host's network
+//! would hit every socket of a process on it, while order is kept per
+//! connection, so messages on different lanes of one client overtake each
+//! other.
+//!
 //! # What the faults model
 //!
 //! ZeroMQ over TCP keeps each connection's messages in order and never
@@ -24,10 +32,13 @@
 //! * **loss** per link ([`Link::loss`], or [`Net::drop_next`] for a chosen
 //!   message): a ROUTER whose pipe to a peer is full drops what it sends
 //!   there, and the mdp-zmq-adapter then moves on. Loss in the middle of a
-//!   *client* connection breaks order-based matching when the client has
-//!   more than one request outstanding for a service (the next reply is
-//!   taken for the lost one), so tests put loss on worker links, or on
-//!   clients that keep one request outstanding;
+//!   connection that carries several requests for one service would break
+//!   order-based matching (the next reply taken for the lost one's), but
+//!   mdp-rs's client keeps at most one request per service on each lane, so
+//!   on its links a loss costs a timeout and a resend, never a wrong answer;
+//!   tests put loss on client links as on worker links. (A raw client,
+//!   [`Node::Raw`], has no retries: a loss on its link loses a request for
+//!   good, so tests keep its link clean.)
 //! * **partitions**: a node is cut off for a time window; what it sends or
 //!   is sent meanwhile is held and arrives, in order, when the partition
 //!   heals, as TCP does for an outage shorter than its retransmission
@@ -60,6 +71,10 @@ pub enum Node {
     Client(usize),
     /// The worker with this index.
     Worker(usize),
+    /// The raw client with this index: a peer that pipelines requests on
+    /// one connection without mdp-rs's client (see
+    /// [`Sim::add_raw_client`](crate::Sim::add_raw_client)).
+    Raw(usize),
     /// The closed connection a ghost request comes from.
     Ghost,
 }
@@ -284,6 +299,7 @@ impl Net {
         let name = match node {
             Node::Client(i) => format!("c{i}#{n}"),
             Node::Worker(i) => format!("w{i}#{n}"),
+            Node::Raw(i) => format!("r{i}#{n}"),
             Node::Ghost => format!("ghost#{n}"),
         };
         let id = PeerId(Bytes::from(name));

@@ -2,6 +2,27 @@
 //! [`Worker`]s on a [`Net`], under a virtual clock (after quinn's `Pair` and
 //! str0m's `progress`).
 //!
+//! # Clients and lanes
+//!
+//! A client has [`SimConfig::client_lanes`] lanes unless added with
+//! [`Sim::add_client_with_lanes`]: one connection ([`PeerId`]) per lane, all
+//! of them on the client's one [`Node::Client`], so the client's link,
+//! partitions and [`Net::drop_next`] hit every lane (one process, one host),
+//! while each lane keeps its own order and messages on different lanes
+//! overtake each other. Each [`ClientTransmit`]
+//! goes to its lane's connection; a
+//! [`Reconnect`](PeerTransmit::Reconnect) closes only that lane's connection
+//! and opens a new one (what was in flight to the old one is dropped), and
+//! a message from the broker is handed to the client with the lane of the
+//! connection it came on.
+//!
+//! A *raw client* ([`Sim::add_raw_client`]) is a peer without mdp-rs's
+//! client: one connection that sends every request of its workload at once,
+//! many for one service, and tells the answers apart by their bodies, as a
+//! third-party client that pipelines on one DEALER socket does. It has no
+//! timeouts and no retries, so scenarios with raw clients lose no message on
+//! their links and do not restart the broker.
+//!
 //! # Stepping
 //!
 //! [`Sim::step`] does exactly one thing: it finds the earliest thing due —
@@ -11,8 +32,9 @@
 //! ahead, does it, and drains every output of the state machine it touched
 //! (the drain rule), feeding transmits to the network and events to the
 //! [`Checker`]. Then it checks the invariants. Ties go to messages first,
-//! then the broker, clients, workers, worker applications and workloads, so
-//! a run is a pure function of its seed.
+//! then the broker, clients, workers, worker applications, workloads, raw
+//! clients' sends and the workloads' cancels, so a run is a pure function
+//! of its seed.
 //!
 //! [`Sim::run_until`] steps until a condition holds and fails with a
 //! [`SimError`] instead of hanging when it does not within a step budget;
@@ -28,7 +50,20 @@
 //! `tag/final` (see [`part_body`]). A client's
 //! workload is a list of services; it issues one request per entry, each
 //! with a unique tag, keeping at most [`SimConfig::client_window`]
-//! outstanding (and, in the majortomo dialect, one service at a time).
+//! outstanding, whatever their services: the client itself keeps what its
+//! lanes cannot carry yet waiting, in order (a majortomo lane carries one
+//! request at a time, so such a client's requests for another service
+//! wait there, not in the workload).
+//!
+//! # Cancelling
+//!
+//! [`Sim::cancel`] cancels a request as an application would
+//! ([`Client::cancel`]). With [`SimConfig::cancel_fraction`] the workloads
+//! cancel that fraction of their requests, each at a seeded random time
+//! within [`SimConfig::cancel_delay`] after it was issued (if it is still
+//! outstanding then). The [`Checker`] accounts for every cancelled request
+//! and holds the client to its promises about it: its lane is replaced if it
+//! was on the wire, and no later event names it.
 //!
 //! # Example
 //!
@@ -46,19 +81,43 @@
 //! assert_eq!(sim.counts().answered, 10);
 //! sim.finish();
 //! ```
+//!
+//! Lanes and cancelling: a client with two lanes sends two requests for one
+//! service side by side, then gives up on the first.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use mdp_core::{Dialect, Lane};
+//! use mdp_tests::{Sim, SimConfig};
+//!
+//! let mut sim = Sim::new(SimConfig::new(2));
+//! let echo = Bytes::from_static(b"echo");
+//! sim.add_worker(echo.clone(), Dialect::V01);
+//! sim.add_worker(echo.clone(), Dialect::V02);
+//! let c = sim.add_client_with_lanes(Dialect::V02, 2);
+//! let first = sim.request(c, echo.clone()).unwrap();
+//! let second = sim.request(c, echo).unwrap();
+//! assert_eq!(sim.client(c).lane_of(second), Some(Lane(1)));
+//! assert!(sim.cancel(c, first));
+//! sim.quiesce(10_000).unwrap();
+//! let counts = sim.finish();
+//! assert_eq!((counts.answered, counts.cancelled), (1, 1));
+//! assert_eq!(sim.stats().client_reconnects, 1, "lane 0 replaced");
+//! ```
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientUsageError, Dialect, Lane, PeerId,
-    PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
+    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientTransmit, ClientUsageError, Dialect, Lane,
+    PeerCommand, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
 };
 
 use crate::model::{final_body, part_body, Checker, ModelCounts};
 use crate::net::{Dir, Faults, Link, Net, NetStats, Node};
+use crate::rng::Rng;
 
 /// How a simulation is set up.
 #[derive(Debug, Clone)]
@@ -94,6 +153,16 @@ pub struct SimConfig {
     pub partials: usize,
     /// Keep every broker event, for [`Sim::broker_log`].
     pub record_broker_events: bool,
+    /// Lanes (connections to the broker) of each client added with
+    /// [`Sim::add_client`]. Default: 1.
+    pub client_lanes: usize,
+    /// The fraction of the workloads' requests that their applications
+    /// cancel (see [`cancel_delay`](Self::cancel_delay)). Default: none.
+    pub cancel_fraction: f64,
+    /// A request the workload cancels is cancelled at a random time in
+    /// `0..=cancel_delay` after it was issued, if it is still outstanding
+    /// then. Default: 100 ms.
+    pub cancel_delay: Duration,
     /// Steps without the clock moving before [`Sim::step`] reports a livelock.
     pub livelock_steps: u64,
 }
@@ -117,6 +186,9 @@ impl SimConfig {
             service_time: Duration::from_millis(2),
             partials: 2,
             record_broker_events: false,
+            client_lanes: 1,
+            cancel_fraction: 0.0,
+            cancel_delay: Duration::from_millis(100),
             livelock_steps: 100_000,
         }
     }
@@ -185,19 +257,39 @@ pub struct SimStats {
     pub unreachable: u64,
     /// Worker `Discarded` events (other than a REQUEST while busy, which is a violation).
     pub worker_discards: u64,
+    /// Requests cancelled while outstanding (by [`Sim::cancel`] or the workloads).
+    pub cancelled: u64,
+    /// Of those, requests that were on the wire (so their lane was replaced).
+    pub cancelled_on_wire: u64,
+    /// Cancels that came too late: the request was over already.
+    pub cancels_late: u64,
 }
 
-/// A simulated client: the state machine, its connection and its workload.
+/// A simulated client: the state machine, its connections and its workload.
 #[derive(Debug)]
 struct ClientNode {
     client: Client,
-    peer: PeerId,
+    /// The current connection of each lane.
+    peers: Vec<PeerId>,
     workload: VecDeque<Bytes>,
-    /// Majortomo: the one service requests are outstanding for.
+    /// The service of the latest request.
     service: Option<Bytes>,
     issued: u64,
     /// Most requests the workload keeps outstanding.
     window: usize,
+}
+
+/// A simulated raw client: one connection, requests pipelined on it.
+#[derive(Debug)]
+struct RawNode {
+    peer: PeerId,
+    dialect: Dialect,
+    workload: VecDeque<Bytes>,
+    window: usize,
+    issued: u64,
+    outstanding: usize,
+    /// The tags of the requests answered, in the order the answers came.
+    answers: Vec<Bytes>,
 }
 
 /// The request a simulated worker application is answering.
@@ -230,6 +322,8 @@ enum Due {
     Worker(usize),
     App(usize),
     Issue(usize),
+    RawIssue(usize),
+    Cancel,
 }
 
 /// The simulation. See the [module docs](self).
@@ -242,7 +336,13 @@ pub struct Sim {
     /// The broker is down until then.
     broker_down_until: Option<Instant>,
     clients: Vec<ClientNode>,
+    raws: Vec<RawNode>,
     workers: Vec<WorkerNode>,
+    /// Draws which workload requests are cancelled, and when.
+    cancel_rng: Rng,
+    /// Cancels the workloads will make: (when, order) to (client, request).
+    cancels: BTreeMap<(Instant, u64), (usize, RequestId)>,
+    next_cancel: u64,
     /// The network; change its faults, links and partitions at any time.
     pub net: Net,
     /// The reference model and invariants.
@@ -261,7 +361,11 @@ impl Sim {
             broker: Broker::new(config.broker.clone(), t0),
             broker_down_until: None,
             clients: Vec::new(),
+            raws: Vec::new(),
             workers: Vec::new(),
+            cancel_rng: Rng::new(config.seed ^ 0xCA9C_E15E_ED00_0000),
+            cancels: BTreeMap::new(),
+            next_cancel: 0,
             net,
             checker: Checker::new(t0, config.partials),
             stats: SimStats::default(),
@@ -305,9 +409,30 @@ impl Sim {
         &self.clients[i].client
     }
 
-    /// Client `i`'s current connection.
-    pub fn client_peer(&self, i: usize) -> &PeerId {
-        &self.clients[i].peer
+    /// The current connection of client `i`'s lane `lane`.
+    ///
+    /// # Panics
+    ///
+    /// If the client has no such lane.
+    pub fn client_peer(&self, i: usize, lane: Lane) -> &PeerId {
+        &self.clients[i].peers[lane.0]
+    }
+
+    /// The current connections of client `i`, one per lane, by lane.
+    pub fn client_peers(&self, i: usize) -> &[PeerId] {
+        &self.clients[i].peers
+    }
+
+    /// Client `i`'s number of lanes.
+    pub fn client_lanes(&self, i: usize) -> usize {
+        self.clients[i].peers.len()
+    }
+
+    /// The client and lane whose current connection is `peer`.
+    pub fn client_of(&self, peer: &PeerId) -> Option<(usize, Lane)> {
+        let Some(Node::Client(i)) = self.net.node_of(peer) else { return None };
+        let lane = self.clients.get(i)?.peers.iter().position(|p| p == peer)?;
+        Some((i, Lane(lane)))
     }
 
     /// The service of client `i`'s latest request.
@@ -325,9 +450,30 @@ impl Sim {
         &self.workers[j].peer
     }
 
-    /// Number of clients.
+    /// Number of clients (raw clients not included).
     pub fn clients(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Number of raw clients.
+    pub fn raw_clients(&self) -> usize {
+        self.raws.len()
+    }
+
+    /// Raw client `k`'s connection.
+    pub fn raw_peer(&self, k: usize) -> &PeerId {
+        &self.raws[k].peer
+    }
+
+    /// Requests raw client `k` sent and has no whole answer to yet.
+    pub fn raw_outstanding(&self, k: usize) -> usize {
+        self.raws[k].outstanding
+    }
+
+    /// The tags (bodies) of raw client `k`'s requests answered so far, in
+    /// the order their answers arrived.
+    pub fn raw_answers(&self, k: usize) -> &[Bytes] {
+        &self.raws[k].answers
     }
 
     /// Number of workers, crashed ones included.
@@ -361,25 +507,60 @@ impl Sim {
         &self.broker_log
     }
 
-    /// Whether every workload is done and no request is outstanding.
+    /// Whether every workload is done and no request is outstanding, raw
+    /// clients' included.
     pub fn is_quiet(&self) -> bool {
         self.clients.iter().all(|c| c.workload.is_empty() && c.client.outstanding() == 0)
+            && self.raws.iter().all(|r| r.workload.is_empty() && r.outstanding == 0)
     }
 
     // ---- setting up ----
 
-    /// Adds a client speaking `dialect`; returns its index.
+    /// Adds a client speaking `dialect` with [`SimConfig::client_lanes`]
+    /// lanes; returns its index.
     pub fn add_client(&mut self, dialect: Dialect) -> usize {
-        let mut config = ClientConfig::new(dialect);
+        self.add_client_with_lanes(dialect, self.config.client_lanes)
+    }
+
+    /// Adds a client speaking `dialect` with `lanes` lanes (at least 1),
+    /// each its own connection; returns its index.
+    pub fn add_client_with_lanes(&mut self, dialect: Dialect, lanes: usize) -> usize {
+        let lanes = lanes.max(1);
+        let mut config = ClientConfig::new(dialect).with_lanes(lanes);
         config.timeout = self.config.client_timeout;
         config.tries = self.config.client_tries;
         config.max_outstanding = self.config.client_window.max(1);
         let client = Client::new(config, self.now).expect("valid client config");
-        let i = self.checker.add_client(dialect);
-        let peer = self.net.connect(Node::Client(i));
+        let i = self.checker.add_client(dialect, lanes);
+        let peers = (0..lanes).map(|_| self.net.connect(Node::Client(i))).collect();
         let window = self.config.client_window;
-        self.clients.push(ClientNode { client, peer, workload: VecDeque::new(), service: None, issued: 0, window });
+        self.clients.push(ClientNode { client, peers, workload: VecDeque::new(), service: None, issued: 0, window });
         i
+    }
+
+    /// Adds a raw client speaking `dialect` (see the [module docs](self));
+    /// returns its index. It sends its workload ([`Sim::submit_raw`]) at
+    /// once, up to [`SimConfig::client_window`] requests outstanding, on its
+    /// one connection.
+    pub fn add_raw_client(&mut self, dialect: Dialect) -> usize {
+        let k = self.checker.add_raw(dialect);
+        let peer = self.net.connect(Node::Raw(k));
+        let window = self.config.client_window.max(1);
+        self.raws.push(RawNode {
+            peer,
+            dialect,
+            workload: VecDeque::new(),
+            window,
+            issued: 0,
+            outstanding: 0,
+            answers: Vec::new(),
+        });
+        k
+    }
+
+    /// Appends requests for `services` to raw client `k`'s workload.
+    pub fn submit_raw(&mut self, k: usize, services: impl IntoIterator<Item = Bytes>) {
+        self.raws[k].workload.extend(services);
     }
 
     /// Client `i`'s workload keeps at most `window` requests outstanding
@@ -418,6 +599,24 @@ impl Sim {
     /// Client `i` sends a request for `service` now, outside its workload.
     pub fn request(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
         self.issue_now(i, service)
+    }
+
+    /// Client `i`'s application cancels request `id` now
+    /// ([`Client::cancel`]); returns whether it was outstanding. The checker
+    /// is told, and holds the client to what cancelling promises.
+    pub fn cancel(&mut self, i: usize, id: RequestId) -> bool {
+        let now = self.now;
+        let on_wire = self.clients[i].client.lane_of(id).is_some();
+        let took_effect = self.clients[i].client.cancel(now, id);
+        self.checker.cancel(now, i, id, took_effect);
+        if took_effect {
+            self.stats.cancelled += 1;
+            self.stats.cancelled_on_wire += u64::from(on_wire);
+        } else {
+            self.stats.cancels_late += 1;
+        }
+        self.drain_client(i);
+        took_effect
     }
 
     // ---- faults ----
@@ -484,6 +683,9 @@ impl Sim {
         for j in 0..self.workers() {
             self.net.set_link(Node::Worker(j), link);
         }
+        for k in 0..self.raw_clients() {
+            self.net.set_link(Node::Raw(k), link);
+        }
     }
 
     /// After [`stop_faults`](Self::stop_faults), runs until what the faults
@@ -542,13 +744,18 @@ impl Sim {
         self.run_until(Sim::is_quiet, max_steps)
     }
 
-    /// The end-of-scenario check: quiet, and every request the workloads
-    /// issued was answered or reported failed. Panics otherwise.
+    /// The end-of-scenario check: quiet, and every request issued was
+    /// answered, reported failed or cancelled (every raw client's request
+    /// answered). Panics otherwise.
     pub fn finish(&mut self) -> ModelCounts {
         let now = self.now;
         for (i, c) in self.clients.iter().enumerate() {
             assert!(c.workload.is_empty(), "client {i} has {} requests left to issue", c.workload.len());
             assert_eq!(c.client.outstanding(), 0, "client {i} still has requests outstanding");
+        }
+        for (k, r) in self.raws.iter().enumerate() {
+            assert!(r.workload.is_empty(), "raw client {k} has {} requests left to send", r.workload.len());
+            assert_eq!(r.outstanding, 0, "raw client {k} still has requests outstanding");
         }
         self.checker.check_nothing_lost(now);
         self.checker.counts()
@@ -556,10 +763,12 @@ impl Sim {
 
     /// A one-line summary of the state, for failure messages.
     pub fn describe(&self) -> String {
-        let outstanding: Vec<usize> = self.clients.iter().map(|c| c.client.outstanding()).collect();
+        let outstanding: Vec<(usize, usize)> =
+            self.clients.iter().map(|c| (c.client.outstanding(), c.client.on_wire())).collect();
         let left: Vec<usize> = self.clients.iter().map(|c| c.workload.len()).collect();
+        let raw: Vec<(usize, usize)> = self.raws.iter().map(|r| (r.outstanding, r.workload.len())).collect();
         format!(
-            "outstanding per client {outstanding:?}, left to issue {left:?}, live workers {:?}, broker {:?}, {:?}, in flight {}",
+            "(outstanding, on the wire) per client {outstanding:?}, left to issue {left:?}, raw clients (outstanding, left) {raw:?}, live workers {:?}, broker {:?}, {:?}, in flight {}",
             self.live_workers(),
             self.broker.stats(),
             self.checker.counts(),
@@ -614,9 +823,16 @@ impl Sim {
             Due::App(j) => self.work(j),
             Due::Issue(i) => {
                 if let Some(service) = self.clients[i].workload.pop_front() {
-                    if let Err(e) = self.issue_now(i, service) {
-                        panic!("client {i}'s workload could not issue a request: {e}");
+                    match self.issue_now(i, service) {
+                        Ok(id) => self.maybe_schedule_cancel(i, id),
+                        Err(e) => panic!("client {i}'s workload could not issue a request: {e}"),
                     }
+                }
+            }
+            Due::RawIssue(k) => self.raw_issue(k),
+            Due::Cancel => {
+                if let Some((_, (i, id))) = self.cancels.pop_first() {
+                    self.cancel(i, id);
                 }
             }
         }
@@ -656,15 +872,22 @@ impl Sim {
                 consider(Some(self.now), Due::Issue(i));
             }
         }
+        for (k, r) in self.raws.iter().enumerate() {
+            if !r.workload.is_empty() && r.outstanding < r.window {
+                consider(Some(self.now), Due::RawIssue(k));
+            }
+        }
+        consider(self.cancels.first_key_value().map(|((at, _), _)| *at), Due::Cancel);
         best
     }
 
+    /// Whether client `i`'s workload issues its next request now. Its
+    /// window is the only limit: the client keeps waiting what its lanes
+    /// cannot carry yet (a majortomo request for another service included,
+    /// which the workload once had to hold back itself).
     fn can_issue(&self, i: usize) -> bool {
         let c = &self.clients[i];
-        let Some(next) = c.workload.front() else { return false };
-        let outstanding = c.client.outstanding();
-        outstanding < c.window
-            && (c.client.dialect() != Dialect::Majortomo || outstanding == 0 || c.service.as_ref() == Some(next))
+        !c.workload.is_empty() && c.client.outstanding() < c.window
     }
 
     fn issue_now(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
@@ -678,6 +901,32 @@ impl Sim {
         Ok(id)
     }
 
+    /// With [`SimConfig::cancel_fraction`], maybe schedules a cancel of the
+    /// workload's request `id` of client `i`.
+    fn maybe_schedule_cancel(&mut self, i: usize, id: RequestId) {
+        if !self.cancel_rng.chance(self.config.cancel_fraction) {
+            return;
+        }
+        let at = self.now + self.cancel_rng.duration(self.config.cancel_delay);
+        self.cancels.insert((at, self.next_cancel), (i, id));
+        self.next_cancel += 1;
+    }
+
+    /// Raw client `k` sends the next request of its workload.
+    fn raw_issue(&mut self, k: usize) {
+        let now = self.now;
+        let r = &mut self.raws[k];
+        let Some(service) = r.workload.pop_front() else { return };
+        let tag = Bytes::from(format!("r{k}.{}", r.issued));
+        r.issued += 1;
+        r.outstanding += 1;
+        let command = PeerCommand::Request { service: service.clone(), body: vec![tag.clone()] };
+        let frames = command.encode(r.dialect).expect("a request with a service and a body encodes");
+        let peer = r.peer.clone();
+        self.checker.raw_issued(now, k, service, tag);
+        self.net.send(now, peer, Dir::ToBroker, frames);
+    }
+
     fn deliver(&mut self, peer: PeerId, dir: Dir, frames: Vec<Bytes>) {
         let now = self.now;
         match dir {
@@ -687,9 +936,19 @@ impl Sim {
                 self.drain_broker();
             }
             Dir::FromBroker => match self.net.node_of(&peer) {
-                Some(Node::Client(i)) if self.clients[i].peer == peer => {
-                    self.clients[i].client.handle_message(now, Lane(0), frames);
+                Some(Node::Client(i)) if self.clients[i].peers.contains(&peer) => {
+                    let lane = Lane(self.clients[i].peers.iter().position(|p| *p == peer).unwrap_or_default());
+                    self.checker.client_message(i, lane, &frames);
+                    self.clients[i].client.handle_message(now, lane, frames);
                     self.drain_client(i);
+                }
+                Some(Node::Raw(k)) if self.raws[k].peer == peer => {
+                    let lossy = self.net.stats().lost_partials > 0;
+                    if let Some(tag) = self.checker.raw_message(now, k, &frames, lossy) {
+                        let r = &mut self.raws[k];
+                        r.outstanding = r.outstanding.saturating_sub(1);
+                        r.answers.push(tag);
+                    }
                 }
                 Some(Node::Worker(j)) if self.workers[j].peer == peer => {
                     let node = &mut self.workers[j];
@@ -763,14 +1022,18 @@ impl Sim {
         }
     }
 
+    /// Drains client `i` after an input: its transmits go to their lanes'
+    /// connections, then its events to the checker.
     fn drain_client(&mut self, i: usize) {
         let now = self.now;
-        while let Some(t) = self.clients[i].client.poll_transmit() {
-            match t.transmit {
-                PeerTransmit::Send(frames) => self.net.send(now, self.clients[i].peer.clone(), Dir::ToBroker, frames),
+        while let Some(ClientTransmit { lane, transmit }) = self.clients[i].client.poll_transmit() {
+            self.checker.client_transmit(now, i, lane, &transmit);
+            let Some(peer) = self.clients[i].peers.get(lane.0).cloned() else { continue };
+            match transmit {
+                PeerTransmit::Send(frames) => self.net.send(now, peer, Dir::ToBroker, frames),
                 PeerTransmit::Reconnect => {
-                    self.net.close(&self.clients[i].peer, false);
-                    self.clients[i].peer = self.net.connect(Node::Client(i));
+                    self.net.close(&peer, false);
+                    self.clients[i].peers[lane.0] = self.net.connect(Node::Client(i));
                     self.stats.client_reconnects += 1;
                 }
             }
@@ -779,6 +1042,7 @@ impl Sim {
         while let Some(e) = self.clients[i].client.poll_event() {
             self.checker.client_event(now, i, &e, lossy);
         }
+        self.checker.check_client(now, i, &self.clients[i].client);
     }
 
     fn drain_worker(&mut self, j: usize) {

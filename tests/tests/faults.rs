@@ -1,6 +1,13 @@
 //! Seeded fault scenarios. Every one checks the invariants after every step
 //! (see `mdp_tests::model`) and, at the end, that nothing was silently lost:
-//! every request issued was answered or reported failed at its client.
+//! every request issued was answered, reported failed or cancelled at its
+//! client.
+//!
+//! Every scenario runs with each fleet of [`FLEETS`]: four clients of one
+//! lane each, and three clients of four lanes (one per dialect) beside a
+//! one-lane client. A four-lane client has up to four requests per service
+//! at workers at once, with their replies in any order; the model checks
+//! each reply against the request on the wire for its service on its lane.
 
 use std::time::Duration;
 
@@ -22,8 +29,13 @@ fn beta() -> Bytes {
     Bytes::from_static(b"beta")
 }
 
-/// 4 clients (every dialect) and 6 workers (every dialect) on two services.
-fn fleet(config: SimConfig) -> Sim {
+/// Lanes of the fleet's four clients (MDP/0.1, MDP/0.2, majortomo, MDP/0.2):
+/// one each, then four for one client of each dialect.
+const FLEETS: [[usize; 4]; 2] = [[1, 1, 1, 1], [4, 4, 4, 1]];
+
+/// 4 clients (every dialect) with `lanes` lanes, and 6 workers (every
+/// dialect) on two services.
+fn fleet(config: SimConfig, lanes: [usize; 4]) -> Sim {
     let mut sim = Sim::new(config);
     for (service, dialect) in [
         (alpha(), Dialect::V01),
@@ -35,10 +47,15 @@ fn fleet(config: SimConfig) -> Sim {
     ] {
         sim.add_worker(service, dialect);
     }
-    for dialect in [Dialect::V01, Dialect::V02, Dialect::Majortomo, Dialect::V02] {
-        sim.add_client(dialect);
+    for (dialect, lanes) in [Dialect::V01, Dialect::V02, Dialect::Majortomo, Dialect::V02].into_iter().zip(lanes) {
+        sim.add_client_with_lanes(dialect, lanes);
     }
     sim
+}
+
+/// Each fleet of [`FLEETS`] with each seed in `0..seeds`.
+fn runs(seeds: u64) -> impl Iterator<Item = ([usize; 4], u64)> {
+    FLEETS.into_iter().flat_map(move |lanes| (0..seeds).map(move |seed| (lanes, seed)))
 }
 
 /// `n` requests per client, alternating services in blocks of 10.
@@ -50,18 +67,24 @@ fn workload(sim: &mut Sim, n: usize) {
 
 /// Runs to quiescence and checks nothing was silently lost.
 fn finish(mut sim: Sim, name: &str) -> (Sim, ModelCounts) {
-    sim.quiesce(STEPS).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let lanes: Vec<usize> = (0..sim.clients()).map(|i| sim.client_lanes(i)).collect();
+    sim.quiesce(STEPS).unwrap_or_else(|e| panic!("{name}, lanes {lanes:?}: {e}"));
     let counts = sim.finish();
-    println!("{name}: {counts:?}\n  {:?}\n  {:?}\n  t+{:?}", sim.stats(), sim.net_stats(), sim.elapsed());
+    println!(
+        "{name}, lanes {lanes:?}: {counts:?}\n  {:?}\n  {:?}\n  t+{:?}",
+        sim.stats(),
+        sim.net_stats(),
+        sim.elapsed()
+    );
     (sim, counts)
 }
 
 #[test]
 fn latency_and_jitter() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(5), ms(20));
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         // One slow link, one fast.
         sim.net.set_link(Node::Worker(1), Link::new(ms(80), ms(40)));
         sim.net.set_link(Node::Client(2), Link::new(Duration::ZERO, ms(1)));
@@ -73,11 +96,11 @@ fn latency_and_jitter() {
 
 #[test]
 fn reordering_across_connections() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(2), ms(5));
         c.faults = Faults { reorder: 0.2, reorder_delay: ms(300), ..Faults::default() };
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 300);
         let (sim, counts) = finish(sim, "reordering");
         assert!(sim.net_stats().reordered > 100);
@@ -85,20 +108,23 @@ fn reordering_across_connections() {
     }
 }
 
-/// Loss on every worker link and on one client's link. A lost REQUEST or
-/// FINAL would pin its worker "busy" for ever (it keeps heartbeating), so the
-/// broker runs with `max_job_time`; clients pipeline freely, since a client
-/// keeps one request per service on the wire.
+/// Loss on every link, workers' and clients'. A lost REQUEST or FINAL would
+/// pin its worker "busy" for ever (it keeps heartbeating), so the broker
+/// runs with `max_job_time`; clients pipeline freely, since a client keeps
+/// one request per service on each lane's connection, and a loss costs a
+/// timeout and a resend.
 #[test]
 fn message_loss() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.broker.max_job_time = Some(Duration::from_secs(5));
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         for j in 0..sim.workers() {
             sim.net.set_link(Node::Worker(j), Link::default().lossy(0.01));
         }
-        sim.net.set_link(Node::Client(1), Link::default().lossy(0.05));
+        for i in 0..sim.clients() {
+            sim.net.set_link(Node::Client(i), Link::default().lossy(if i == 1 { 0.05 } else { 0.01 }));
+        }
         workload(&mut sim, 300);
         let (sim, counts) = finish(sim, "loss");
         assert!(sim.net_stats().lost > 20);
@@ -111,10 +137,10 @@ fn message_loss() {
 
 #[test]
 fn ghost_requests_are_served_and_go_nowhere() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.faults = Faults { ghost_requests: 0.2, ..Faults::default() };
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 300);
         let (sim, counts) = finish(sim, "ghosts");
         assert_eq!((counts.answered, counts.failed), (1200, 0));
@@ -131,12 +157,12 @@ fn ghost_requests_are_served_and_go_nowhere() {
 /// window: its messages are late, and nothing else happens.
 #[test]
 fn partition_of_a_busy_worker_redispatches_its_request() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(1), ms(4));
         c.client_timeout = Duration::from_secs(30);
         c.service_time = ms(200);
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 100);
         sim.run_until(|s| s.worker(1).is_some_and(|w| w.is_busy()), STEPS).unwrap();
         sim.partition(Node::Worker(1), Duration::from_secs(20));
@@ -161,13 +187,13 @@ fn partition_of_a_busy_worker_redispatches_its_request() {
 /// request's (see `regressions::a_dropped_request_does_not_shift_later_replies`).
 #[test]
 fn worker_crash_and_restart() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(1), ms(4));
         c.client_timeout = Duration::from_secs(30);
         c.client_window = 1;
         c.service_time = ms(100);
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 150);
         for j in [0, 4, 2] {
             sim.run_until(|s| s.worker(j).is_some_and(|w| w.is_busy()), STEPS).unwrap();
@@ -193,11 +219,11 @@ fn worker_crash_and_restart() {
 /// requests fail in a resend storm; at 20 ms it does not.)
 #[test]
 fn worker_crash_under_pipelining_clients() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(1), ms(4));
         c.service_time = ms(20);
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 150);
         for j in [1, 2, 4, 5] {
             sim.run_until(|s| s.worker(j).is_some_and(|w| w.is_busy()), STEPS).unwrap();
@@ -217,13 +243,13 @@ fn worker_crash_under_pipelining_clients() {
 /// crashes right after answering must still be removed by the idle window.
 #[test]
 fn worker_crash_with_a_long_busy_timeout() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(1), ms(4));
         c.broker.busy_worker_timeout = Some(Duration::from_secs(20));
         c.client_timeout = Duration::from_secs(60);
         c.service_time = ms(100);
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 150);
         for j in [1, 3, 5] {
             // Busy, then idle again: crash right after its FINAL went out.
@@ -242,18 +268,20 @@ fn worker_crash_with_a_long_busy_timeout() {
 /// worker is gone, when it next sends to it.
 #[test]
 fn crashed_worker_reported_unreachable() {
-    let mut c = SimConfig::new(7);
-    c.router_mandatory = true;
-    c.client_timeout = Duration::from_secs(30);
-    let mut sim = fleet(c);
-    workload(&mut sim, 200);
-    for j in [0, 1, 3] {
-        sim.run_until(|s| s.worker(j).is_some_and(|w| !w.is_busy()), STEPS).unwrap();
-        sim.crash_worker(j);
+    for lanes in FLEETS {
+        let mut c = SimConfig::new(7);
+        c.router_mandatory = true;
+        c.client_timeout = Duration::from_secs(30);
+        let mut sim = fleet(c, lanes);
+        workload(&mut sim, 200);
+        for j in [0, 1, 3] {
+            sim.run_until(|s| s.worker(j).is_some_and(|w| !w.is_busy()), STEPS).unwrap();
+            sim.crash_worker(j);
+        }
+        let (sim, counts) = finish(sim, "unreachable");
+        assert!(sim.stats().unreachable > 0);
+        assert_eq!(counts.failed, 0);
     }
-    let (sim, counts) = finish(sim, "unreachable");
-    assert!(sim.stats().unreachable > 0);
-    assert_eq!(counts.failed, 0);
 }
 
 /// The broker restarts during the workload, twice, once with downtime.
@@ -261,11 +289,11 @@ fn crashed_worker_reported_unreachable() {
 /// new connections, workers register again.
 #[test]
 fn broker_restart() {
-    for seed in 0..3 {
+    for (lanes, seed) in runs(3) {
         let mut c = SimConfig::new(seed);
         c.service_time = ms(20);
         c.client_tries = 5;
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         workload(&mut sim, 200);
         sim.run_for(ms(700), STEPS).unwrap();
         sim.restart_broker();
@@ -283,12 +311,12 @@ fn broker_restart() {
 /// Everything at once, for several seeds.
 #[test]
 fn everything_at_once() {
-    for seed in 0..4 {
+    for (lanes, seed) in runs(4) {
         let mut c = SimConfig::new(seed);
         c.link = Link::new(ms(2), ms(8));
         c.faults = Faults { reorder: 0.05, reorder_delay: ms(100), ghost_requests: 0.05, ..Faults::default() };
         c.service_time = ms(30);
-        let mut sim = fleet(c);
+        let mut sim = fleet(c, lanes);
         for j in [0, 2, 4] {
             sim.net.set_link(Node::Worker(j), Link::new(ms(2), ms(8)).lossy(0.002));
         }
@@ -309,44 +337,86 @@ fn everything_at_once() {
 
 /// Duplication and reordering *within* a connection, which ZeroMQ never
 /// does, break MDP's order-based reply matching (a reply is taken for the
-/// answer to another request): the checker must notice. This shows the
-/// invariants are not vacuous.
+/// answer to another request): the checker must notice, with lanes too.
+/// This shows the invariants are not vacuous.
 #[test]
 fn in_connection_faults_are_caught() {
-    for (name, faults, client_loss) in [
-        ("duplication", Faults { duplicate: 0.05, ..Faults::default() }, 0.0),
-        (
-            "in-connection reordering",
-            Faults { reorder: 0.3, reorder_delay: ms(20), fifo: false, ..Faults::default() },
-            0.0,
-        ),
-    ] {
-        let mut c = SimConfig::new(11);
-        c.faults = faults;
-        let mut sim = fleet(c);
-        sim.net.set_link(Node::Client(1), Link::default().lossy(client_loss));
-        sim.checker.panic_on_violation = false;
-        workload(&mut sim, 200);
-        let _ = sim.quiesce(STEPS);
-        let violations = sim.checker.violations();
-        assert!(!violations.is_empty(), "{name}: the checker saw nothing wrong");
-        println!("{name}: {} violations, first: {}", violations.len(), violations[0]);
+    for lanes in FLEETS {
+        for (name, faults) in [
+            ("duplication", Faults { duplicate: 0.05, ..Faults::default() }),
+            (
+                "in-connection reordering",
+                Faults { reorder: 0.3, reorder_delay: ms(20), fifo: false, ..Faults::default() },
+            ),
+        ] {
+            let mut c = SimConfig::new(11);
+            c.faults = faults;
+            let mut sim = fleet(c, lanes);
+            sim.checker.panic_on_violation = false;
+            workload(&mut sim, 200);
+            let _ = sim.quiesce(STEPS);
+            let violations = sim.checker.violations();
+            assert!(!violations.is_empty(), "{name}, lanes {lanes:?}: the checker saw nothing wrong");
+            println!("{name}, lanes {lanes:?}: {} violations, first: {}", violations.len(), violations[0]);
+        }
     }
 }
 
 /// Loss in the middle of the connection of a client with many requests
 /// outstanding per service used to shift its later replies onto the wrong
-/// requests. The client now keeps one request per service on the wire, so a
-/// lost message costs a timeout and a resend, never a wrong answer.
+/// requests. The client now keeps one request per service on each lane's
+/// connection, so a lost message costs a timeout and a resend, never a
+/// wrong answer.
 #[test]
 fn loss_on_a_pipelining_client_costs_time_not_correctness() {
-    let mut c = SimConfig::new(11);
-    c.faults = Faults::default();
-    let mut sim = fleet(c);
-    sim.net.set_link(Node::Client(1), Link::default().lossy(0.05));
-    workload(&mut sim, 200);
-    let (_, counts) = finish(sim, "loss on a pipelining client");
-    assert_eq!(counts.answered + counts.failed, 4 * 200, "every request answered or reported: {counts:?}");
+    for lanes in FLEETS {
+        let c = SimConfig::new(11);
+        let mut sim = fleet(c, lanes);
+        sim.net.set_link(Node::Client(1), Link::default().lossy(0.05));
+        workload(&mut sim, 200);
+        let (sim, counts) = finish(sim, "loss on a pipelining client");
+        assert!(sim.net_stats().lost > 10, "{:?}", sim.net_stats());
+        assert_eq!(counts.answered + counts.failed, 4 * 200, "every request answered or reported: {counts:?}");
+    }
+}
+
+/// The applications cancel a fifth of their requests, each within 300 ms
+/// of issuing it, under latency, reordering across connections, ghost
+/// requests, loss on every link and a worker crash: every cancelled request
+/// is accounted for, never named by an event again, and its lane replaced
+/// if it was on the wire (the checker holds the client to that after each
+/// step); the others are answered or reported failed.
+#[test]
+fn cancelled_requests_under_faults() {
+    for (lanes, seed) in runs(3) {
+        let mut c = SimConfig::new(seed);
+        c.link = Link::new(ms(2), ms(6));
+        c.faults = Faults { reorder: 0.05, reorder_delay: ms(100), ghost_requests: 0.05, ..Faults::default() };
+        c.broker.max_job_time = Some(Duration::from_secs(5));
+        c.service_time = ms(40);
+        c.cancel_fraction = 0.2;
+        c.cancel_delay = ms(300);
+        // Few waiting in the client, so that many cancels hit requests on the wire.
+        c.client_window = 4;
+        let mut sim = fleet(c, lanes);
+        for i in 0..sim.clients() {
+            sim.net.set_link(Node::Client(i), Link::new(ms(2), ms(6)).lossy(0.005));
+        }
+        for j in 0..sim.workers() {
+            sim.net.set_link(Node::Worker(j), Link::new(ms(2), ms(6)).lossy(0.002));
+        }
+        workload(&mut sim, 250);
+        sim.run_for(Duration::from_secs(1), STEPS).unwrap();
+        sim.crash_worker(seed as usize % 6);
+        let (sim, counts) = finish(sim, "cancel under faults");
+        let stats = sim.stats();
+        assert!(stats.cancelled > 100, "{stats:?}");
+        assert_eq!(counts.cancelled, stats.cancelled);
+        assert_eq!(counts.answered + counts.failed + counts.cancelled, 1000, "{counts:?}");
+        // Cancelling a request on the wire replaces its lane.
+        assert!(stats.cancelled_on_wire > 10, "{stats:?}");
+        assert!(stats.client_reconnects >= stats.cancelled_on_wire, "{stats:?}");
+    }
 }
 
 /// With tiny queue limits, busy workers crash while their service's queue is

@@ -115,3 +115,41 @@ fn a_broker_restart_does_not_shift_later_replies() {
     sim.quiesce(STEPS).unwrap();
     sim.finish();
 }
+
+/// Fixed by `Client::cancel`: an application gave up on a request after
+/// 0.5 s, which a worker takes 2 s to answer. The adapter only hid its
+/// answer and the core kept it on the wire, so the next request to that
+/// service waited the remaining 1.5 s behind it, though a second worker was
+/// idle. Cancelling replaces the lane at once, so the next request goes to
+/// the idle worker, and the late answer, which comes to the old connection,
+/// can never be taken for the new request's (the checker would flag it).
+#[test]
+fn a_cancelled_request_does_not_hold_up_the_next() {
+    for cancel in [false, true] {
+        let mut c = SimConfig::new(5);
+        c.service_time = Duration::from_secs(2);
+        c.client_timeout = Duration::from_secs(30);
+        let mut sim = Sim::new(c);
+        let echo = Bytes::from_static(b"echo");
+        sim.add_worker(echo.clone(), Dialect::V02);
+        sim.add_worker(echo.clone(), Dialect::V01);
+        let client = sim.add_client(Dialect::V02);
+        let first = sim.request(client, echo.clone()).unwrap();
+        sim.run_for(Duration::from_millis(500), STEPS).unwrap();
+        if cancel {
+            assert!(sim.cancel(client, first));
+        }
+        let sent = sim.elapsed();
+        let second = sim.request(client, echo.clone()).unwrap();
+        sim.run_until(|s| !s.client(client).is_outstanding(second), STEPS).unwrap();
+        let waited = sim.elapsed() - sent;
+        if cancel {
+            assert!(waited < Duration::from_millis(2100), "cancelled: the next request waited {waited:?}");
+        } else {
+            assert!(waited >= Duration::from_millis(3500), "not cancelled: the next request waited {waited:?}");
+        }
+        sim.quiesce(STEPS).unwrap();
+        let counts = sim.finish();
+        assert_eq!((counts.answered, counts.cancelled), (if cancel { 1 } else { 2 }, u64::from(cancel)));
+    }
+}
