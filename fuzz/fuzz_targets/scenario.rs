@@ -4,12 +4,13 @@
 //!
 //! Input: the setup (network latency and jitter, reordering across
 //! connections, ghost requests, `ROUTER_MANDATORY`, service time and PARTIALs
-//! per answer, client timeout, tries and window, worker heartbeat and
-//! liveness, the broker's request timeout, dispatch limit and job time
-//! limit, the first clients' dialects), then up to [`MAX_OPS`] operations:
-//! requests and workloads, workers joining, crashing and restarting, time
-//! passing, lost messages, lossy links, partitions, broker restarts and
-//! outages. Only faults ZeroMQ and TCP can show are used: no duplication and
+//! per answer, client timeout, tries and window, the share of workload
+//! requests cancelled, worker heartbeat and liveness, the broker's request
+//! timeout, dispatch limit, job time limit and in-flight limit per client,
+//! the first clients' dialects and lanes), then up to [`MAX_OPS`]
+//! operations: requests and workloads, cancels, clients and workers
+//! joining, workers crashing and restarting, time passing, lost messages,
+//! lossy links, partitions, broker restarts and outages. Only faults ZeroMQ and TCP can show are used: no duplication and
 //! no reordering within a connection (the simulation's tests show those
 //! break MDP's order-based reply matching by design).
 //!
@@ -17,15 +18,18 @@
 //!
 //! * after every step, the simulation's [`Checker`](mdp_tests::Checker):
 //!   each reply is the answer to its own request, parts in order, replies
-//!   per client and service in request order, no request answered twice or
-//!   both answered and failed, a worker never holds two requests, crashed
+//!   per client, lane and service in request order, at most one request per
+//!   service on the wire on a lane, none waiting while a lane is free, a
+//!   cancelled request's lane replaced and no event naming it after, no
+//!   request answered twice or both answered and failed, a worker never
+//!   holds two requests, crashed
 //!   workers removed within their window, the broker within its limits, no
 //!   `poll_timeout` in the past; [`Sim::step`] panics on a livelock;
 //! * every operation finishes within a step budget;
 //! * when the faults stop (partitions healed, links clean, no more reordering
 //!   or ghost requests, the broker up),
-//!   everything settles and every request issued was answered or reported
-//!   failed;
+//!   everything settles and every request issued was answered, reported
+//!   failed or cancelled;
 //! * the system recovers: once the broker is up, every held message has
 //!   arrived, and dead workers and abandoned queued requests have had their
 //!   expiry windows, with a fresh worker per service, every client's next
@@ -40,11 +44,13 @@ use libfuzzer_sys::fuzz_target;
 use mdp_core::{ClientUsageError, Dialect};
 use mdp_fuzz::pick;
 use mdp_tests::{Faults, Link, Node, Sim, SimConfig};
+use std::num::NonZeroUsize;
 
 /// Most operations one input runs.
 const MAX_OPS: usize = 48;
-/// Most clients and workers.
+/// Most clients and workers, and lanes per client.
 const MAX_CLIENTS: usize = 4;
+const MAX_LANES: u8 = 4;
 const MAX_WORKERS: usize = 8;
 /// Step budget of one operation, and of settling at the end.
 const STEPS: u64 = 200_000;
@@ -74,13 +80,17 @@ struct Setup {
     client_timeout_ms: u16,
     client_tries: u8,
     client_window: u8,
+    /// Per mille of workload requests cancelled (up to 20 %).
+    cancel_permille: u8,
     worker_heartbeat_ms: u16,
     worker_liveness: u8,
     request_timeout_ms: u16,
     max_dispatches: u8,
     max_job_ms: Option<u16>,
-    /// Dialects of the first clients (at least one), one worker per service.
-    clients: Vec<u8>,
+    /// The broker's in-flight limit per client and service: 0 for none.
+    max_in_flight: u8,
+    /// Dialects and lanes of the first clients (at least one), one worker per service.
+    clients: Vec<(u8, u8)>,
     workers: [u8; 2],
 }
 
@@ -102,6 +112,7 @@ impl Setup {
         c.client_timeout = 2 * c.service_time + ms(300 + u64::from(self.client_timeout_ms % 5000));
         c.client_tries = 1 + u32::from(self.client_tries % 4);
         c.client_window = 1 + usize::from(self.client_window % 8);
+        c.cancel_fraction = f64::from(self.cancel_permille % 201) / 1000.0;
         // Broker and workers agree on the heartbeat interval, as MDP requires;
         // a worker gives the broker at least two intervals (with one, any
         // latency makes it reconnect at every heartbeat), and an interval is
@@ -115,6 +126,7 @@ impl Setup {
         c.broker.request_timeout = 2 * c.service_time + ms(300 + u64::from(self.request_timeout_ms % 20_000));
         c.broker.max_dispatches = 1 + u32::from(self.max_dispatches % 4);
         c.broker.max_job_time = self.max_job_ms.map(|n| c.service_time + ms(1000 + u64::from(n % 20_000)));
+        c.broker.max_in_flight_per_client = NonZeroUsize::new(usize::from(self.max_in_flight % 4));
         c
     }
 }
@@ -132,8 +144,14 @@ enum Op {
         beta: bool,
         n: u8,
     },
+    /// Client `client` cancels its `nth` outstanding request.
+    Cancel {
+        client: u8,
+        nth: u8,
+    },
     AddClient {
         dialect: u8,
+        lanes: u8,
     },
     Join {
         beta: bool,
@@ -174,18 +192,19 @@ enum NodeSel {
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match pick(u, &[14, 4, 1, 3, 3, 2, 14, 3, 2, 2, 1, 1])? {
+        Ok(match pick(u, &[14, 4, 3, 1, 3, 3, 2, 14, 3, 2, 2, 1, 1])? {
             0 => Op::Request { client: u.arbitrary()?, beta: u.arbitrary()? },
             1 => Op::Submit { client: u.arbitrary()?, beta: u.arbitrary()?, n: u.arbitrary()? },
-            2 => Op::AddClient { dialect: u.arbitrary()? },
-            3 => Op::Join { beta: u.arbitrary()?, dialect: u.arbitrary()? },
-            4 => Op::Crash { worker: u.arbitrary()? },
-            5 => Op::Restart { worker: u.arbitrary()? },
-            6 => Op::Tick { ms: u.arbitrary()? },
-            7 => Op::DropNext { node: u.arbitrary()?, n: u.arbitrary()? },
-            8 => Op::Lossy { node: u.arbitrary()?, permille: u.arbitrary()? },
-            9 => Op::Partition { node: u.arbitrary()?, ms: u.arbitrary()? },
-            10 => Op::RestartBroker,
+            2 => Op::Cancel { client: u.arbitrary()?, nth: u.arbitrary()? },
+            3 => Op::AddClient { dialect: u.arbitrary()?, lanes: u.arbitrary()? },
+            4 => Op::Join { beta: u.arbitrary()?, dialect: u.arbitrary()? },
+            5 => Op::Crash { worker: u.arbitrary()? },
+            6 => Op::Restart { worker: u.arbitrary()? },
+            7 => Op::Tick { ms: u.arbitrary()? },
+            8 => Op::DropNext { node: u.arbitrary()?, n: u.arbitrary()? },
+            9 => Op::Lossy { node: u.arbitrary()?, permille: u.arbitrary()? },
+            10 => Op::Partition { node: u.arbitrary()?, ms: u.arbitrary()? },
+            11 => Op::RestartBroker,
             _ => Op::StopBroker { ms: u.arbitrary()? },
         })
     }
@@ -195,6 +214,10 @@ impl<'a> Arbitrary<'a> for Op {
 struct Input {
     setup: Setup,
     ops: Vec<Op>,
+}
+
+fn lanes_of(n: u8) -> usize {
+    usize::from(1 + n % MAX_LANES)
 }
 
 fn node(sim: &Sim, sel: &NodeSel) -> Node {
@@ -207,8 +230,8 @@ fn node(sim: &Sim, sel: &NodeSel) -> Node {
 fn run(input: &Input) {
     let config = input.setup.config();
     let mut sim = Sim::new(config.clone());
-    for &d in input.setup.clients.iter().take(MAX_CLIENTS) {
-        sim.add_client(dialect(d));
+    for &(d, lanes) in input.setup.clients.iter().take(MAX_CLIENTS) {
+        sim.add_client_with_lanes(dialect(d), lanes_of(lanes));
     }
     if sim.clients() == 0 {
         sim.add_client(Dialect::V02);
@@ -233,8 +256,16 @@ fn run(input: &Input) {
                 let i = usize::from(*client) % sim.clients();
                 sim.submit(i, std::iter::repeat_n(service(*beta), usize::from(*n % 16)));
             }
-            Op::AddClient { dialect: d } if sim.clients() < MAX_CLIENTS => {
-                sim.add_client(dialect(*d));
+            Op::Cancel { client, nth } => {
+                let i = usize::from(*client) % sim.clients();
+                let ids = sim.checker.outstanding_ids(i);
+                if let Some(&id) = ids.get(usize::from(*nth) % ids.len().max(1)) {
+                    // The checker holds `cancel`'s answer against its model.
+                    sim.cancel(i, id);
+                }
+            }
+            Op::AddClient { dialect: d, lanes } if sim.clients() < MAX_CLIENTS => {
+                sim.add_client_with_lanes(dialect(*d), lanes_of(*lanes));
             }
             Op::Join { beta, dialect: d } if sim.workers() < MAX_WORKERS => {
                 sim.add_worker(service(*beta), dialect(*d));
