@@ -2,7 +2,8 @@
 //! its invariants after every input.
 //!
 //! Input: a configuration (timers and limits from the input, limits small so
-//! that every limit is reachable), then a sequence of operations:
+//! that every limit is reachable; `max_in_flight_per_client` none, 1, 2 or
+//! 3), then a sequence of operations:
 //!
 //! * a message from one of [`PEERS`] identities (few, so peers recur and act
 //!   as clients and workers): mostly a well-formed command built with
@@ -36,6 +37,23 @@
 //!   worker that stays registered;
 //! * replies (PARTIAL/FINAL/REPLY) go only to peers that sent a REQUEST in
 //!   the dialect of the reply;
+//! * requests, tracked per (client, service) from the input and the events:
+//!   a REQUEST (not MMI) with no `LimitHit` for its sender is queued;
+//!   `RequestDispatched` takes one from that queue (there must be one) to
+//!   that worker, which must serve that service and be sent a REQUEST with
+//!   that client address; the worker holds it until it answers the client
+//!   (FINAL/REPLY, in size and dialect) or is gone; right after the
+//!   `WorkerGone` of a worker that held one comes what became of it
+//!   (`RequestRequeued` back into the queue, or `RequestDropped` or
+//!   `RequestExpired`), and those events come at no other time except
+//!   `RequestExpired` and the shutdown's `RequestDropped` of a queued
+//!   request, and `ReplyTooLarge` for a held one; the queues add up to
+//!   `stats().queued_requests`;
+//! * a client never has more than `max_in_flight_per_client` requests of
+//!   one service at workers;
+//! * work conservation: after every input, no registered worker is idle
+//!   while a client with fewer than `max_in_flight_per_client` requests at
+//!   workers of its service has one queued for it;
 //! * `stats()` agrees with the tracked model (registered and busy workers,
 //!   `is_worker`, `worker_count` per service) and stays within the limits:
 //!   `services <= max_services`, `idle + busy <= max_workers`, and
@@ -54,12 +72,15 @@
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use mdp_core::{Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, Multipart, PeerCommand, PeerId, Transmit};
+use mdp_core::{
+    Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, DropReason, Multipart, PeerCommand, PeerId, Transmit,
+};
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Number of distinct peer identities.
@@ -120,6 +141,8 @@ struct ConfigSel {
     /// 1 to 16 in all, messages 8 to 16 frames and 64 to 4096 bytes.
     limits: [u8; 6],
     hash_seed: u64,
+    /// `max_in_flight_per_client`: none (twice as likely), 1, 2 or 3.
+    in_flight: u8,
 }
 
 impl ConfigSel {
@@ -139,6 +162,7 @@ impl ConfigSel {
         c.max_message_frames = 8 + usize::from(self.limits[4] % 9);
         c.max_message_bytes = 64 << (self.limits[5] % 7);
         c.hash_seed = Some(self.hash_seed);
+        c.max_in_flight_per_client = NonZeroUsize::new(usize::from(self.in_flight % 5).saturating_sub(1));
         c
     }
 }
@@ -322,8 +346,12 @@ struct Harness {
     /// Registered workers (from `WorkerReady`/`WorkerGone`), with their
     /// dialect and service.
     ready: HashMap<PeerId, (Dialect, Bytes)>,
-    /// Workers holding a request, with the client address it carried.
-    busy: HashMap<PeerId, Bytes>,
+    /// Workers holding a request (from `RequestDispatched` until the worker
+    /// answers it or is gone), with the request's client and service.
+    held: HashMap<PeerId, (PeerId, Bytes)>,
+    /// Requests queued per (client, service): admitted, re-queued, less
+    /// those dispatched, expired or dropped from the queue.
+    queued: HashMap<(PeerId, Bytes), usize>,
     /// Peers that sent a decodable REQUEST, and in which dialect.
     requested: HashSet<(PeerId, Dialect)>,
     /// The dialect each peer last used, for [`DialectSel::Own`].
@@ -339,7 +367,8 @@ impl Harness {
             clock,
             latest: clock,
             ready: HashMap::new(),
-            busy: HashMap::new(),
+            held: HashMap::new(),
+            queued: HashMap::new(),
             requested: HashSet::new(),
             last_dialect: HashMap::new(),
         }
@@ -372,12 +401,12 @@ impl Harness {
             Op::Unreachable { peer: p } => {
                 let now = self.time(&At::Now);
                 self.broker.handle_unreachable(now, &peer(*p));
-                self.settle();
+                self.settle(None);
             }
             Op::Shutdown => {
                 let now = self.time(&At::Now);
                 self.broker.shutdown(now);
-                self.settle();
+                self.settle(None);
                 let s = self.broker.stats();
                 assert_eq!((s.services, s.idle_workers, s.busy_workers, s.queued_requests), (0, 0, 0, 0));
                 assert!(self.broker.poll_timeout().is_none(), "timers left after shutdown");
@@ -387,19 +416,27 @@ impl Harness {
 
     fn message(&mut self, from: PeerId, at: &At, msg: &Msg) {
         let Some(frames) = self.frames(&from, msg) else { return };
+        let over_size = frames.len() > self.config.max_message_frames
+            || frames.iter().map(Bytes::len).sum::<usize>() > self.config.max_message_bytes;
+        // A REQUEST the broker must queue or dispatch, unless a limit stops it.
+        let mut admitted = None;
         match PeerCommand::decode(frames.clone()) {
             Ok((d, PeerCommand::Final { client, .. })) => {
                 // The broker frees a worker that answers the client it holds
                 // (if the message is refused for its size or dialect, the
                 // worker is removed instead, and WorkerGone says so).
-                if self.busy.get(&from) == Some(&client) && self.ready.get(&from).is_some_and(|r| r.0 == d) {
-                    self.busy.remove(&from);
+                let holds = self.held.get(&from).is_some_and(|(c, _)| c.0 == client);
+                if holds && !over_size && self.ready.get(&from).is_some_and(|r| r.0 == d) {
+                    self.held.remove(&from);
                 }
                 self.last_dialect.insert(from.clone(), d);
             }
-            Ok((d, PeerCommand::Request { .. })) => {
+            Ok((d, PeerCommand::Request { service, .. })) => {
                 self.requested.insert((from.clone(), d));
                 self.last_dialect.insert(from.clone(), d);
+                if !service.starts_with(b"mmi.") {
+                    admitted = Some((from.clone(), service));
+                }
             }
             Ok((d, _)) => {
                 self.last_dialect.insert(from.clone(), d);
@@ -410,7 +447,7 @@ impl Harness {
         }
         let now = self.time(at);
         self.broker.handle_message(now, from, frames);
-        self.settle();
+        self.settle(admitted);
     }
 
     fn frames(&self, from: &PeerId, msg: &Msg) -> Option<Multipart> {
@@ -434,7 +471,7 @@ impl Harness {
             },
         };
         let client = |c: &ClientSel| match c {
-            ClientSel::Held => self.busy.get(from).cloned().unwrap_or_else(|| Bytes::from_static(b"nobody")),
+            ClientSel::Held => self.held.get(from).map_or_else(|| Bytes::from_static(b"nobody"), |(c, _)| c.0.clone()),
             ClientSel::Peer(p) => peer(*p).0,
             ClientSel::Raw(b) => Bytes::copy_from_slice(b),
         };
@@ -460,7 +497,7 @@ impl Harness {
         }
         let now = self.time(at);
         self.broker.handle_timeout(now);
-        self.settle();
+        self.settle(None);
         if let Some(t) = self.broker.poll_timeout() {
             assert!(t > self.latest, "handle_timeout({:?}) left a timer due at {:?}", self.latest, t);
         }
@@ -472,8 +509,10 @@ impl Harness {
         assert_eq!(self.broker.stats(), stats, "second handle_timeout at the same time changed the stats");
     }
 
-    /// Drains the broker and checks every invariant.
-    fn settle(&mut self) {
+    /// Drains the broker and checks every invariant. `admitted`: the client
+    /// and service of a REQUEST this input carried (not MMI), which the
+    /// broker took unless a `LimitHit` for that client says otherwise.
+    fn settle(&mut self, admitted: Option<(PeerId, Bytes)>) {
         let transmits = drain("poll_transmit", || self.broker.poll_transmit());
         let events = drain("poll_event", || self.broker.poll_event());
         assert!(transmits.len() + events.len() <= DRAIN_BOUND, "livelock: too much output for one input");
@@ -486,7 +525,8 @@ impl Harness {
             }
         }
 
-        let mut requested_to = Vec::new();
+        // REQUESTs sent, with the client address each carried.
+        let mut requested_to: HashMap<PeerId, Bytes> = HashMap::new();
         let mut disconnected = Vec::new();
         for Transmit { to, frames } in &transmits {
             let (dialect, cmd) = match BrokerCommand::decode(frames.clone()) {
@@ -497,10 +537,10 @@ impl Harness {
                 BrokerCommand::Request { client, body } => {
                     let registered = self.ready.get(to).map(|r| r.0);
                     assert_eq!(registered, Some(dialect), "REQUEST to {to}, registered as {registered:?}");
-                    assert!(!self.busy.contains_key(to), "REQUEST to {to} while it holds one");
+                    assert!(!self.held.contains_key(to), "REQUEST to {to} while it holds one");
                     self.check_body(&body);
-                    self.busy.insert(to.clone(), client);
-                    requested_to.push(to.clone());
+                    let before = requested_to.insert(to.clone(), client);
+                    assert!(before.is_none(), "two REQUESTs to {to} for one input");
                 }
                 BrokerCommand::Heartbeat => {
                     let registered = self.ready.get(to).map(|r| r.0);
@@ -517,30 +557,123 @@ impl Harness {
             }
         }
 
-        let mut dispatched_to = Vec::new();
+        if let Some(key) = admitted {
+            let refused = events.iter().any(|e| matches!(e, BrokerEvent::LimitHit { peer, .. } if *peer == key.0));
+            if !refused {
+                *self.queued.entry(key).or_default() += 1;
+            }
+        }
+        // The events in order. Right after a busy worker's WorkerGone comes
+        // what happened to its request: re-queued, dropped or expired.
+        let limit = self.config.max_in_flight_per_client.map_or(usize::MAX, NonZeroUsize::get);
+        let mut dispatched = 0;
+        let mut lost: Option<(PeerId, Bytes)> = None;
         for e in &events {
+            let was_lost = lost.take();
+            let mut settles_lost = false;
             match e {
-                BrokerEvent::WorkerGone { worker, .. } => {
+                BrokerEvent::WorkerGone { worker, service, .. } => {
                     assert!(self.ready.remove(worker).is_some(), "WorkerGone for {worker}, not registered");
-                    self.busy.remove(worker);
+                    if let Some((client, held)) = self.held.remove(worker) {
+                        assert_eq!(held, *service, "WorkerGone names another service than its request's");
+                        lost = Some((client, held));
+                    }
                 }
-                BrokerEvent::RequestDispatched { worker, .. } => dispatched_to.push(worker.clone()),
+                BrokerEvent::RequestDispatched { client, service, worker } => {
+                    dispatched += 1;
+                    assert_eq!(requested_to.get(worker), Some(&client.0), "RequestDispatched to {worker}");
+                    let registered = self.ready.get(worker).map(|r| &r.1);
+                    assert_eq!(registered, Some(service), "{service:?} dispatched to {worker}");
+                    let key = (client.clone(), service.clone());
+                    let queued = self.queued.get_mut(&key).filter(|n| **n > 0);
+                    let queued = queued.unwrap_or_else(|| panic!("dispatched for {key:?}, which has nothing queued"));
+                    *queued -= 1;
+                    let before = self.held.insert(worker.clone(), key.clone());
+                    assert!(before.is_none(), "{worker} dispatched to while it holds a request");
+                    let in_flight = self.in_flight(&key);
+                    assert!(in_flight <= limit, "{in_flight} requests of {key:?} at workers, limit {limit}");
+                }
+                BrokerEvent::RequestRequeued { client, service, .. } => {
+                    let key = (client.clone(), service.clone());
+                    assert_eq!(was_lost.as_ref(), Some(&key), "re-queued, but no worker holding it was lost");
+                    settles_lost = true;
+                    *self.queued.entry(key).or_default() += 1;
+                }
+                BrokerEvent::RequestExpired { client, service } => {
+                    let key = (client.clone(), service.clone());
+                    if was_lost.as_ref() == Some(&key) {
+                        settles_lost = true;
+                    } else {
+                        self.unqueue(&key);
+                    }
+                }
+                BrokerEvent::RequestDropped { client, service, reason } => {
+                    let key = (client.clone(), service.clone());
+                    match reason {
+                        // The worker keeps it until its FINAL; nothing queued.
+                        DropReason::ReplyTooLarge => {}
+                        DropReason::Shutdown if was_lost.as_ref() != Some(&key) => self.unqueue(&key),
+                        _ => {
+                            assert_eq!(was_lost.as_ref(), Some(&key), "{reason:?}, but no worker holding it was lost");
+                            settles_lost = true;
+                        }
+                    }
+                }
                 BrokerEvent::PeerMisbehaved { peer, reason, .. } => {
                     let _ = (peer.to_string(), reason.to_string());
                 }
                 _ => {}
             }
+            if let Some(key) = was_lost.filter(|_| !settles_lost) {
+                panic!("the request of a lost worker ({key:?}) was neither re-queued, dropped nor expired: {e:?}");
+            }
         }
-        requested_to.sort();
-        dispatched_to.sort();
-        assert_eq!(requested_to, dispatched_to, "REQUESTs sent and RequestDispatched events differ");
+        if let Some(key) = lost {
+            panic!("the request of a lost worker ({key:?}) was neither re-queued, dropped nor expired");
+        }
+        assert_eq!(requested_to.len(), dispatched, "REQUESTs sent and RequestDispatched events differ");
         for p in &disconnected {
             assert!(!self.ready.contains_key(p), "DISCONNECT to {p}, which stays registered");
         }
 
         self.check_stats();
+        self.check_dispatch();
         if let Some(t) = self.broker.poll_timeout() {
             assert!(t >= self.latest, "poll_timeout {t:?} is before the latest now {:?}", self.latest);
+        }
+    }
+
+    /// Requests of `key`'s client to its service at workers.
+    fn in_flight(&self, key: &(PeerId, Bytes)) -> usize {
+        self.held.values().filter(|held| *held == key).count()
+    }
+
+    /// One request of `key` left its queue (expired, or dropped at shutdown).
+    fn unqueue(&mut self, key: &(PeerId, Bytes)) {
+        let queued = self.queued.get_mut(key).filter(|n| **n > 0);
+        *queued.unwrap_or_else(|| panic!("a request of {key:?} left its queue, which held none")) -= 1;
+    }
+
+    /// Work conservation: no registered worker is idle while a client below
+    /// its in-flight limit has a request queued for the worker's service.
+    fn check_dispatch(&mut self) {
+        self.queued.retain(|_, n| *n > 0);
+        let queued: usize = self.queued.values().sum();
+        assert_eq!(self.broker.stats().queued_requests, queued, "queued requests, by client: {:?}", self.queued);
+        let limit = self.config.max_in_flight_per_client.map_or(usize::MAX, NonZeroUsize::get);
+        for (worker, (_, service)) in &self.ready {
+            if self.held.contains_key(worker) {
+                continue;
+            }
+            for (key, n) in &self.queued {
+                if key.1 == *service {
+                    let in_flight = self.in_flight(key);
+                    assert!(
+                        in_flight >= limit,
+                        "{worker} idle while {key:?} has {n} queued and {in_flight} at workers (limit {limit})"
+                    );
+                }
+            }
         }
     }
 
@@ -557,7 +690,7 @@ impl Harness {
         assert!(s.idle_workers + s.busy_workers <= c.max_workers, "{s:?}");
         assert!(s.queued_requests + s.busy_workers <= c.max_queue_total + c.max_workers, "{s:?}");
         assert_eq!(s.idle_workers + s.busy_workers, self.ready.len(), "registered workers: {s:?}");
-        assert_eq!(s.busy_workers, self.busy.len(), "busy workers: {s:?}");
+        assert_eq!(s.busy_workers, self.held.len(), "busy workers: {s:?}");
         for i in 0..PEERS {
             let p = peer(i);
             assert_eq!(self.broker.is_worker(&p), self.ready.contains_key(&p), "is_worker({p})");

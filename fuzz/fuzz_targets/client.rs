@@ -1,46 +1,80 @@
-//! Drives one [`Client`] with arbitrary requests, broker messages and time,
-//! against a reference model written from the `client` module's docs.
+//! Drives one [`Client`] with arbitrary requests, cancels, broker messages on
+//! any lane, lost connections and time, against a reference model written
+//! from the `client` module's docs.
 //!
-//! Input: a configuration (dialect, timeout, tries, `max_outstanding` from
-//! the input, zero and `Duration::MAX` included: [`Client::new`] must refuse
-//! exactly the invalid ones), then operations:
+//! Input: a configuration (dialect, timeout, tries, `max_outstanding` and
+//! `lanes` from the input; zero and `Duration::MAX` included: [`Client::new`]
+//! must refuse exactly the invalid ones, zero lanes too), then operations:
 //!
 //! * `request` for a service from a few (or an empty or arbitrary one), with
 //!   zero or more body frames;
-//! * a message from the broker: mostly a well-formed PARTIAL or FINAL built
-//!   with [`BrokerCommand::encode`] (usually in the client's dialect, naming
-//!   the service of an outstanding request), sometimes other commands, other
-//!   dialects, one frame removed, inserted or replaced or the last frames cut
-//!   off (an [`Edit`]), or raw frames;
+//! * `cancel` of an id on the wire, waiting in the client, or stale (already
+//!   answered, failed or cancelled);
+//! * a message from the broker on a lane: mostly the lane of a request on the
+//!   wire, sometimes any of the client's lanes or one it does not have; mostly
+//!   a well-formed PARTIAL or FINAL built with [`BrokerCommand::encode`]
+//!   (usually in the client's dialect, naming the service of a request on
+//!   the wire on that lane), sometimes other commands, other dialects, one
+//!   frame removed, inserted or replaced or the last frames cut off (an
+//!   [`Edit`]), or raw frames;
+//! * `handle_connection_lost` on a lane chosen the same way;
 //! * a clock step (zero to years), `handle_timeout` (at `poll_timeout` or
-//!   now).
+//!   now);
+//! * `Hold`: the next operation's output is left queued and drained together
+//!   with the one after it (so `cancel` meets queued events naming its id).
 //!
 //! The model holds the outstanding requests in the order they were made,
-//! each with its service, body, tries, deadline, whether it is on the wire
-//! (one per service at a time) and whether parts of it were delivered. After
-//! every input the target drains `poll_transmit` and `poll_event` (more than
-//! [`DRAIN_BOUND`] items is a livelock) and checks that the client did
+//! each with its service, body, tries used, lane (`None` while it waits in
+//! the client), deadline and whether parts of its current send were
+//! delivered; per lane the requests on the wire in the order sent; and the
+//! transmits and events the client must have queued. After every input
+//! (unless held) the target drains `poll_transmit` and `poll_event` (more
+//! than [`DRAIN_BOUND`] items is a livelock) and checks that the client did
 //! exactly what the model says:
 //!
 //! * `request` succeeds or fails with the documented error, and on success
-//!   returns a new id and sends that REQUEST, in the client's dialect, unless
-//!   another request for its service is outstanding: then it waits, unsent;
-//! * a reply goes to the request on the wire for the service it names (in
-//!   the majortomo dialect, which names none, to the oldest request), else it
-//!   is discarded with the documented reason; a message queues at most one
-//!   event, and a FINAL sends the next request waiting for its service;
-//! * a timeout (only once the earliest deadline passed) sends `Reconnect`,
-//!   then, for each request on the wire in the order made, fails it if it is
-//!   out of tries (and sends the next for its service) or else resends it,
-//!   announcing `Restarted` if parts of it were delivered;
-//! * a lost connection does the same at once, every request on the wire
-//!   using a try (failing as `ConnectionLost`), and sends only `Reconnect`
-//!   when nothing is on the wire;
+//!   returns a new id. It goes out on a lane with nothing on the wire for its
+//!   service (majortomo: nothing at all), the one with the fewest requests on
+//!   the wire, the lowest on a tie, unless such a request waits already;
+//!   otherwise it waits in the client, in order;
+//! * a message for a lane the client does not have is discarded as
+//!   `NoSuchLane`; a reply on lane `L` goes to the request on the wire on `L`
+//!   for the service it names (majortomo: to the one request on `L`), else it
+//!   is discarded as `Unmatched` with its lane; a message queues at most one
+//!   event; a FINAL frees the slot, and the oldest request waiting for that
+//!   service (majortomo: of any service) goes out on the least loaded lane
+//!   free for it;
+//! * a timeout (only once a deadline passed) replaces each lane with a
+//!   passed deadline, lowest lane first: `Reconnect` for that lane, then for
+//!   each request on the wire on it, in the order sent, a request past its
+//!   deadline uses a try and fails if it has none left (`Timeout` with one
+//!   try, else `RetriesExhausted`), and then the next waiting request for its
+//!   slot goes out; the others on the lane are resent using no try, with
+//!   `Restarted` if parts of them were delivered. Other lanes are untouched;
+//! * a lost connection does the same to its lane at once, every request on
+//!   it using a try (failing as `ConnectionLost`); on a lane with nothing on
+//!   the wire only `Reconnect`; on a lane the client does not have, nothing;
+//! * `cancel` returns whether the id was outstanding; a waiting request just
+//!   goes; one on the wire replaces its lane (the others on it are resent
+//!   using no try), then the next waiting request for its slot goes out;
+//!   queued events naming it are purged;
 //! * `poll_timeout()` is the earliest deadline of a request on the wire,
 //!   never before the latest `now`; `handle_timeout` before it does nothing;
+//! * the getters agree with the model (`outstanding`, `on_wire`,
+//!   `is_outstanding`, `lane_of`), and, from the getters alone, each lane has
+//!   at most one request per service on the wire (majortomo: at most one),
+//!   and no request waits while a lane is free for it;
 //! * the client never names an id it did not issue, never replies to an id
-//!   twice, and names no id after its `Reply` or `Failed`;
-//!   `outstanding()` and `is_outstanding` agree.
+//!   twice, and names no id after its `Reply`, `Failed` or a `cancel` that
+//!   returned true.
+//!
+//! Two choices the docs leave open follow the implementation. A lane's
+//! order ("the order they were sent") is the order requests were put on
+//! it: a resend keeps its place, so a waiting request that takes a freed
+//! slot during a reconnect comes after the requests resent behind it, even
+//! though it went out before them. And `cancel` of an id that is no longer
+//! outstanding (it returns false) leaves a queued `Reply` or `Failed` for it
+//! in the queue.
 #![no_main]
 
 use std::collections::HashSet;
@@ -51,7 +85,10 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::client::{ClientDiscardReason, ClientUsageError, FailReason, RequestId};
 use mdp_core::codec::Found;
-use mdp_core::{BrokerCommand, Client, ClientConfig, ClientEvent, Dialect, Multipart, PeerCommand, PeerTransmit};
+use mdp_core::{
+    BrokerCommand, Client, ClientConfig, ClientEvent, ClientTransmit, Dialect, Lane, Multipart, PeerCommand,
+    PeerTransmit,
+};
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Services requests go to: a few, and an empty one.
@@ -72,23 +109,36 @@ impl<'a> Arbitrary<'a> for DurationSel {
     }
 }
 
+/// How many lanes: 1 to 4, sometimes zero (refused).
+#[derive(Debug)]
+struct LanesSel(usize);
+
+impl<'a> Arbitrary<'a> for LanesSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(LanesSel(pick(u, &[1, 6, 5, 4, 4])?))
+    }
+}
+
 #[derive(Debug, Arbitrary)]
 struct ConfigSel {
     dialect: u8,
     timeout: DurationSel,
     tries: u8,
     max_outstanding: u8,
+    lanes: LanesSel,
 }
 
 impl ConfigSel {
     fn config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new(Dialect::ALL[usize::from(self.dialect) % Dialect::ALL.len()]);
+        let mut c =
+            ClientConfig::new(Dialect::ALL[usize::from(self.dialect) % Dialect::ALL.len()]).with_lanes(self.lanes.0);
         c.timeout = match self.timeout {
             DurationSel::Millis(ms) => Duration::from_millis(u64::from(ms % 10_001)),
             DurationSel::Max => Duration::MAX,
         };
         c.tries = u32::from(self.tries % 5);
-        c.max_outstanding = usize::from(self.max_outstanding % 6);
+        // Up to 9: with 4 lanes and two services, 8 can be on the wire.
+        c.max_outstanding = usize::from(self.max_outstanding % 10);
         c
     }
 }
@@ -117,9 +167,34 @@ impl ServiceSel {
     }
 }
 
+/// The lane a message or a lost connection is for.
+#[derive(Debug)]
+enum LaneSel {
+    /// The lane of the `n`th request on the wire (modulo their number; lane
+    /// `n` modulo the lanes if none is).
+    OfWire(u8),
+    /// Lane `n` modulo the lanes.
+    Any(u8),
+    /// `n` lanes past the last one: a lane the client does not have.
+    Beyond(u8),
+}
+
+impl<'a> Arbitrary<'a> for LaneSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[12, 4, 1])? {
+            0 => LaneSel::OfWire(u.arbitrary()?),
+            1 => LaneSel::Any(u.arbitrary()?),
+            _ => LaneSel::Beyond(u.arbitrary()?),
+        })
+    }
+}
+
 /// The service a reply names.
 #[derive(Debug)]
 enum ReplyService {
+    /// That of the `n`th request on the wire on the message's lane (modulo
+    /// their number), else of the `n`th outstanding request.
+    OnLane(u8),
     /// That of the `n`th outstanding request (modulo their number).
     Outstanding(u8),
     Other(ServiceSel),
@@ -127,8 +202,9 @@ enum ReplyService {
 
 impl<'a> Arbitrary<'a> for ReplyService {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match pick(u, &[6, 1])? {
-            0 => ReplyService::Outstanding(u.arbitrary()?),
+        Ok(match pick(u, &[10, 2, 1])? {
+            0 => ReplyService::OnLane(u.arbitrary()?),
+            1 => ReplyService::Outstanding(u.arbitrary()?),
             _ => ReplyService::Other(u.arbitrary()?),
         })
     }
@@ -180,26 +256,52 @@ impl<'a> Arbitrary<'a> for Msg {
     }
 }
 
+/// The id `cancel` is called with.
+#[derive(Debug)]
+enum CancelSel {
+    /// The `n`th request on the wire.
+    OnWire(u8),
+    /// The `n`th request waiting in the client.
+    Waiting(u8),
+    /// The `n`th id no longer outstanding (answered, failed or cancelled).
+    Stale(u8),
+}
+
+impl<'a> Arbitrary<'a> for CancelSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match pick(u, &[5, 3, 2])? {
+            0 => CancelSel::OnWire(u.arbitrary()?),
+            1 => CancelSel::Waiting(u.arbitrary()?),
+            _ => CancelSel::Stale(u.arbitrary()?),
+        })
+    }
+}
+
 #[derive(Debug)]
 enum Op {
     Request { service: ServiceSel, body: Vec<Frame> },
-    Message { earlier_ms: Option<u16>, msg: Msg },
+    Message { lane: LaneSel, earlier_ms: Option<u16>, msg: Msg },
     Advance(Delay),
     Timeout { jump: bool },
-    ConnectionLost,
+    ConnectionLost { lane: LaneSel },
+    Cancel(CancelSel),
+    Hold,
 }
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match pick(u, &[25, 45, 12, 18, 4])? {
+        Ok(match pick(u, &[24, 40, 10, 14, 4, 7, 2])? {
             0 => Op::Request { service: u.arbitrary()?, body: frames(u, 0, 3)? },
             1 => {
+                let lane = u.arbitrary()?;
                 let earlier_ms = if u.ratio(1, 16)? { Some(u.arbitrary()?) } else { None };
-                Op::Message { earlier_ms, msg: u.arbitrary()? }
+                Op::Message { lane, earlier_ms, msg: u.arbitrary()? }
             }
             2 => Op::Advance(u.arbitrary()?),
             3 => Op::Timeout { jump: u.ratio(3, 4)? },
-            _ => Op::ConnectionLost,
+            4 => Op::ConnectionLost { lane: u.arbitrary()? },
+            5 => Op::Cancel(u.arbitrary()?),
+            _ => Op::Hold,
         })
     }
 }
@@ -216,52 +318,311 @@ struct Pending {
     id: RequestId,
     service: Bytes,
     body: Multipart,
+    /// Tries used, the current send's included.
     tries: u32,
-    /// On the wire: the oldest outstanding request for its service.
-    sent: bool,
+    /// The lane it is on the wire on; `None` while it waits in the client.
+    lane: Option<usize>,
     deadline: Option<Instant>,
+    /// Whether PARTIALs of the current send were delivered.
     parts: bool,
+}
+
+/// Why a lane is replaced.
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    /// Deadlines passed at this instant: those requests use a try.
+    Timeout(Instant),
+    /// The connection was lost: every request on it uses a try.
+    Lost,
+    /// A request on it was cancelled: the others use no try.
+    Cancelled,
+}
+
+/// The reference model: what the client must hold and must have queued.
+struct Model {
+    config: ClientConfig,
+    /// The latest `now` passed to the client.
+    latest: Instant,
+    /// Outstanding requests, in the order made.
+    pending: Vec<Pending>,
+    /// Per lane, the requests on the wire on it, in the order they were put
+    /// on it.
+    wire: Vec<Vec<RequestId>>,
+    /// What the client must have queued since the last drain.
+    transmits: Vec<ClientTransmit>,
+    events: Vec<ClientEvent>,
+}
+
+impl Model {
+    fn majortomo(&self) -> bool {
+        self.config.dialect == Dialect::Majortomo
+    }
+
+    fn index(&self, id: RequestId) -> Option<usize> {
+        self.pending.iter().position(|p| p.id == id)
+    }
+
+    fn get(&self, id: RequestId) -> &Pending {
+        &self.pending[self.index(id).expect("the model knows every id on its lanes")]
+    }
+
+    /// The lane a request for `service` may go on now: one with nothing on
+    /// the wire for it (majortomo: nothing at all), the least loaded, the
+    /// lowest on a tie.
+    fn free_lane(&self, service: &Bytes) -> Option<usize> {
+        (0..self.config.lanes)
+            .filter(|&l| {
+                if self.majortomo() {
+                    self.wire[l].is_empty()
+                } else {
+                    !self.wire[l].iter().any(|id| self.get(*id).service == *service)
+                }
+            })
+            .min_by_key(|&l| (self.wire[l].len(), l))
+    }
+
+    /// The oldest request waiting in the client that the slot of `service`
+    /// may go to: one for that service (majortomo: for any).
+    fn oldest_waiting(&self, service: &Bytes) -> Option<usize> {
+        self.pending.iter().position(|p| p.lane.is_none() && (self.majortomo() || p.service == *service))
+    }
+
+    fn encode_request(&self, service: &Bytes, body: &Multipart) -> Multipart {
+        let command = PeerCommand::Request { service: service.clone(), body: body.clone() };
+        command.encode(self.config.dialect).expect("a valid request encodes")
+    }
+
+    /// Puts request `index` on the wire on `lane` at the latest `now`, last
+    /// in the lane's order.
+    fn send(&mut self, index: usize, lane: usize) {
+        self.pending[index].lane = Some(lane);
+        self.wire[lane].push(self.pending[index].id);
+        self.transmit(index);
+    }
+
+    /// Sends request `index` (again) on its lane at the latest `now`, with
+    /// a fresh deadline.
+    fn transmit(&mut self, index: usize) {
+        let (latest, timeout) = (self.latest, self.config.timeout);
+        let p = &mut self.pending[index];
+        p.parts = false;
+        p.deadline = latest.checked_add(timeout);
+        let lane = p.lane.expect("a request sent has a lane");
+        let (service, body) = (p.service.clone(), p.body.clone());
+        let frames = self.encode_request(&service, &body);
+        self.transmits.push(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Send(frames) });
+    }
+
+    /// A slot for `service` was freed (a request answered, failed or
+    /// cancelled): the waiting requests it may take go out while a lane can
+    /// take them.
+    fn freed(&mut self, service: &Bytes) {
+        while let Some(index) = self.oldest_waiting(service) {
+            let Some(lane) = self.free_lane(&self.pending[index].service.clone()) else { break };
+            self.send(index, lane);
+        }
+    }
+
+    /// Forgets request `index`; returns it.
+    fn remove(&mut self, index: usize) -> Pending {
+        let p = self.pending.remove(index);
+        if let Some(lane) = p.lane {
+            self.wire[lane].retain(|id| *id != p.id);
+        }
+        p
+    }
+
+    /// Replaces `lane`'s connection: `Reconnect`, then each request on the
+    /// wire on it, in the lane's order, fails (and a waiting request takes
+    /// its slot at once) or goes again, keeping its place in that order.
+    fn reconnect(&mut self, lane: usize, cause: Cause) {
+        self.transmits.push(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
+        let tries = self.config.tries;
+        for id in self.wire[lane].clone() {
+            let index = self.index(id).expect("a request on a lane is outstanding");
+            let p = &mut self.pending[index];
+            let used_a_try = match cause {
+                Cause::Timeout(now) => p.deadline.is_some_and(|d| d <= now),
+                Cause::Lost => true,
+                Cause::Cancelled => false,
+            };
+            if used_a_try && p.tries >= tries {
+                let reason = match cause {
+                    Cause::Lost => FailReason::ConnectionLost { tries },
+                    _ if tries == 1 => FailReason::Timeout,
+                    _ => FailReason::RetriesExhausted { tries },
+                };
+                self.events.push(ClientEvent::Failed { id, reason });
+                let p = self.remove(index);
+                self.freed(&p.service);
+                continue;
+            }
+            if used_a_try {
+                p.tries += 1;
+            }
+            if p.parts {
+                self.events.push(ClientEvent::Restarted { id });
+            }
+            self.transmit(index);
+        }
+    }
+
+    fn request(&mut self, service: Bytes, body: Multipart) -> Option<ClientUsageError> {
+        if service.is_empty() {
+            Some(ClientUsageError::EmptyService)
+        } else if body.is_empty() {
+            Some(ClientUsageError::EmptyBody)
+        } else if self.pending.len() >= self.config.max_outstanding {
+            Some(ClientUsageError::TooManyOutstanding { max: self.config.max_outstanding })
+        } else {
+            None
+        }
+    }
+
+    /// Request `id` was accepted at the latest `now`.
+    fn requested(&mut self, id: RequestId, service: Bytes, body: Multipart) {
+        let behind = self.oldest_waiting(&service).is_some();
+        self.pending.push(Pending {
+            id,
+            service: service.clone(),
+            body,
+            tries: 1,
+            lane: None,
+            deadline: None,
+            parts: false,
+        });
+        if !behind {
+            if let Some(lane) = self.free_lane(&service) {
+                self.send(self.pending.len() - 1, lane);
+            }
+        }
+    }
+
+    /// What a message from the broker on `lane` must make the client do.
+    fn message(&mut self, lane: usize, frames: Multipart) {
+        let dialect = self.config.dialect;
+        let mut discard = |reason| self.events.push(ClientEvent::Discarded { reason });
+        if lane >= self.config.lanes {
+            return discard(ClientDiscardReason::NoSuchLane { lane: Lane(lane), lanes: self.config.lanes });
+        }
+        let (found, command) = match BrokerCommand::decode(frames) {
+            Err(e) => return discard(ClientDiscardReason::Malformed(e)),
+            Ok(ok) => ok,
+        };
+        if found != dialect {
+            return discard(ClientDiscardReason::WrongDialect { expected: dialect, found });
+        }
+        let (service, body, last) = match command {
+            BrokerCommand::Partial { service, body } => (service, body, false),
+            BrokerCommand::Final { service, body } => (service, body, true),
+            BrokerCommand::Request { .. } => return discard(ClientDiscardReason::NotForClients { command: "REQUEST" }),
+            BrokerCommand::Heartbeat => return discard(ClientDiscardReason::NotForClients { command: "HEARTBEAT" }),
+            BrokerCommand::Disconnect => return discard(ClientDiscardReason::NotForClients { command: "DISCONNECT" }),
+        };
+        // The request on the wire on this lane for the service named; with
+        // none named (majortomo), the one request on the lane.
+        let matched = self.wire[lane].iter().copied().find(|id| match &service {
+            Some(s) => self.get(*id).service == *s,
+            None => true,
+        });
+        let Some(id) = matched else {
+            let command = if last { "FINAL" } else { "PARTIAL" };
+            let reason = ClientDiscardReason::Unmatched { command, service: service.map(Found), lane: Lane(lane) };
+            return self.events.push(ClientEvent::Discarded { reason });
+        };
+        let index = self.index(id).expect("a request on a lane is outstanding");
+        if last {
+            self.events.push(ClientEvent::Reply { id, body });
+            let p = self.remove(index);
+            self.freed(&p.service);
+        } else {
+            self.pending[index].parts = true;
+            self.events.push(ClientEvent::Partial { id, body });
+        }
+    }
+
+    /// What `handle_timeout(now)` must do: replace every lane on which a
+    /// deadline passed, lowest first.
+    fn timeout(&mut self, now: Instant) {
+        for lane in 0..self.config.lanes {
+            let due = self.wire[lane].iter().any(|id| self.get(*id).deadline.is_some_and(|d| d <= now));
+            if due {
+                self.reconnect(lane, Cause::Timeout(now));
+            }
+        }
+    }
+
+    /// What `cancel(id)` must do; returns what it must return.
+    fn cancel(&mut self, id: RequestId) -> bool {
+        let Some(index) = self.index(id) else { return false };
+        let p = self.remove(index);
+        self.events.retain(|e| e.id() != Some(id));
+        if let Some(lane) = p.lane {
+            self.reconnect(lane, Cause::Cancelled);
+        }
+        self.freed(&p.service);
+        true
+    }
+
+    /// The earliest deadline of a request on the wire.
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.pending.iter().filter(|p| p.lane.is_some()).filter_map(|p| p.deadline).min()
+    }
 }
 
 struct Harness {
     client: Client,
-    config: ClientConfig,
+    model: Model,
     clock: Instant,
-    /// The latest `now` passed to the client.
-    latest: Instant,
-    /// Outstanding requests, in the order first sent.
-    pending: Vec<Pending>,
-    issued: HashSet<RequestId>,
-    /// Ids answered or failed, as the model says.
-    finished: HashSet<RequestId>,
-    /// Ids the client sent a Reply for, and ids it failed: no event may
-    /// name them again.
+    issued: Vec<RequestId>,
+    /// Ids answered, failed or cancelled, as the model says.
+    finished: Vec<RequestId>,
+    /// Ids the client sent a Reply for, failed, or that a `cancel` that
+    /// returned true forgot: no event may name them again.
     replied: HashSet<RequestId>,
     failed: HashSet<RequestId>,
-    last_id: Option<RequestId>,
+    cancelled: HashSet<RequestId>,
+    /// Leave the next operation's output queued.
+    hold: bool,
 }
 
 impl Harness {
     fn now(&mut self, earlier_ms: Option<u16>) -> Instant {
+        let latest = &mut self.model.latest;
         match earlier_ms {
             None => {
-                self.latest = self.latest.max(self.clock);
+                *latest = (*latest).max(self.clock);
                 self.clock
             }
-            Some(ms) => self.latest.checked_sub(Duration::from_millis(u64::from(ms))).unwrap_or(self.latest),
+            Some(ms) => latest.checked_sub(Duration::from_millis(u64::from(ms))).unwrap_or(*latest),
+        }
+    }
+
+    fn lane(&self, sel: &LaneSel) -> usize {
+        let lanes = self.model.config.lanes;
+        match sel {
+            LaneSel::OfWire(n) => {
+                let on_wire: Vec<usize> = self.model.pending.iter().filter_map(|p| p.lane).collect();
+                match on_wire.len() {
+                    0 => usize::from(*n) % lanes,
+                    len => on_wire[usize::from(*n) % len],
+                }
+            }
+            LaneSel::Any(n) => usize::from(*n) % lanes,
+            LaneSel::Beyond(n) => lanes + usize::from(*n),
         }
     }
 
     fn run(&mut self, op: &Op) {
+        let hold = std::mem::take(&mut self.hold);
         match op {
             Op::Request { service, body } => self.request(service.bytes(), to_multipart(body)),
-            Op::Message { earlier_ms, msg } => {
-                let Some(frames) = self.frames(msg) else { return };
+            Op::Message { lane, earlier_ms, msg } => {
+                let lane = self.lane(lane);
+                let Some(frames) = self.frames(lane, msg) else { return };
                 let now = self.now(*earlier_ms);
-                let expected = self.expect_message(frames.clone());
-                self.client.handle_message(now, frames);
-                let got = self.settle();
-                assert_eq!(got, expected, "what a message from the broker made the client do");
+                self.model.message(lane, frames.clone());
+                self.client.handle_message(now, Lane(lane), frames);
             }
             Op::Advance(d) => self.clock = self.clock.checked_add(d.duration()).unwrap_or(self.clock),
             Op::Timeout { jump } => {
@@ -271,83 +632,86 @@ impl Harness {
                     }
                 }
                 let now = self.now(None);
-                let expected = self.expect_timeout(now);
+                self.model.timeout(now);
                 self.client.handle_timeout(now);
-                let got = self.settle();
-                assert_eq!(got, expected, "what handle_timeout did");
             }
-            Op::ConnectionLost => {
+            Op::ConnectionLost { lane } => {
+                let lane = self.lane(lane);
                 let now = self.now(None);
-                let expected = self.expect_reconnect(now, true);
-                self.client.handle_connection_lost(now);
-                let got = self.settle();
-                assert_eq!(got, expected, "what handle_connection_lost did");
+                if lane < self.model.config.lanes {
+                    self.model.reconnect(lane, Cause::Lost);
+                }
+                self.client.handle_connection_lost(now, Lane(lane));
             }
+            Op::Cancel(sel) => {
+                let ids: Vec<RequestId> = match sel {
+                    CancelSel::OnWire(_) => {
+                        self.model.pending.iter().filter(|p| p.lane.is_some()).map(|p| p.id).collect()
+                    }
+                    CancelSel::Waiting(_) => {
+                        self.model.pending.iter().filter(|p| p.lane.is_none()).map(|p| p.id).collect()
+                    }
+                    CancelSel::Stale(_) => self.finished.clone(),
+                };
+                let (CancelSel::OnWire(n) | CancelSel::Waiting(n) | CancelSel::Stale(n)) = sel;
+                // An empty choice falls back to any id issued.
+                let pool = if ids.is_empty() { &self.issued } else { &ids };
+                let Some(&id) = pool.get(usize::from(*n) % pool.len().max(1)) else { return };
+                let now = self.now(None);
+                let expected = self.model.cancel(id);
+                assert_eq!(self.client.cancel(now, id), expected, "cancel({id})");
+                if expected {
+                    self.finished.push(id);
+                    self.cancelled.insert(id);
+                }
+            }
+            Op::Hold => {
+                self.hold = true;
+                return;
+            }
+        }
+        if !hold {
+            self.settle();
         }
         self.check();
     }
 
     fn request(&mut self, service: Bytes, body: Multipart) {
         let now = self.now(None);
-        let expected_error = if service.is_empty() {
-            Some(ClientUsageError::EmptyService)
-        } else if body.is_empty() {
-            Some(ClientUsageError::EmptyBody)
-        } else if self.pending.len() >= self.config.max_outstanding {
-            Some(ClientUsageError::TooManyOutstanding { max: self.config.max_outstanding })
-        } else {
-            match self.pending.first() {
-                Some(p) if self.config.dialect == Dialect::Majortomo && p.service != service => {
-                    Some(ClientUsageError::OtherServiceOutstanding {
-                        outstanding: Found(p.service.clone()),
-                        requested: Found(service.clone()),
-                    })
-                }
-                _ => None,
-            }
-        };
+        let expected_error = self.model.request(service.clone(), body.clone());
         let result = self.client.request(now, service.clone(), body.clone());
-        let (transmits, events) = self.settle();
-        assert!(events.is_empty(), "request() reported {events:?}");
         match (result, expected_error) {
             (Ok(id), None) => {
-                assert!(self.last_id.is_none_or(|last| id > last), "id {id} is not new (last {:?})", self.last_id);
-                self.last_id = Some(id);
-                self.issued.insert(id);
-                // One request per service on the wire: it goes out only if
-                // none is outstanding for its service.
-                let sent = !self.pending.iter().any(|p| p.service == service);
-                if sent {
-                    let request = self.encode_request(&service, &body);
-                    assert_eq!(transmits, vec![PeerTransmit::Send(request)], "what request() sent");
-                } else {
-                    assert!(transmits.is_empty(), "request() sent {transmits:?} behind another for its service");
-                }
-                let deadline = if sent { self.latest.checked_add(self.config.timeout) } else { None };
-                self.pending.push(Pending { id, service, body, tries: 1, sent, deadline, parts: false });
+                let last = self.issued.last();
+                assert!(last.is_none_or(|last| id > *last), "id {id} is not new (last {last:?})");
+                self.issued.push(id);
+                self.model.requested(id, service, body);
             }
             (Err(e), Some(expected)) => {
                 let _ = e.to_string();
                 assert_eq!(e, expected);
-                assert!(transmits.is_empty(), "a refused request sent {transmits:?}");
             }
             (got, expected) => panic!("request() gave {got:?}, expected error {expected:?}"),
         }
     }
 
-    fn encode_request(&self, service: &Bytes, body: &Multipart) -> Multipart {
-        let command = PeerCommand::Request { service: service.clone(), body: body.clone() };
-        command.encode(self.config.dialect).expect("a valid request encodes")
-    }
-
-    fn frames(&self, msg: &Msg) -> Option<Multipart> {
+    fn frames(&self, lane: usize, msg: &Msg) -> Option<Multipart> {
+        let pending = &self.model.pending;
         let encode = |dialect: Dialect, cmd: &Cmd| {
+            let nth_outstanding = |n: &u8| match pending.len() {
+                0 => Bytes::from_static(b"echo"),
+                len => pending[usize::from(*n) % len].service.clone(),
+            };
             let service = |s: &ReplyService| {
                 let name = match s {
-                    ReplyService::Outstanding(n) if !self.pending.is_empty() => {
-                        self.pending[usize::from(*n) % self.pending.len()].service.clone()
+                    ReplyService::OnLane(n) => {
+                        let on_lane = self.model.wire.get(lane).map_or(&[][..], Vec::as_slice);
+                        match on_lane.len() {
+                            0 => nth_outstanding(n),
+                            len => self.model.get(on_lane[usize::from(*n) % len]).service.clone(),
+                        }
                     }
-                    ReplyService::Outstanding(_) => Bytes::from_static(b"echo"),
+                    ReplyService::Outstanding(n) => nth_outstanding(n),
                     ReplyService::Other(s) => s.bytes(),
                 };
                 (dialect != Dialect::Majortomo).then_some(name)
@@ -368,9 +732,9 @@ impl Harness {
             cmd.encode(dialect).ok()
         };
         match msg {
-            Msg::Command { dialect, cmd } => encode(dialect.unwrap_or(self.config.dialect), cmd),
+            Msg::Command { dialect, cmd } => encode(dialect.unwrap_or(self.model.config.dialect), cmd),
             Msg::Mangled { cmd, edit } => {
-                let mut frames = encode(self.config.dialect, cmd)?;
+                let mut frames = encode(self.model.config.dialect, cmd)?;
                 edit.apply(&mut frames);
                 Some(frames)
             }
@@ -378,126 +742,16 @@ impl Harness {
         }
     }
 
-    /// What a message from the broker must make the client do, per the
-    /// docs: one event, and after a reply the next request for its service
-    /// goes out. The model is updated as the client must update itself.
-    fn expect_message(&mut self, frames: Multipart) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
-        let dialect = self.config.dialect;
-        let discarded = |reason| (Vec::new(), vec![ClientEvent::Discarded { reason }]);
-        let (found, command) = match BrokerCommand::decode(frames) {
-            Err(e) => return discarded(ClientDiscardReason::Malformed(e)),
-            Ok(ok) => ok,
-        };
-        if found != dialect {
-            return discarded(ClientDiscardReason::WrongDialect { expected: dialect, found });
-        }
-        let (service, body, last) = match command {
-            BrokerCommand::Partial { service, body } => (service, body, false),
-            BrokerCommand::Final { service, body } => (service, body, true),
-            BrokerCommand::Request { .. } => {
-                return discarded(ClientDiscardReason::NotForClients { command: "REQUEST" })
-            }
-            BrokerCommand::Heartbeat => return discarded(ClientDiscardReason::NotForClients { command: "HEARTBEAT" }),
-            BrokerCommand::Disconnect => {
-                return discarded(ClientDiscardReason::NotForClients { command: "DISCONNECT" })
-            }
-        };
-        // The request on the wire for the service named: the oldest
-        // outstanding for it. With no service named (majortomo), the oldest
-        // of all, if it is on the wire.
-        let index = self.pending.iter().position(|p| service.as_ref().is_none_or(|s| *s == p.service));
-        let Some(index) = index.filter(|&i| self.pending[i].sent) else {
-            let command = if last { "FINAL" } else { "PARTIAL" };
-            return discarded(ClientDiscardReason::Unmatched { command, service: service.map(Found) });
-        };
-        if last {
-            let id = self.pending[index].id;
-            let mut transmits = Vec::new();
-            self.complete(index, &mut transmits);
-            (transmits, vec![ClientEvent::Reply { id, body }])
-        } else {
-            self.pending[index].parts = true;
-            (Vec::new(), vec![ClientEvent::Partial { id: self.pending[index].id, body }])
-        }
-    }
-
-    /// Request `index` is answered or failed: it goes, and the next request
-    /// for its service (if any) goes on the wire.
-    fn complete(&mut self, index: usize, transmits: &mut Vec<PeerTransmit>) {
-        let p = self.pending.remove(index);
-        self.finished.insert(p.id);
-        if let Some(next) = self.pending.iter().position(|q| q.service == p.service) {
-            transmits.push(self.send(next));
-        }
-    }
-
-    /// Puts request `index` on the wire (again) at the latest `now`.
-    fn send(&mut self, index: usize) -> PeerTransmit {
-        let (latest, timeout) = (self.latest, self.config.timeout);
-        let p = &mut self.pending[index];
-        p.sent = true;
-        p.parts = false;
-        p.deadline = latest.checked_add(timeout);
-        let (service, body) = (p.service.clone(), p.body.clone());
-        PeerTransmit::Send(self.encode_request(&service, &body))
-    }
-
-    /// What `handle_timeout(now)` must do, per the docs; the model is
-    /// updated as the client must update itself.
-    fn expect_timeout(&mut self, now: Instant) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
-        if self.earliest_deadline().is_none_or(|d| d > now) {
-            return (Vec::new(), Vec::new());
-        }
-        self.expect_reconnect(now, false)
-    }
-
-    /// What a reconnect at `now` must do: for a timeout, the requests past
-    /// their deadline use a try; for a lost connection (`lost`), every
-    /// request on the wire does, and one out of tries fails as
-    /// `ConnectionLost`.
-    fn expect_reconnect(&mut self, now: Instant, lost: bool) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
-        let mut transmits = vec![PeerTransmit::Reconnect];
-        let mut events = Vec::new();
-        let tries = self.config.tries;
-        // Each request on the wire when the timeout fired, in the order made.
-        let on_wire: Vec<RequestId> = self.pending.iter().filter(|p| p.sent).map(|p| p.id).collect();
-        for id in on_wire {
-            let Some(index) = self.pending.iter().position(|p| p.id == id) else { continue };
-            let p = &mut self.pending[index];
-            let timed_out = lost || p.deadline.is_some_and(|d| d <= now);
-            if timed_out && p.tries >= tries {
-                let reason = if lost {
-                    FailReason::ConnectionLost { tries }
-                } else if tries == 1 {
-                    FailReason::Timeout
-                } else {
-                    FailReason::RetriesExhausted { tries }
-                };
-                events.push(ClientEvent::Failed { id, reason });
-                self.complete(index, &mut transmits);
-                continue;
-            }
-            if timed_out {
-                p.tries += 1;
-            }
-            if p.parts {
-                events.push(ClientEvent::Restarted { id });
-            }
-            transmits.push(self.send(index));
-        }
-        (transmits, events)
-    }
-
-    /// The earliest deadline of a request on the wire.
-    fn earliest_deadline(&self) -> Option<Instant> {
-        self.pending.iter().filter(|p| p.sent).filter_map(|p| p.deadline).min()
-    }
-
-    /// Drains the client and checks what holds after any input.
-    fn settle(&mut self) -> (Vec<PeerTransmit>, Vec<ClientEvent>) {
+    /// Drains the client, compares with what the model has queued, and
+    /// checks the ids the events name.
+    fn settle(&mut self) {
         let transmits = drain("poll_transmit", || self.client.poll_transmit());
         let events = drain("poll_event", || self.client.poll_event());
         assert!(transmits.len() + events.len() <= DRAIN_BOUND);
+        let expected = std::mem::take(&mut self.model.transmits);
+        assert!(transmits == expected, "what the client sent:\n got {}\nwant {}", short(&transmits), short(&expected));
+        let expected = std::mem::take(&mut self.model.events);
+        assert!(events == expected, "what the client reported:\n got {}\nwant {}", short(&events), short(&expected));
         for e in &events {
             let id = match e {
                 ClientEvent::Partial { id, .. }
@@ -513,37 +767,85 @@ impl Harness {
             assert!(self.issued.contains(&id), "an event names {id}, which the client never issued: {e:?}");
             assert!(!self.replied.contains(&id), "an event names {id} after its Reply: {e:?}");
             assert!(!self.failed.contains(&id), "an event names {id} after it failed: {e:?}");
+            assert!(!self.cancelled.contains(&id), "an event names {id} after it was cancelled: {e:?}");
             match e {
                 ClientEvent::Reply { .. } => {
                     self.replied.insert(id);
+                    self.finished.push(id);
                 }
                 ClientEvent::Failed { reason, .. } => {
                     let _ = reason.to_string();
                     self.failed.insert(id);
+                    self.finished.push(id);
                 }
                 _ => {}
             }
         }
-        (transmits, events)
     }
 
+    /// What holds after any input, drained or not.
     fn check(&mut self) {
-        assert_eq!(self.client.outstanding(), self.pending.len(), "outstanding()");
-        for p in &self.pending {
+        let model = &self.model;
+        let lanes = model.config.lanes;
+        assert_eq!(self.client.outstanding(), model.pending.len(), "outstanding()");
+        let on_wire = model.pending.iter().filter(|p| p.lane.is_some()).count();
+        assert_eq!(self.client.on_wire(), on_wire, "on_wire()");
+        for p in &model.pending {
             assert!(self.client.is_outstanding(p.id), "is_outstanding({})", p.id);
+            assert_eq!(self.client.lane_of(p.id), p.lane.map(Lane), "lane_of({})", p.id);
         }
-        for id in &self.finished {
-            assert!(!self.client.is_outstanding(*id), "is_outstanding({id}) after it finished");
+        for id in &self.issued {
+            if model.index(*id).is_none() {
+                assert!(!self.client.is_outstanding(*id), "is_outstanding({id}) after it finished");
+                assert_eq!(self.client.lane_of(*id), None, "lane_of({id}) after it finished");
+            }
         }
-        let earliest = self.earliest_deadline();
-        assert_eq!(self.client.poll_timeout(), earliest.map(|d| d.max(self.latest)), "poll_timeout()");
-        // Before the deadline, handle_timeout does nothing.
-        if earliest.is_none_or(|d| d > self.latest) {
-            self.client.handle_timeout(self.latest);
-            assert!(self.client.poll_transmit().is_none(), "handle_timeout before the deadline sent something");
-            assert!(self.client.poll_event().is_none(), "handle_timeout before the deadline reported something");
+        // From the client's getters alone: one request per service (in
+        // majortomo one in all) on the wire on each lane, and none waits
+        // while a lane could carry it.
+        let key = |p: &Pending| if model.majortomo() { Bytes::new() } else { p.service.clone() };
+        let mut slots = HashSet::new();
+        for p in &model.pending {
+            if let Some(Lane(lane)) = self.client.lane_of(p.id) {
+                assert!(lane < lanes, "{} on lane {lane} of {lanes}", p.id);
+                assert!(slots.insert((lane, key(p))), "two requests for {:?} on the wire on lane {lane}", p.service);
+            }
+        }
+        for p in &model.pending {
+            if self.client.lane_of(p.id).is_none() {
+                let busy = (0..lanes).filter(|l| slots.contains(&(*l, key(p)))).count();
+                assert_eq!(busy, lanes, "{} waits for {:?} while a lane is free for it", p.id, p.service);
+            }
+        }
+        let earliest = model.earliest_deadline();
+        assert_eq!(self.client.poll_timeout(), earliest.map(|d| d.max(model.latest)), "poll_timeout()");
+        // Before the deadline, handle_timeout does nothing (what it queues is
+        // compared with the model, which expects nothing, at the next drain).
+        if earliest.is_none_or(|d| d > model.latest) {
+            self.client.handle_timeout(model.latest);
         }
     }
+}
+
+/// `items` for a failure message, each frame cut to its first 12 bytes.
+fn short<T: std::fmt::Debug>(items: &[T]) -> String {
+    let full = format!("{items:?}");
+    // Debug prints frames as b"..."; cut each long one.
+    let mut out = String::new();
+    let mut rest = full.as_str();
+    while let Some(start) = rest.find("b\"") {
+        out.push_str(&rest[..start + 2]);
+        rest = &rest[start + 2..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        let frame = &rest[..end];
+        match frame.char_indices().nth(48) {
+            Some((cut, _)) => out.push_str(&format!("{}…({} chars)", &frame[..cut], frame.len())),
+            None => out.push_str(frame),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fuzz_target!(|input: Input| {
@@ -553,6 +855,8 @@ fuzz_target!(|input: Input| {
         Some(ClientUsageError::ZeroTimeout)
     } else if config.tries == 0 {
         Some(ClientUsageError::ZeroTries)
+    } else if config.lanes == 0 {
+        Some(ClientUsageError::ZeroLanes)
     } else {
         None
     };
@@ -565,19 +869,28 @@ fuzz_target!(|input: Input| {
         }
         (got, expected) => panic!("Client::new({config:?}) gave {got:?}, expected error {expected:?}"),
     };
-    let mut h = Harness {
-        client,
+    let lanes = config.lanes;
+    let model = Model {
         config,
-        clock,
         latest: clock,
         pending: Vec::new(),
-        issued: HashSet::new(),
-        finished: HashSet::new(),
+        wire: vec![Vec::new(); lanes],
+        transmits: Vec::new(),
+        events: Vec::new(),
+    };
+    let mut h = Harness {
+        client,
+        model,
+        clock,
+        issued: Vec::new(),
+        finished: Vec::new(),
         replied: HashSet::new(),
         failed: HashSet::new(),
-        last_id: None,
+        cancelled: HashSet::new(),
+        hold: false,
     };
     for op in &input.ops {
         h.run(op);
     }
+    h.settle();
 });
