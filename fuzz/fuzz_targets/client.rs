@@ -57,7 +57,8 @@
 //! * `cancel` returns whether the id was outstanding; a waiting request just
 //!   goes; one on the wire replaces its lane (the others on it are resent
 //!   using no try), then the next waiting request for its slot goes out;
-//!   queued events naming it are purged;
+//!   queued events naming it are purged, also when it had ended already (a
+//!   queued `Reply` or `Failed` of it is dropped);
 //! * `poll_timeout()` is the earliest deadline of a request on the wire,
 //!   never before the latest `now`; `handle_timeout` before it does nothing;
 //! * the getters agree with the model (`outstanding`, `on_wire`,
@@ -65,16 +66,13 @@
 //!   at most one request per service on the wire (majortomo: at most one),
 //!   and no request waits while a lane is free for it;
 //! * the client never names an id it did not issue, never replies to an id
-//!   twice, and names no id after its `Reply`, `Failed` or a `cancel` that
-//!   returned true.
+//!   twice, and names no id after its `Reply`, `Failed` or any `cancel` of
+//!   it.
 //!
-//! Two choices the docs leave open follow the implementation. A lane's
-//! order ("the order they were sent") is the order requests were put on
-//! it: a resend keeps its place, so a waiting request that takes a freed
-//! slot during a reconnect comes after the requests resent behind it, even
-//! though it went out before them. And `cancel` of an id that is no longer
-//! outstanding (it returns false) leaves a queued `Reply` or `Failed` for it
-//! in the queue.
+//! A lane's order is the order requests were put on it (the docs: a resend
+//! keeps its place), so a waiting request that takes a freed slot during a
+//! reconnect comes after the requests resent behind it, even though it went
+//! out before them.
 #![no_main]
 
 use std::collections::HashSet;
@@ -554,9 +552,9 @@ impl Model {
 
     /// What `cancel(id)` must do; returns what it must return.
     fn cancel(&mut self, id: RequestId) -> bool {
+        self.events.retain(|e| e.id() != Some(id));
         let Some(index) = self.index(id) else { return false };
         let p = self.remove(index);
-        self.events.retain(|e| e.id() != Some(id));
         if let Some(lane) = p.lane {
             self.reconnect(lane, Cause::Cancelled);
         }
@@ -662,8 +660,8 @@ impl Harness {
                 assert_eq!(self.client.cancel(now, id), expected, "cancel({id})");
                 if expected {
                     self.finished.push(id);
-                    self.cancelled.insert(id);
                 }
+                self.cancelled.insert(id);
             }
             Op::Hold => {
                 self.hold = true;

@@ -744,6 +744,18 @@ fn after_cancel_no_event_names_the_request() {
 }
 
 #[test]
+fn cancel_after_the_reply_came_drops_the_queued_reply_too() {
+    let t0 = Instant::now();
+    let d = Dialect::V02;
+    let mut c = client(d, t0);
+    let id = ask(&mut c, t0, b"echo", b"x");
+    // The reply is in before the application cancels, and not yet polled.
+    c.handle_message(t0, Lane(0), final_(d, b"echo", b"r"));
+    assert!(!c.cancel(t0, id), "it was answered already");
+    assert_eq!(drain(&mut c), (vec![], vec![]), "no event names a cancelled request");
+}
+
+#[test]
 fn cancelling_frees_the_lane_slot_for_the_next_request() {
     let t0 = Instant::now();
     let d = Dialect::V02;

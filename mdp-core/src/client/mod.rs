@@ -55,7 +55,7 @@
 //! the client has no deadline yet. When a deadline passes, the client
 //! follows RFC 7's advice and replaces **that request's lane**: it emits
 //! [`PeerTransmit::Reconnect`] for the lane, then, for each request on the
-//! wire on it,
+//! wire on it, in the order they were put on the lane,
 //!
 //! * if its deadline passed it has used a try: after `tries` tries it fails
 //!   ([`ClientEvent::Failed`]) and the next request waiting for its service
@@ -306,7 +306,9 @@ impl Client {
         Ok(id)
     }
 
-    /// Forgets request `id`: no more events name it. Returns whether it was
+    /// Forgets request `id`: after it, no event names it, not even one
+    /// already queued and not yet polled (a `Reply` or `Failed` of a request
+    /// that ended before this call is dropped too). Returns whether it was
     /// outstanding.
     ///
     /// If it was on the wire, its lane is replaced ([`PeerTransmit::Reconnect`]),
@@ -316,8 +318,8 @@ impl Client {
     /// goes out.
     pub fn cancel(&mut self, now: Instant, id: RequestId) -> bool {
         let now = self.advance(now);
-        let Some((service, lane)) = self.forget(id) else { return false };
         self.events.retain(|e| e.id() != Some(id));
+        let Some((service, lane)) = self.forget(id) else { return false };
         if let Some(lane) = lane {
             self.reconnect(now, lane, Resend::Cancelled);
         }
@@ -498,7 +500,8 @@ impl Client {
     }
 
     /// Replaces `lane`'s connection and resends (or fails) every request on
-    /// the wire on it, in the order they were sent.
+    /// the wire on it, in the order they were put on the lane (a resend
+    /// keeps its place).
     fn reconnect(&mut self, now: Instant, lane: usize, why: Resend) {
         self.transmits.push_back(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
         let on_lane = self.lanes[lane].clone();
