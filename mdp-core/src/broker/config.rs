@@ -81,7 +81,88 @@ pub struct BrokerConfig {
     pub max_message_frames: usize,
     /// Most bytes (all frames added up) in one message from a peer, and in a
     /// reply joined for an MDP/0.1 client. Default: 64 MiB.
+    ///
+    /// `mdp_zmq_adapter::BrokerRunner` also sets libzmq's `ZMQ_MAXMSGSIZE`
+    /// to this, so that a frame too large for any message is refused as soon
+    /// as its header announces it, before it is read.
     pub max_message_bytes: usize,
+    /// Most bytes of peer data the broker holds for requests, in all: the
+    /// requests waiting in queues, the requests workers are working on (kept
+    /// whole, to be re-queued if the worker is lost), and the PARTIALs of
+    /// replies being joined for MDP/0.1 clients. Default: 256 MiB.
+    ///
+    /// A request is charged its body's bytes, its client's identity's, and
+    /// [`FRAME_OVERHEAD`](Self::FRAME_OVERHEAD) bytes for each of those
+    /// frames (so a thousand empty frames are not free); a PARTIAL being
+    /// joined is charged its frames likewise. A request that does not fit is
+    /// dropped with [`Limit::QueuedBytes`](crate::Limit::QueuedBytes), whether
+    /// it would wait in a queue or an idle worker would take it at once: a
+    /// request at a worker is held as much as a queued one. A PARTIAL that
+    /// does not fit drops its request with
+    /// [`DropReason::ReplyOverBudget`](crate::DropReason::ReplyOverBudget).
+    ///
+    /// Unlike the count limits, this one is never passed: only admitting a
+    /// request and joining a PARTIAL add bytes, and both are checked. A
+    /// request that goes to a worker, or back to its queue when the worker
+    /// is lost, moves between the two figures of
+    /// [`BrokerStats`](crate::BrokerStats) (`queued_bytes`, `held_bytes`)
+    /// without changing their sum, so `queued_bytes + held_bytes <=
+    /// max_queued_bytes` at all times.
+    ///
+    /// Why 256 MiB: four of the largest messages the defaults allow (so a
+    /// few large requests still queue), about a million small ones (as many
+    /// as [`max_queue_total`](Self::max_queue_total) counts), and small
+    /// enough that the whole bound below stays under 1 GiB, which any server
+    /// that runs a broker has. A deployment whose workers each work on large
+    /// requests needs at least `workers × request size`: raise it.
+    ///
+    /// # The most memory the broker can hold
+    ///
+    /// What the core holds because of its peers is at most
+    ///
+    /// ```text
+    ///   max_queued_bytes                                    request and PARTIAL bytes
+    /// + (max_queue_total + max_workers) × 600 B             per-request records
+    /// + max_workers × (700 B + worker identity)             per-worker records
+    /// + max_services × (400 B + max_service_name_bytes)     per-service records
+    /// + one message in hand (≤ max_message_bytes + 96 B × max_message_frames)
+    /// ```
+    ///
+    /// The per-record figures are the sizes of the records plus their share
+    /// of the maps, rings and timer queues that index them, with room to
+    /// spare over what `benches/alloc.rs` measures (about 140–410 B per
+    /// queued request, 450–480 B per idle worker). Identities come from the
+    /// transport (at most 255 bytes over ZeroMQ). With the defaults:
+    /// 256 MiB + 1.1 M × 600 B + 100,000 × 955 B + 10,000 × 655 B + 160 MiB
+    /// ≈ 256 + 629 + 91 + 6 + 160 MiB ≈ **1.1 GiB**. Requests fill the
+    /// byte budget or the count limits long before both: a million requests
+    /// of a few bytes are charged about 200 MiB.
+    ///
+    /// The transport holds more of its own, which these limits do not
+    /// bound: over ZeroMQ, libzmq's queues of up to `ZMQ_RCVHWM` and
+    /// `ZMQ_SNDHWM` (1,000 each by default) messages per connected peer
+    /// when the broker falls behind or a peer does not read, and the
+    /// kernel's socket buffers.
+    pub max_queued_bytes: usize,
+    /// Most of [`max_queued_bytes`](Self::max_queued_bytes) that the
+    /// requests of one service (queued and at its workers, with their
+    /// joined PARTIALs) may take, so that a service whose workers are gone
+    /// while its clients keep sending cannot take the whole budget. A
+    /// request past it is dropped with
+    /// [`Limit::QueuedBytesPerService`](crate::Limit::QueuedBytesPerService).
+    /// Default: 128 MiB, half the budget (and room for one request of
+    /// [`max_message_bytes`](Self::max_message_bytes)), so one service
+    /// always leaves the other half to the rest.
+    pub max_queued_bytes_per_service: usize,
+    /// Longest service name, in bytes, of a request or a READY. Default:
+    /// 255 (as long as a ZeroMQ identity may be). The broker keeps the name
+    /// of every service it knows, and a name is peer data like any other:
+    /// without this limit [`max_services`](Self::max_services) names of up
+    /// to [`max_message_bytes`](Self::max_message_bytes) each could be held.
+    /// A request with a longer name is dropped, a READY refused with
+    /// DISCONNECT, both with
+    /// [`Limit::ServiceName`](crate::Limit::ServiceName).
+    pub max_service_name_bytes: usize,
     /// Seeds the hash of peer identities and service names. Pass a random
     /// value in production to resist hash flooding; keep it fixed in tests
     /// for reproducible iteration order. `None` (the default): the core,
@@ -107,12 +188,22 @@ impl Default for BrokerConfig {
             max_queue_total: 1_000_000,
             max_message_frames: 1024,
             max_message_bytes: 64 << 20,
+            max_queued_bytes: 256 << 20,
+            max_queued_bytes_per_service: 128 << 20,
+            max_service_name_bytes: 255,
             hash_seed: None,
         }
     }
 }
 
 impl BrokerConfig {
+    /// What [`max_queued_bytes`](Self::max_queued_bytes) charges for each
+    /// frame held, beyond its bytes: the frame's 32-byte handle, the shared
+    /// header its buffer gets when the broker hands it on (32 bytes as the
+    /// allocator rounds it), and the allocator's rounding and header for the
+    /// buffer itself (up to 31 bytes).
+    pub const FRAME_OVERHEAD: usize = 96;
+
     /// The interval the broker heartbeats at: `heartbeat_interval`, but at
     /// least 1 ms, so that a heartbeat's timer is always set after `now`.
     pub(crate) fn heartbeat_period(&self) -> Duration {
