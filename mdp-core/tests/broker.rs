@@ -1174,7 +1174,10 @@ fn max_services() {
     let out = h.request(&c, V01, "s3", &["x"]);
     assert_eq!(out.events, vec![limit(&c, Limit::Services)]);
     assert!(out.transmits.is_empty());
-    // A worker of a new service too: DISCONNECT.
+    // Once every service has workers, a worker of a new service gets
+    // DISCONNECT: there is nothing to evict.
+    assert_eq!(h.ready(&id("w1"), V01, "s1").requests().len(), 1);
+    assert_eq!(h.ready(&id("w2"), V01, "s2").requests().len(), 1);
     let w = id("w");
     let out = h.ready(&w, V02, "s4");
     assert_eq!(out.events, vec![limit(&w, Limit::Services)]);
@@ -1182,13 +1185,128 @@ fn max_services() {
     assert!(!h.broker.is_worker(&w));
     // Existing services still take requests and workers.
     assert!(h.request(&c, V01, "s1", &["y"]).events.is_empty());
-    assert_eq!(h.ready(&id("w1"), V01, "s2").requests().len(), 1);
+    assert!(h.ready(&id("w3"), V01, "s2").events.len() == 1);
     let stats = h.broker.stats();
     assert_eq!((stats.services, stats.limits_hit), (2, 2));
 }
 
 fn dropped(client: &PeerId, service: &str, reason: DropReason) -> BrokerEvent {
     BrokerEvent::RequestDropped { client: client.clone(), service: svc(service), reason }
+}
+
+fn ready_event(worker: &PeerId, service: &str, dialect: Dialect) -> BrokerEvent {
+    BrokerEvent::WorkerReady { worker: worker.clone(), service: svc(service), dialect }
+}
+
+#[test]
+fn a_ready_for_a_new_service_evicts_the_service_without_workers_longest() {
+    let mut h = Harness::new(config(|c| c.max_services = 3));
+    let (a, b, c) = (id("a"), id("b"), id("c"));
+    h.request(&a, V01, "old", &["1"]);
+    h.set_time(ms(1));
+    h.request(&b, V02, "mid", &["2"]);
+    h.request(&c, V02, "mid", &["3"]);
+    h.set_time(ms(2));
+    h.request(&c, V01, "new", &["4"]);
+    let before = h.broker.stats();
+    assert_eq!((before.services, before.queued_requests), (3, 4));
+    // The table is full; a worker of a new service makes room at once.
+    let w1 = id("w1");
+    let out = h.ready(&w1, V02, "real");
+    assert_eq!(out.events, vec![dropped(&a, "old", DropReason::Evicted), ready_event(&w1, "real", V02)]);
+    assert!(out.to(&w1).is_empty(), "nothing to do yet, and no DISCONNECT");
+    assert!(h.broker.is_worker(&w1));
+    let stats = h.broker.stats();
+    assert_eq!((stats.services, stats.queued_requests, stats.dropped), (3, 3, 1));
+    assert_eq!(stats.queued_bytes, before.queued_bytes - charge(&a, &["1"]));
+    // Next: "mid", with both its requests; "new" stays.
+    let w2 = id("w2");
+    let mut out = h.ready(&w2, V01, "real2");
+    assert_eq!(out.events.pop(), Some(ready_event(&w2, "real2", V01)));
+    let mut evicted = out.events;
+    evicted.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(evicted, vec![dropped(&b, "mid", DropReason::Evicted), dropped(&c, "mid", DropReason::Evicted)]);
+    assert_eq!(h.broker.stats().queued_bytes, charge(&c, &["4"]));
+    // The evicted requests are gone for good: they never expire.
+    let w3 = id("w3");
+    let out = h.ready(&w3, V01, "new");
+    assert_eq!(out.requests(), vec![(w3.clone(), c.0.clone(), body(&["4"]))]);
+    h.reply(&w3, V01, &c, &["r"]);
+    let out = h.run_until(Duration::from_secs(11));
+    assert!(out.events.iter().all(|e| matches!(e, BrokerEvent::WorkerGone { .. })), "{:?}", out.events);
+    let stats = h.broker.stats();
+    assert_eq!((stats.queued_requests, stats.queued_bytes, stats.limits_hit), (0, 0, 0));
+}
+
+#[test]
+fn a_service_whose_last_worker_left_is_evicted_in_the_order_it_lost_it() {
+    let mut h = Harness::new(config(|c| c.max_services = 2));
+    let (w, c) = (id("w"), id("c"));
+    h.ready(&w, V02, "was-served");
+    h.set_time(ms(1));
+    h.request(&c, V01, "made-up", &["x"]);
+    // The worker leaves while a request waits for it: "was-served" is now
+    // without workers, after "made-up".
+    h.request(&c, V01, "was-served", &["busy"]);
+    h.request(&c, V01, "was-served", &["waiting"]);
+    h.set_time(ms(2));
+    h.disconnect(&w, V02);
+    assert_eq!(h.broker.stats().queued_requests, 3);
+    let out = h.ready(&id("n1"), V02, "n1");
+    assert_eq!(out.events[0], dropped(&c, "made-up", DropReason::Evicted));
+    let out = h.ready(&id("n2"), V02, "n2");
+    assert_eq!(
+        out.events[..2],
+        [dropped(&c, "was-served", DropReason::Evicted), dropped(&c, "was-served", DropReason::Evicted)]
+    );
+    let stats = h.broker.stats();
+    assert_eq!((stats.services, stats.idle_workers, stats.queued_requests, stats.queued_bytes), (2, 2, 0, 0));
+    // Both services now have workers: the next new one is refused.
+    let n3 = id("n3");
+    assert_eq!(h.ready(&n3, V02, "n3").events, vec![limit(&n3, Limit::Services)]);
+}
+
+#[test]
+fn a_flood_of_made_up_names_never_evicts_a_service_with_workers() {
+    let mut h = Harness::new(config(|cfg| cfg.max_services = 100));
+    let (wa, wb, attacker, user) = (id("wa"), id("wb"), id("attacker"), id("user"));
+    h.ready(&wa, V02, "a");
+    // "b" waits for a worker first, so it is without workers for a while.
+    h.request(&user, V02, "b", &["early"]);
+    h.ready(&wb, V02, "b");
+    h.reply(&wb, V02, &user, &["r"]);
+    let mut refused = 0;
+    for i in 0..20_000 {
+        let out = h.request(&attacker, V02, &format!("made-up-{i}"), &["x"]);
+        refused += usize::from(out.events == vec![limit(&attacker, Limit::Services)]);
+        if i % 1000 == 999 {
+            // The real services keep their workers and keep serving.
+            assert_eq!((h.broker.worker_count(b"a"), h.broker.worker_count(b"b")), (1, 1));
+            for (service, w) in [("a", &wa), ("b", &wb)] {
+                assert_eq!(h.request(&user, V02, service, &["q"]).dispatched(), vec![(user.clone(), w.clone())]);
+                h.reply(w, V02, &user, &["r"]);
+            }
+        }
+    }
+    assert_eq!(refused, 20_000 - 98, "the table holds 98 made-up names beside a and b");
+    // Workers of new services, more than the table holds: each registers at
+    // once while a made-up name is left to evict, and none of them pushes out
+    // a service that has a worker.
+    let mut registered = 0;
+    for i in 0..150 {
+        let w = id(&format!("new-{i}"));
+        let out = h.ready(&w, V02, &format!("new-{i}"));
+        if h.broker.is_worker(&w) {
+            registered += 1;
+            assert!(out.events.contains(&ready_event(&w, &format!("new-{i}"), V02)));
+        } else {
+            assert_eq!(out.events, vec![limit(&w, Limit::Services)]);
+        }
+    }
+    assert_eq!(registered, 98);
+    assert_eq!((h.broker.worker_count(b"a"), h.broker.worker_count(b"b")), (1, 1));
+    let stats = h.broker.stats();
+    assert_eq!((stats.services, stats.queued_requests, stats.queued_bytes), (100, 0, 0));
 }
 
 #[test]

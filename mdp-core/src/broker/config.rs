@@ -58,6 +58,17 @@ pub struct BrokerConfig {
     pub max_in_flight_per_client: Option<NonZeroUsize>,
     /// Most services known at once (a service exists while it has workers or
     /// queued requests). Default: 10,000.
+    ///
+    /// A READY for a new service when the table is full makes room by
+    /// evicting the service that has been without workers longest (since it
+    /// was created by a request, or since its last worker left); its queued
+    /// requests are dropped with
+    /// [`DropReason::Evicted`](crate::DropReason::Evicted). So names that
+    /// clients make up never keep a worker from registering, and never push
+    /// out a service that has workers. The READY is refused with
+    /// [`Limit::Services`](crate::Limit::Services) only when every known
+    /// service has workers. A request for a new service when the table is
+    /// full evicts nothing: it is dropped with `Limit::Services`.
     pub max_services: usize,
     /// Most workers registered at once. Default: 100,000.
     pub max_workers: usize,

@@ -119,6 +119,10 @@ pub enum DropReason {
     /// first part, and the client could not tell it from a continuation, so
     /// the request is not re-queued: the client times out and resends it.
     PartlyAnswered,
+    /// Its service had no workers and was evicted to make room for a worker
+    /// of a new service (see
+    /// [`max_services`](crate::BrokerConfig::max_services)).
+    Evicted,
     /// Holding the next PARTIAL of the streamed reply for an MDP/0.1 client,
     /// to join it into one REPLY, would have taken the bytes the broker holds
     /// past the limit named ([`Limit::QueuedBytes`] or

@@ -84,6 +84,11 @@ pub struct Broker {
     /// those workers hold with their joined PARTIALs.
     queued_bytes: usize,
     held_bytes: usize,
+    /// Services without workers, by slab index and token, in the order they
+    /// became worker-less: the eviction order. Stale entries (the service
+    /// got a worker, or is gone) are skipped, and dropped when they
+    /// outnumber the services.
+    workerless: std::collections::VecDeque<(usize, u64)>,
     next_gen: u64,
     next_seq: u64,
 }
@@ -107,6 +112,7 @@ impl Broker {
             queued: 0,
             queued_bytes: 0,
             held_bytes: 0,
+            workerless: Default::default(),
             next_gen: 0,
             next_seq: 0,
         }
@@ -220,6 +226,7 @@ impl Broker {
         self.queued = 0;
         self.queued_bytes = 0;
         self.held_bytes = 0;
+        self.workerless.clear();
         self.request_timers = DeadlineQueue::default();
         self.worker_timers = DeadlineQueue::default();
     }
@@ -307,6 +314,9 @@ impl Broker {
             }
             self.queued += 1;
             self.queued_bytes += charge;
+            if s.workers == 0 && s.workerless.is_none() {
+                self.mark_workerless(sid);
+            }
             None
         };
         self.dispatch(sid, first);
@@ -390,7 +400,12 @@ impl Broker {
         } else if service.len() > self.config.max_service_name_bytes {
             Err(Limit::ServiceName)
         } else {
-            self.service_slot(&service).ok_or(Limit::Services)
+            match self.service_slot(&service) {
+                Some(sid) => Ok(sid),
+                // A real worker before made-up names: make room.
+                None if self.evict_workerless() => self.service_slot(&service).ok_or(Limit::Services),
+                None => Err(Limit::Services),
+            }
         };
         let service_id = match slot {
             Ok(sid) => sid,
@@ -403,6 +418,7 @@ impl Broker {
         let Some((name, s)) = self.services.entry_at_mut(service_id) else { return };
         let service = name.clone();
         s.workers += 1;
+        s.workerless = None;
         let gen = self.next_gen;
         self.next_gen += 1;
         let now = self.now;
@@ -640,9 +656,13 @@ impl Broker {
         }
         let Some(s) = self.services.at_mut(w.service_id) else { return };
         s.workers -= 1;
+        let workerless = s.workers == 0;
         if w.idle_token.is_some() {
             let workers = &self.workers;
             s.forget_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)));
+        }
+        if workerless {
+            self.mark_workerless(w.service_id);
         }
     }
 
@@ -778,6 +798,46 @@ impl Broker {
         if let Some(s) = self.services.at_mut(sid) {
             s.held_bytes -= bytes;
         }
+    }
+
+    /// The service at slab index `sid` has no workers from now on: it goes
+    /// to the back of the eviction order.
+    fn mark_workerless(&mut self, sid: usize) {
+        let token = self.next_seq;
+        self.next_seq += 1;
+        let Some(s) = self.services.at_mut(sid) else { return };
+        s.workerless = Some(token);
+        self.workerless.push_back((sid, token));
+        if self.workerless.len() > 2 * self.services.len() + 64 {
+            let services = &self.services;
+            self.workerless.retain(|&(sid, token)| services.at(sid).is_some_and(|s| s.workerless == Some(token)));
+        }
+    }
+
+    /// Forgets the service that has been without workers longest, dropping
+    /// its queued requests with [`DropReason::Evicted`]. False if every
+    /// service has workers. Each stale entry is skipped once, so this is
+    /// amortised O(1) plus the requests dropped.
+    fn evict_workerless(&mut self) -> bool {
+        while let Some((sid, token)) = self.workerless.pop_front() {
+            let Some((name, s)) = self.services.entry_at_mut(sid) else { continue };
+            if s.workerless != Some(token) {
+                continue;
+            }
+            let name = name.clone();
+            let Some(mut s) = self.services.remove_at(sid) else { return false };
+            // No workers, so no request of it is held: all are queued.
+            debug_assert_eq!(s.held_bytes, 0);
+            for r in s.drain_queued() {
+                self.queued -= 1;
+                self.queued_bytes -= r.charge;
+                self.stats.dropped += 1;
+                let reason = DropReason::Evicted;
+                self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
+            }
+            return true;
+        }
+        false
     }
 
     fn forget_if_unused(&mut self, sid: usize) {

@@ -149,6 +149,10 @@ pub(crate) struct Service {
     /// Bytes charged for the requests this service's workers hold and the
     /// PARTIALs being joined (kept by the broker, which owns the workers).
     pub(crate) held_bytes: usize,
+    /// Set while the service has no workers: its token in the broker's
+    /// queue of worker-less services, oldest first, the eviction order.
+    /// Entries whose token no longer matches are stale.
+    pub(crate) workerless: Option<u64>,
     /// Most requests of one client at workers at once.
     max_in_flight: usize,
 }
@@ -165,6 +169,7 @@ impl Service {
             queued: 0,
             queued_bytes: 0,
             held_bytes: 0,
+            workerless: None,
             max_in_flight: max_in_flight.max(1),
         }
     }
@@ -371,7 +376,8 @@ impl Service {
         self.clients.iter().filter_map(|(client, q)| Some((q.timer_at?, client)))
     }
 
-    /// Empties every queue (for shutdown).
+    /// Empties every queue (for shutdown and eviction, when no worker holds
+    /// a request of this service).
     pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Request> + '_ {
         self.queued = 0;
         self.queued_bytes = 0;
