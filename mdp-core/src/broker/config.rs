@@ -120,40 +120,53 @@ pub struct BrokerConfig {
     /// without changing their sum, so `queued_bytes + held_bytes <=
     /// max_queued_bytes` at all times.
     ///
-    /// Why 256 MiB: four of the largest messages the defaults allow (so a
-    /// few large requests still queue), about a million small ones (as many
-    /// as [`max_queue_total`](Self::max_queue_total) counts), and small
-    /// enough that the whole bound below stays under 1 GiB, which any server
-    /// that runs a broker has. A deployment whose workers each work on large
-    /// requests needs at least `workers × request size`: raise it.
+    /// Why 256 MiB: room for three of the largest messages the defaults
+    /// allow, or for about 660,000 requests of one small frame (each
+    /// charged about 400 bytes); of the order of what the count limits let
+    /// request records take (about 1 GiB, below), so neither part of the
+    /// bound dwarfs the other; and a figure any machine that runs a broker
+    /// has. Workers that each hold a large request need `workers × request
+    /// size` of it: raise it for them.
     ///
     /// # The most memory the broker can hold
     ///
     /// What the core holds because of its peers is at most
     ///
     /// ```text
-    ///   max_queued_bytes                                    request and PARTIAL bytes
-    /// + (max_queue_total + max_workers) × 600 B             per-request records
-    /// + max_workers × (700 B + worker identity)             per-worker records
-    /// + max_services × (400 B + max_service_name_bytes)     per-service records
-    /// + one message in hand (≤ max_message_bytes + 96 B × max_message_frames)
+    ///   max_queued_bytes                                  request bodies, identities, PARTIALs
+    /// + (max_queue_total + max_workers) × 1 KiB           request records
+    /// + max_workers × (512 B + identity)                  worker records
+    /// + max_services × (1 KiB + max_service_name_bytes)   service records and names
+    /// + max_message_bytes + 192 B × max_message_frames    the message being handled
     /// ```
     ///
-    /// The per-record figures are the sizes of the records plus their share
-    /// of the maps, rings and timer queues that index them, with room to
-    /// spare over what `benches/alloc.rs` measures (about 140–410 B per
-    /// queued request, 450–480 B per idle worker). Identities come from the
-    /// transport (at most 255 bytes over ZeroMQ). With the defaults:
-    /// 256 MiB + 1.1 M × 600 B + 100,000 × 955 B + 10,000 × 655 B + 160 MiB
-    /// ≈ 256 + 629 + 91 + 6 + 160 MiB ≈ **1.1 GiB**. Requests fill the
-    /// byte budget or the count limits long before both: a million requests
-    /// of a few bytes are charged about 200 MiB.
+    /// A request record is the request's own fields, its client's entry and
+    /// turn in the service, and its timer entries, stale ones included with
+    /// what they keep alive (a client identity, a service name);
+    /// `max_queue_total + max_workers` is the most requests held at once,
+    /// queued or at workers (see [`max_queue_total`](Self::max_queue_total)).
+    /// Identities come from the transport: at most 255 bytes over ZeroMQ.
+    /// Storage freed by a peer is kept for the next (the maps and queues do
+    /// not shrink), so the figures are for the most the limits allow at
+    /// once, not for what is held now. They are upper bounds with room to
+    /// spare over what was measured, counting the allocator's rounding: up
+    /// to 330 B per queued request and 360 B per request at a worker,
+    /// 420 B + identity per worker, about 1.2 KiB + name per service
+    /// without workers.
+    ///
+    /// With the defaults: 256 MiB + 1.1 M × 1 KiB + 100,000 × 767 B +
+    /// 10,000 × 1,279 B + 64.2 MiB ≈ 256 + 1,074 + 73 + 12 + 64 MiB ≈
+    /// **1,480 MiB (1.45 GiB)**, on top of the process's own few MiB.
+    /// Reaching it takes every limit at once: a million requests held, each
+    /// from a client with a 255-byte identity, and the byte budget full
+    /// beside them.
     ///
     /// The transport holds more of its own, which these limits do not
-    /// bound: over ZeroMQ, libzmq's queues of up to `ZMQ_RCVHWM` and
-    /// `ZMQ_SNDHWM` (1,000 each by default) messages per connected peer
-    /// when the broker falls behind or a peer does not read, and the
-    /// kernel's socket buffers.
+    /// bound. Over ZeroMQ: what libzmq has read but the broker has not yet
+    /// (up to `ZMQ_RCVHWM`, 1,000 by default, messages per connected peer,
+    /// each frame at most `max_message_bytes`), what it is still to write
+    /// (up to `ZMQ_SNDHWM` messages per peer; past that the broker drops
+    /// them), and the kernel's socket buffers.
     pub max_queued_bytes: usize,
     /// Most of [`max_queued_bytes`](Self::max_queued_bytes) that the
     /// requests of one service (queued and at its workers, with their
@@ -209,11 +222,14 @@ impl Default for BrokerConfig {
 
 impl BrokerConfig {
     /// What [`max_queued_bytes`](Self::max_queued_bytes) charges for each
-    /// frame held, beyond its bytes: the frame's 32-byte handle, the shared
-    /// header its buffer gets when the broker hands it on (32 bytes as the
-    /// allocator rounds it), and the allocator's rounding and header for the
-    /// buffer itself (up to 31 bytes).
-    pub const FRAME_OVERHEAD: usize = 96;
+    /// frame held, beyond its bytes: the frame's 32-byte handle, and what
+    /// keeping its buffer costs beyond the bytes. For a frame copied into a
+    /// buffer of its own that is up to 31 bytes of allocator rounding and a
+    /// 32-byte shared header once the broker hands the frame on; for a
+    /// large frame that `mdp_zmq_adapter` passes on without a copy, libzmq's
+    /// 40-byte message header and the 96-byte block that keeps the libzmq
+    /// message alive. 192 covers either.
+    pub const FRAME_OVERHEAD: usize = 192;
 
     /// The interval the broker heartbeats at: `heartbeat_interval`, but at
     /// least 1 ms, so that a heartbeat's timer is always set after `now`.
