@@ -30,10 +30,40 @@ impl BrokerRunner {
     /// Unless `config` sets [`BrokerConfig::hash_seed`], the broker's hash
     /// of peer identities is seeded from the operating system's randomness,
     /// so that peers cannot plan collisions.
+    ///
+    /// # Oversized input is refused before it is read
+    ///
+    /// The ROUTER's `ZMQ_MAXMSGSIZE` is set to
+    /// [`BrokerConfig::max_message_bytes`]. libzmq applies it to each
+    /// *frame* (what libzmq calls a message part), not to a multipart
+    /// message as a whole: its decoder compares a frame's announced length
+    /// with the limit as soon as the frame's header arrives, before it
+    /// allocates or reads the body. A frame larger than
+    /// `max_message_bytes` could never be part of an acceptable message, so
+    /// nothing acceptable is refused.
+    ///
+    /// libzmq takes such a frame as a protocol error of the connection: it
+    /// closes the connection at once and discards the frames of that message
+    /// received so far. Nothing reaches the core, so no
+    /// [`BrokerEvent`] says so. The peer sees its TCP connection end. A
+    /// DEALER (every MDP client and worker) redials after its
+    /// `ZMQ_RECONNECT_IVL` (100 ms by default): the oversized message is
+    /// lost, messages it had queued behind it go out on the new connection,
+    /// and the broker sees a new peer (a new routing id). So a worker must
+    /// register again (its next HEARTBEAT is answered with DISCONNECT, which
+    /// makes it), and replies to a client's earlier requests find no one.
+    ///
+    /// What `ZMQ_MAXMSGSIZE` does not cover: a message of many frames, each
+    /// within the limit, is still read whole (libzmq holds a multipart
+    /// message until its last frame arrives, and has no limit on the number
+    /// of frames); the core applies [`BrokerConfig::max_message_frames`]
+    /// and `max_message_bytes` to it once it is read.
     pub fn bind(mut config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
         config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::ROUTER).map_err(AdapterError::zmq("socket(ROUTER)"))?;
+        let max_frame = i64::try_from(config.max_message_bytes).unwrap_or(i64::MAX);
+        socket.set_maxmsgsize(max_frame).map_err(AdapterError::zmq("set MAXMSGSIZE"))?;
         // Unroutable messages fail with EHOSTUNREACH instead of vanishing,
         // so a gone worker is noticed at once.
         socket.set_router_mandatory(true).map_err(AdapterError::zmq("set ROUTER_MANDATORY"))?;
