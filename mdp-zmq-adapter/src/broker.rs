@@ -119,16 +119,25 @@ impl BrokerRunner {
     }
 
     /// One message without blocking: the identity, then the MDP frames.
+    /// libzmq delivers a multipart message whole or not at all, so once its
+    /// first frame is read the rest are there.
     fn recv(&self) -> Result<Option<(PeerId, Vec<Bytes>)>, AdapterError> {
-        match self.socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(parts) => {
-                let mut frames = parts.into_iter().map(Bytes::from);
-                let Some(identity) = frames.next() else { return Ok(None) };
-                Ok(Some((PeerId(identity), frames.collect())))
+        let mut frames = Vec::new();
+        loop {
+            let msg = match self.socket.recv_msg(zmq::DONTWAIT) {
+                Ok(msg) => msg,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) if frames.is_empty() => return Ok(None),
+                Err(e) => return Err(AdapterError::zmq("recv")(e)),
+            };
+            let more = msg.get_more();
+            frames.push(frame(msg));
+            if !more {
+                break;
             }
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
-            Err(e) => Err(AdapterError::zmq("recv")(e)),
         }
+        let mut frames = frames.into_iter();
+        let Some(identity) = frames.next() else { return Ok(None) };
+        Ok(Some((PeerId(identity), frames.collect())))
     }
 
     fn drain(&mut self, on_event: &mut impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
@@ -164,6 +173,32 @@ impl BrokerRunner {
             }
             Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),
         }
+    }
+}
+
+/// Frames at least this long are handed to the core without a copy. libzmq's
+/// decoder reads frames shorter than its 8 KiB input batch into one shared
+/// buffer, and keeping such a frame would keep the whole buffer; a frame of
+/// at least 8 KiB never fits there and has an allocation of its own.
+const ZERO_COPY_MIN: usize = 8192;
+
+/// A libzmq message as the buffer of a [`Bytes`].
+struct Frame(zmq::Message);
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One received frame as `Bytes`: a large one as it is (so a flood of large
+/// requests costs the broker's thread no copy, and it keeps ahead of
+/// libzmq's reading), a small one copied into a buffer of its own size.
+fn frame(msg: zmq::Message) -> Bytes {
+    if msg.len() >= ZERO_COPY_MIN {
+        Bytes::from_owner(Frame(msg))
+    } else {
+        Bytes::copy_from_slice(&msg)
     }
 }
 
