@@ -95,14 +95,14 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    /// Starts `bin` on a free loopback port with `limits` and `extra` flags,
-    /// its log thrown away (it warns once per message a limit drops).
-    pub fn start(bin: &str, limits: &Limits, extra: &[&str]) -> Self {
+    /// Starts `bin` on a free loopback port with `args` (e.g.
+    /// [`Limits::args`]), its log thrown away (it warns once per message a
+    /// limit drops).
+    pub fn start(bin: &str, args: &[String]) -> Self {
         let endpoint = format!("tcp://127.0.0.1:{}", free_port());
         let child = Command::new(bin)
             .args(["-b", &endpoint])
-            .args(limits.args())
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
