@@ -50,8 +50,10 @@ impl BrokerRunner {
     /// `ZMQ_RECONNECT_IVL` (100 ms by default): the oversized message is
     /// lost, messages it had queued behind it go out on the new connection,
     /// and the broker sees a new peer (a new routing id). So a worker must
-    /// register again (its next HEARTBEAT is answered with DISCONNECT, which
-    /// makes it), and replies to a client's earlier requests find no one.
+    /// register again (`mdp_zmq_adapter::Worker` notices the lost
+    /// connection and does after its reconnect backoff; another gets
+    /// DISCONNECT for its next HEARTBEAT), and replies to a client's earlier
+    /// requests find no one.
     ///
     /// What `ZMQ_MAXMSGSIZE` does not cover: a message of many frames, each
     /// within the limit, is still read whole (libzmq holds a multipart
@@ -127,6 +129,8 @@ impl BrokerRunner {
             let msg = match self.socket.recv_msg(zmq::DONTWAIT) {
                 Ok(msg) => msg,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) if frames.is_empty() => return Ok(None),
+                // A signal between two frames: the rest is still there.
+                Err(zmq::Error::EINTR) => continue,
                 Err(e) => return Err(AdapterError::zmq("recv")(e)),
             };
             let more = msg.get_more();
