@@ -138,7 +138,10 @@ struct ConfigSel {
     request: DurationSel,
     max_dispatches: u8,
     /// Limits: services and workers 1 to 8, queues 1 to 12 per service and
-    /// 1 to 16 in all, messages 8 to 16 frames and 64 to 4096 bytes.
+    /// 1 to 16 in all, messages 8 to 16 frames and 64 to 4096 bytes; from
+    /// the high bits of the queue bytes, byte budgets of 1 to 16 KiB in all
+    /// and 512 B to 8 KiB per service (a few requests' worth, each frame
+    /// charged 192 B besides its bytes).
     limits: [u8; 6],
     hash_seed: u64,
     /// `max_in_flight_per_client`: none (twice as likely), 1, 2 or 3.
@@ -161,6 +164,8 @@ impl ConfigSel {
         c.max_queue_total = limit(3, 16);
         c.max_message_frames = 8 + usize::from(self.limits[4] % 9);
         c.max_message_bytes = 64 << (self.limits[5] % 7);
+        c.max_queued_bytes = (1 + usize::from(self.limits[3] >> 4)) << 10;
+        c.max_queued_bytes_per_service = (1 + usize::from(self.limits[2] >> 4)) << 9;
         c.hash_seed = Some(self.hash_seed);
         c.max_in_flight_per_client = NonZeroUsize::new(usize::from(self.in_flight % 5).saturating_sub(1));
         c

@@ -1174,7 +1174,10 @@ fn max_services() {
     let out = h.request(&c, V01, "s3", &["x"]);
     assert_eq!(out.events, vec![limit(&c, Limit::Services)]);
     assert!(out.transmits.is_empty());
-    // A worker of a new service too: DISCONNECT.
+    // Once every service has workers, a worker of a new service gets
+    // DISCONNECT: there is nothing to evict.
+    assert_eq!(h.ready(&id("w1"), V01, "s1").requests().len(), 1);
+    assert_eq!(h.ready(&id("w2"), V01, "s2").requests().len(), 1);
     let w = id("w");
     let out = h.ready(&w, V02, "s4");
     assert_eq!(out.events, vec![limit(&w, Limit::Services)]);
@@ -1182,9 +1185,128 @@ fn max_services() {
     assert!(!h.broker.is_worker(&w));
     // Existing services still take requests and workers.
     assert!(h.request(&c, V01, "s1", &["y"]).events.is_empty());
-    assert_eq!(h.ready(&id("w1"), V01, "s2").requests().len(), 1);
+    assert!(h.ready(&id("w3"), V01, "s2").events.len() == 1);
     let stats = h.broker.stats();
     assert_eq!((stats.services, stats.limits_hit), (2, 2));
+}
+
+fn dropped(client: &PeerId, service: &str, reason: DropReason) -> BrokerEvent {
+    BrokerEvent::RequestDropped { client: client.clone(), service: svc(service), reason }
+}
+
+fn ready_event(worker: &PeerId, service: &str, dialect: Dialect) -> BrokerEvent {
+    BrokerEvent::WorkerReady { worker: worker.clone(), service: svc(service), dialect }
+}
+
+#[test]
+fn a_ready_for_a_new_service_evicts_the_service_without_workers_longest() {
+    let mut h = Harness::new(config(|c| c.max_services = 3));
+    let (a, b, c) = (id("a"), id("b"), id("c"));
+    h.request(&a, V01, "old", &["1"]);
+    h.set_time(ms(1));
+    h.request(&b, V02, "mid", &["2"]);
+    h.request(&c, V02, "mid", &["3"]);
+    h.set_time(ms(2));
+    h.request(&c, V01, "new", &["4"]);
+    let before = h.broker.stats();
+    assert_eq!((before.services, before.queued_requests), (3, 4));
+    // The table is full; a worker of a new service makes room at once.
+    let w1 = id("w1");
+    let out = h.ready(&w1, V02, "real");
+    assert_eq!(out.events, vec![dropped(&a, "old", DropReason::Evicted), ready_event(&w1, "real", V02)]);
+    assert!(out.to(&w1).is_empty(), "nothing to do yet, and no DISCONNECT");
+    assert!(h.broker.is_worker(&w1));
+    let stats = h.broker.stats();
+    assert_eq!((stats.services, stats.queued_requests, stats.dropped), (3, 3, 1));
+    assert_eq!(stats.queued_bytes, before.queued_bytes - charge(&a, &["1"]));
+    // Next: "mid", with both its requests; "new" stays.
+    let w2 = id("w2");
+    let mut out = h.ready(&w2, V01, "real2");
+    assert_eq!(out.events.pop(), Some(ready_event(&w2, "real2", V01)));
+    let mut evicted = out.events;
+    evicted.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(evicted, vec![dropped(&b, "mid", DropReason::Evicted), dropped(&c, "mid", DropReason::Evicted)]);
+    assert_eq!(h.broker.stats().queued_bytes, charge(&c, &["4"]));
+    // The evicted requests are gone for good: they never expire.
+    let w3 = id("w3");
+    let out = h.ready(&w3, V01, "new");
+    assert_eq!(out.requests(), vec![(w3.clone(), c.0.clone(), body(&["4"]))]);
+    h.reply(&w3, V01, &c, &["r"]);
+    let out = h.run_until(Duration::from_secs(11));
+    assert!(out.events.iter().all(|e| matches!(e, BrokerEvent::WorkerGone { .. })), "{:?}", out.events);
+    let stats = h.broker.stats();
+    assert_eq!((stats.queued_requests, stats.queued_bytes, stats.limits_hit), (0, 0, 0));
+}
+
+#[test]
+fn a_service_whose_last_worker_left_is_evicted_in_the_order_it_lost_it() {
+    let mut h = Harness::new(config(|c| c.max_services = 2));
+    let (w, c) = (id("w"), id("c"));
+    h.ready(&w, V02, "was-served");
+    h.set_time(ms(1));
+    h.request(&c, V01, "made-up", &["x"]);
+    // The worker leaves while a request waits for it: "was-served" is now
+    // without workers, after "made-up".
+    h.request(&c, V01, "was-served", &["busy"]);
+    h.request(&c, V01, "was-served", &["waiting"]);
+    h.set_time(ms(2));
+    h.disconnect(&w, V02);
+    assert_eq!(h.broker.stats().queued_requests, 3);
+    let out = h.ready(&id("n1"), V02, "n1");
+    assert_eq!(out.events[0], dropped(&c, "made-up", DropReason::Evicted));
+    let out = h.ready(&id("n2"), V02, "n2");
+    assert_eq!(
+        out.events[..2],
+        [dropped(&c, "was-served", DropReason::Evicted), dropped(&c, "was-served", DropReason::Evicted)]
+    );
+    let stats = h.broker.stats();
+    assert_eq!((stats.services, stats.idle_workers, stats.queued_requests, stats.queued_bytes), (2, 2, 0, 0));
+    // Both services now have workers: the next new one is refused.
+    let n3 = id("n3");
+    assert_eq!(h.ready(&n3, V02, "n3").events, vec![limit(&n3, Limit::Services)]);
+}
+
+#[test]
+fn a_flood_of_made_up_names_never_evicts_a_service_with_workers() {
+    let mut h = Harness::new(config(|cfg| cfg.max_services = 100));
+    let (wa, wb, attacker, user) = (id("wa"), id("wb"), id("attacker"), id("user"));
+    h.ready(&wa, V02, "a");
+    // "b" waits for a worker first, so it is without workers for a while.
+    h.request(&user, V02, "b", &["early"]);
+    h.ready(&wb, V02, "b");
+    h.reply(&wb, V02, &user, &["r"]);
+    let mut refused = 0;
+    for i in 0..20_000 {
+        let out = h.request(&attacker, V02, &format!("made-up-{i}"), &["x"]);
+        refused += usize::from(out.events == vec![limit(&attacker, Limit::Services)]);
+        if i % 1000 == 999 {
+            // The real services keep their workers and keep serving.
+            assert_eq!((h.broker.worker_count(b"a"), h.broker.worker_count(b"b")), (1, 1));
+            for (service, w) in [("a", &wa), ("b", &wb)] {
+                assert_eq!(h.request(&user, V02, service, &["q"]).dispatched(), vec![(user.clone(), w.clone())]);
+                h.reply(w, V02, &user, &["r"]);
+            }
+        }
+    }
+    assert_eq!(refused, 20_000 - 98, "the table holds 98 made-up names beside a and b");
+    // Workers of new services, more than the table holds: each registers at
+    // once while a made-up name is left to evict, and none of them pushes out
+    // a service that has a worker.
+    let mut registered = 0;
+    for i in 0..150 {
+        let w = id(&format!("new-{i}"));
+        let out = h.ready(&w, V02, &format!("new-{i}"));
+        if h.broker.is_worker(&w) {
+            registered += 1;
+            assert!(out.events.contains(&ready_event(&w, &format!("new-{i}"), V02)));
+        } else {
+            assert_eq!(out.events, vec![limit(&w, Limit::Services)]);
+        }
+    }
+    assert_eq!(registered, 98);
+    assert_eq!((h.broker.worker_count(b"a"), h.broker.worker_count(b"b")), (1, 1));
+    let stats = h.broker.stats();
+    assert_eq!((stats.services, stats.queued_requests, stats.queued_bytes), (100, 0, 0));
 }
 
 #[test]
@@ -1296,6 +1418,200 @@ fn max_message_bytes() {
     assert_eq!(h.broker.stats().queued_requests, 1);
 }
 
+/// What a request from `client` with `parts` is charged against the byte
+/// budget, as `BrokerConfig::max_queued_bytes` documents it.
+fn charge(client: &PeerId, parts: &[&str]) -> usize {
+    let frame = BrokerConfig::FRAME_OVERHEAD;
+    client.as_bytes().len() + frame + parts.iter().map(|p| p.len() + frame).sum::<usize>()
+}
+
+/// A body of `n` bytes.
+fn big(n: usize) -> String {
+    "x".repeat(n)
+}
+
+#[test]
+fn the_byte_budget_drops_what_does_not_fit_and_returns_to_zero() {
+    let mib = big(1 << 20);
+    let one = charge(&id("c0"), &[&mib]);
+    let mut h = Harness::new(config(|c| {
+        c.max_queued_bytes = 3 * one + 1000;
+        c.max_queued_bytes_per_service = usize::MAX;
+    }));
+    // Three 1 MiB requests fit, the fourth does not, whatever its service.
+    for i in 0..3 {
+        assert!(h.request(&id(&format!("c{i}")), V01, "big", &[&mib]).is_empty());
+    }
+    let c3 = id("c3");
+    let out = h.request(&c3, V01, "big", &[&mib]);
+    assert_eq!(out.events, vec![limit(&c3, Limit::QueuedBytes)]);
+    let out = h.request(&c3, V01, "other", &[&mib]);
+    assert_eq!(out.events, vec![limit(&c3, Limit::QueuedBytes)]);
+    assert_eq!(h.broker.stats().services, 1, "the refused request leaves no service behind");
+    // A small one still fits in what is left.
+    assert!(h.request(&c3, V01, "other", &["small"]).is_empty());
+    let stats = h.broker.stats();
+    assert_eq!(
+        (stats.queued_requests, stats.queued_bytes, stats.held_bytes),
+        (4, 3 * one + charge(&c3, &["small"]), 0)
+    );
+    assert_eq!(stats.limits_hit, 2);
+    // A worker takes them one by one: the bytes move from queued to held,
+    // and are gone once answered.
+    let w = id("w");
+    assert_eq!(h.ready(&w, V02, "big").requests().len(), 1);
+    let stats = h.broker.stats();
+    assert_eq!((stats.queued_bytes, stats.held_bytes), (2 * one + charge(&c3, &["small"]), one));
+    for i in 0..3 {
+        h.reply(&w, V02, &id(&format!("c{i}")), &["done"]);
+    }
+    let stats = h.broker.stats();
+    assert_eq!((stats.queued_bytes, stats.held_bytes), (charge(&c3, &["small"]), 0));
+    // The last one expires: nothing is charged any more.
+    h.run_until(Duration::from_secs(11));
+    let stats = h.broker.stats();
+    assert_eq!((stats.queued_requests, stats.busy_workers, stats.queued_bytes, stats.held_bytes), (0, 0, 0, 0));
+    // And the budget is whole again.
+    for i in 0..3 {
+        assert!(h.request(&id(&format!("c{i}")), V01, "big", &[&mib]).events.is_empty());
+    }
+}
+
+#[test]
+fn many_empty_frames_are_charged_too() {
+    let mut h = Harness::new(config(|c| {
+        c.max_queued_bytes = 100 * BrokerConfig::FRAME_OVERHEAD;
+        c.max_message_frames = 1024;
+    }));
+    let c = id("c");
+    let empty = [""; 200];
+    assert_eq!(h.request(&c, V01, "s", &empty).events, vec![limit(&c, Limit::QueuedBytes)]);
+    assert_eq!(h.broker.stats().queued_bytes, 0);
+    assert!(h.request(&c, V01, "s", &empty[..90]).events.is_empty());
+    assert_eq!(h.broker.stats().queued_bytes, charge(&c, &empty[..90]));
+}
+
+#[test]
+fn one_service_cannot_take_more_than_its_share_of_the_bytes() {
+    let body = big(10_000);
+    let one = charge(&id("c"), &[&body]);
+    let mut h = Harness::new(config(|c| {
+        c.max_queued_bytes = 10 * one;
+        c.max_queued_bytes_per_service = 2 * one;
+    }));
+    let c = id("c");
+    assert!(h.request(&c, V02, "stuck", &[&body]).is_empty());
+    assert!(h.request(&c, V02, "stuck", &[&body]).is_empty());
+    assert_eq!(h.request(&c, V02, "stuck", &[&body]).events, vec![limit(&c, Limit::QueuedBytesPerService)]);
+    // Other services still have room.
+    assert!(h.request(&c, V02, "fine", &[&body]).is_empty());
+    // Requests at its workers count in the service's share too.
+    let w = id("w");
+    h.ready(&w, V02, "fine");
+    assert!(h.request(&id("d"), V02, "fine", &[&body]).events.is_empty());
+    let stats = h.broker.stats();
+    assert_eq!((stats.queued_bytes, stats.held_bytes), (3 * one, one));
+    assert_eq!(h.request(&c, V02, "fine", &[&body]).events, vec![limit(&c, Limit::QueuedBytesPerService)]);
+}
+
+#[test]
+fn a_request_an_idle_worker_takes_at_once_is_charged_and_moves_back_to_the_queue_if_the_worker_is_lost() {
+    let body = big(50_000);
+    let one = charge(&id("a"), &[&body]);
+    let mut h = Harness::new(config(|c| c.max_queued_bytes = one));
+    let (w, a, b) = (id("w"), id("a"), id("b"));
+    h.ready(&w, V01, "s");
+    assert_eq!(h.request(&a, V01, "s", &[&body]).dispatched(), vec![(a.clone(), w.clone())]);
+    assert_eq!((h.broker.stats().queued_bytes, h.broker.stats().held_bytes), (0, one));
+    // The worker holds all the budget: nothing else fits, not even for
+    // another idle worker.
+    h.ready(&id("w2"), V01, "t");
+    assert_eq!(h.request(&b, V01, "t", &[&body]).events, vec![limit(&b, Limit::QueuedBytes)]);
+    // The worker is lost: its request goes back to the queue, same bytes.
+    let out = h.disconnect(&w, V01);
+    assert!(out.events.contains(&BrokerEvent::RequestRequeued { client: a.clone(), service: svc("s"), dispatches: 1 }));
+    assert_eq!((h.broker.stats().queued_bytes, h.broker.stats().held_bytes), (one, 0));
+    assert_eq!(h.request(&b, V01, "t", &[&body]).events, vec![limit(&b, Limit::QueuedBytes)]);
+    // Served by the next worker: all free.
+    let w3 = id("w3");
+    assert_eq!(h.ready(&w3, V01, "s").dispatched(), vec![(a.clone(), w3.clone())]);
+    h.reply(&w3, V01, &a, &["r"]);
+    assert_eq!((h.broker.stats().queued_bytes, h.broker.stats().held_bytes), (0, 0));
+    assert_eq!(h.request(&b, V01, "t", &[&body]).dispatched().len(), 1);
+}
+
+#[test]
+fn partials_joined_for_a_0_1_client_are_charged_and_dropped_past_the_budget() {
+    let part = big(10_000);
+    let c = id("c");
+    let request = charge(&c, &["q"]);
+    let partial = part.len() + BrokerConfig::FRAME_OVERHEAD;
+    let mut h = Harness::new(config(|cfg| cfg.max_queued_bytes = request + partial + 10));
+    let w = id("w");
+    h.ready(&w, V02, "s");
+    h.request(&c, V01, "s", &["q"]);
+    assert!(h.partial(&w, V02, &c, &[&part]).is_empty());
+    assert_eq!(h.broker.stats().held_bytes, request + partial);
+    // The next part would pass the budget: the request is dropped, the
+    // parts held are freed, and the rest of the reply is thrown away.
+    let out = h.partial(&w, V02, &c, &[&part]);
+    assert_eq!(out.events, vec![dropped(&c, "s", DropReason::ReplyOverBudget(Limit::QueuedBytes))]);
+    assert!(out.to(&c).is_empty());
+    assert_eq!(h.broker.stats().held_bytes, request);
+    assert!(h.partial(&w, V02, &c, &[&part]).is_empty());
+    let out = h.reply(&w, V02, &c, &["end"]);
+    assert!(out.to(&c).is_empty(), "the client gets nothing of a dropped reply");
+    let stats = h.broker.stats();
+    assert_eq!((stats.idle_workers, stats.held_bytes, stats.queued_bytes), (1, 0, 0));
+    // A reply that fits is joined and delivered, and frees its bytes.
+    h.request(&c, V01, "s", &["q"]);
+    h.partial(&w, V02, &c, &[&part]);
+    let out = h.reply(&w, V02, &c, &["end"]);
+    assert_eq!(out.to(&c).len(), 1);
+    assert_eq!(h.broker.stats().held_bytes, 0);
+}
+
+#[test]
+fn partials_joined_count_in_the_service_s_share() {
+    let part = big(10_000);
+    let c = id("c");
+    let request = charge(&c, &["q"]);
+    let partial = part.len() + BrokerConfig::FRAME_OVERHEAD;
+    let mut h = Harness::new(config(|cfg| cfg.max_queued_bytes_per_service = request + partial));
+    let w = id("w");
+    h.ready(&w, V02, "s");
+    h.request(&c, V01, "s", &["q"]);
+    assert!(h.partial(&w, V02, &c, &[&part]).is_empty());
+    let out = h.partial(&w, V02, &c, &["1"]);
+    assert_eq!(out.events, vec![dropped(&c, "s", DropReason::ReplyOverBudget(Limit::QueuedBytesPerService))]);
+    // The parts were freed: the service has room for another request.
+    let d = id("d");
+    assert!(h.request(&d, V01, "s", &["q"]).is_empty());
+    assert_eq!(h.broker.stats().held_bytes, request);
+    // A worker lost mid-request: the request goes back to the queue with
+    // its bytes.
+    let out = h.disconnect(&w, V02);
+    assert!(out.events.contains(&BrokerEvent::RequestRequeued { client: c.clone(), service: svc("s"), dispatches: 1 }));
+    let stats = h.broker.stats();
+    assert_eq!((stats.held_bytes, stats.queued_bytes), (0, request + charge(&d, &["q"])));
+}
+
+#[test]
+fn service_names_longer_than_the_limit_are_refused() {
+    let mut h = Harness::default();
+    let (c, w) = (id("c"), id("w"));
+    let long = big(256);
+    assert_eq!(h.request(&c, V02, &long, &["x"]).events, vec![limit(&c, Limit::ServiceName)]);
+    let out = h.ready(&w, V02, &long);
+    assert_eq!(out.events, vec![limit(&w, Limit::ServiceName)]);
+    assert_eq!(out.to(&w), vec![disconnect(V02)]);
+    assert_eq!(h.broker.stats().services, 0);
+    // 255 bytes is fine.
+    let ok = big(255);
+    assert!(h.ready(&w, V02, &ok).events.len() == 1);
+    assert_eq!(h.request(&c, V02, &ok, &["x"]).dispatched(), vec![(c.clone(), w.clone())]);
+}
+
 #[test]
 fn a_request_whose_worker_is_lost_is_requeued_even_past_the_queue_limit() {
     let mut h = Harness::new(config(|c| c.max_queue_total = 1));
@@ -1324,10 +1640,11 @@ fn memory_never_exceeds_the_limits() {
         c.max_workers = 4;
         c.max_queue_per_service = 3;
         c.max_queue_total = 7;
+        c.max_queued_bytes = 2000;
     }));
     for i in 0..200 {
         let t = i % 9;
-        h.request(&id(&format!("c{}", i % 13)), Dialect::ALL[i % 3], &format!("s{t}"), &["x"]);
+        h.request(&id(&format!("c{}", i % 13)), Dialect::ALL[i % 3], &format!("s{t}"), &[&big(150)]);
         if i % 5 == 0 {
             h.ready(&id(&format!("w{i}")), V02, &format!("s{}", i % 11));
         }
@@ -1335,6 +1652,7 @@ fn memory_never_exceeds_the_limits() {
         assert!(stats.services <= 5, "{stats:?}");
         assert!(stats.idle_workers + stats.busy_workers <= 4, "{stats:?}");
         assert!(stats.queued_requests <= 7, "{stats:?}");
+        assert!(stats.queued_bytes + stats.held_bytes <= 2000, "{stats:?}");
     }
     assert!(h.broker.stats().limits_hit > 0);
 }
@@ -1645,6 +1963,10 @@ mod random_input {
             c.max_queue_total = 5;
             c.max_message_frames = 9;
             c.max_message_bytes = 120;
+            // A few requests' worth, so that the byte limits are reached as
+            // often as the count limits.
+            c.max_queued_bytes = 1500;
+            c.max_queued_bytes_per_service = 1000;
         })
     }
 
@@ -1732,6 +2054,9 @@ mod random_input {
                 prop_assert!(stats.services <= max.max_services, "{:?}", stats);
                 prop_assert!(workers <= max.max_workers);
                 prop_assert!(stats.queued_requests <= max.max_queue_total + requeued, "{:?}", stats);
+                prop_assert!(stats.queued_bytes + stats.held_bytes <= max.max_queued_bytes, "{:?}", stats);
+                prop_assert!(stats.queued_requests > 0 || stats.queued_bytes == 0, "bytes of nothing queued: {:?}", stats);
+                prop_assert!(stats.busy_workers > 0 || stats.held_bytes == 0, "bytes held by no one: {:?}", stats);
                 match h.broker.poll_timeout() {
                     Some(t) => prop_assert!(t >= h.now, "poll_timeout in the past"),
                     None => prop_assert!(workers == 0 && stats.queued_requests == 0, "no timer: {:?}", stats),

@@ -30,10 +30,42 @@ impl BrokerRunner {
     /// Unless `config` sets [`BrokerConfig::hash_seed`], the broker's hash
     /// of peer identities is seeded from the operating system's randomness,
     /// so that peers cannot plan collisions.
+    ///
+    /// # Oversized input is refused before it is read
+    ///
+    /// The ROUTER's `ZMQ_MAXMSGSIZE` is set to
+    /// [`BrokerConfig::max_message_bytes`]. libzmq applies it to each
+    /// *frame* (what libzmq calls a message part), not to a multipart
+    /// message as a whole: its decoder compares a frame's announced length
+    /// with the limit as soon as the frame's header arrives, before it
+    /// allocates or reads the body. A frame larger than
+    /// `max_message_bytes` could never be part of an acceptable message, so
+    /// nothing acceptable is refused.
+    ///
+    /// libzmq takes such a frame as a protocol error of the connection: it
+    /// closes the connection at once and discards the frames of that message
+    /// received so far. Nothing reaches the core, so no
+    /// [`BrokerEvent`] says so. The peer sees its TCP connection end. A
+    /// DEALER (every MDP client and worker) redials after its
+    /// `ZMQ_RECONNECT_IVL` (100 ms by default): the oversized message is
+    /// lost, messages it had queued behind it go out on the new connection,
+    /// and the broker sees a new peer (a new routing id). So a worker must
+    /// register again (`mdp_zmq_adapter::Worker` notices the lost
+    /// connection and does after its reconnect backoff; another gets
+    /// DISCONNECT for its next HEARTBEAT), and replies to a client's earlier
+    /// requests find no one.
+    ///
+    /// What `ZMQ_MAXMSGSIZE` does not cover: a message of many frames, each
+    /// within the limit, is still read whole (libzmq holds a multipart
+    /// message until its last frame arrives, and has no limit on the number
+    /// of frames); the core applies [`BrokerConfig::max_message_frames`]
+    /// and `max_message_bytes` to it once it is read.
     pub fn bind(mut config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
         config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::ROUTER).map_err(AdapterError::zmq("socket(ROUTER)"))?;
+        let max_frame = i64::try_from(config.max_message_bytes).unwrap_or(i64::MAX);
+        socket.set_maxmsgsize(max_frame).map_err(AdapterError::zmq("set MAXMSGSIZE"))?;
         // Unroutable messages fail with EHOSTUNREACH instead of vanishing,
         // so a gone worker is noticed at once.
         socket.set_router_mandatory(true).map_err(AdapterError::zmq("set ROUTER_MANDATORY"))?;
@@ -89,16 +121,27 @@ impl BrokerRunner {
     }
 
     /// One message without blocking: the identity, then the MDP frames.
+    /// libzmq delivers a multipart message whole or not at all, so once its
+    /// first frame is read the rest are there.
     fn recv(&self) -> Result<Option<(PeerId, Vec<Bytes>)>, AdapterError> {
-        match self.socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(parts) => {
-                let mut frames = parts.into_iter().map(Bytes::from);
-                let Some(identity) = frames.next() else { return Ok(None) };
-                Ok(Some((PeerId(identity), frames.collect())))
+        let mut frames = Vec::new();
+        loop {
+            let msg = match self.socket.recv_msg(zmq::DONTWAIT) {
+                Ok(msg) => msg,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) if frames.is_empty() => return Ok(None),
+                // A signal between two frames: the rest is still there.
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => return Err(AdapterError::zmq("recv")(e)),
+            };
+            let more = msg.get_more();
+            frames.push(frame(msg));
+            if !more {
+                break;
             }
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
-            Err(e) => Err(AdapterError::zmq("recv")(e)),
         }
+        let mut frames = frames.into_iter();
+        let Some(identity) = frames.next() else { return Ok(None) };
+        Ok(Some((PeerId(identity), frames.collect())))
     }
 
     fn drain(&mut self, on_event: &mut impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
@@ -134,6 +177,32 @@ impl BrokerRunner {
             }
             Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),
         }
+    }
+}
+
+/// Frames at least this long are handed to the core without a copy. libzmq's
+/// decoder reads frames shorter than its 8 KiB input batch into one shared
+/// buffer, and keeping such a frame would keep the whole buffer; a frame of
+/// at least 8 KiB never fits there and has an allocation of its own.
+const ZERO_COPY_MIN: usize = 8192;
+
+/// A libzmq message as the buffer of a [`Bytes`].
+struct Frame(zmq::Message);
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One received frame as `Bytes`: a large one as it is (so a flood of large
+/// requests costs the broker's thread no copy, and it keeps ahead of
+/// libzmq's reading), a small one copied into a buffer of its own size.
+fn frame(msg: zmq::Message) -> Bytes {
+    if msg.len() >= ZERO_COPY_MIN {
+        Bytes::from_owner(Frame(msg))
+    } else {
+        Bytes::copy_from_slice(&msg)
     }
 }
 

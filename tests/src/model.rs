@@ -760,6 +760,23 @@ impl Checker {
                 held, stats.queued_requests, stats.busy_workers
             ));
         }
+        // The byte budget, unlike the counts, is never passed: re-queueing
+        // moves bytes from held to queued without changing their sum
+        // (BrokerConfig::max_queued_bytes says so).
+        let bytes = stats.queued_bytes + stats.held_bytes;
+        if bytes > config.max_queued_bytes {
+            over.push(format!(
+                "{bytes} bytes held ({} queued, {} at workers) > max_queued_bytes {}",
+                stats.queued_bytes, stats.held_bytes, config.max_queued_bytes
+            ));
+        }
+        // What is charged is released: no bytes without requests to hold them.
+        if stats.queued_requests == 0 && stats.queued_bytes != 0 {
+            over.push(format!("{} bytes queued with no request queued", stats.queued_bytes));
+        }
+        if stats.busy_workers == 0 && stats.held_bytes != 0 {
+            over.push(format!("{} bytes held with no worker busy", stats.held_bytes));
+        }
         for what in over {
             self.violate(now, format!("broker over its limits: {what}"));
         }

@@ -58,6 +58,17 @@ pub struct BrokerConfig {
     pub max_in_flight_per_client: Option<NonZeroUsize>,
     /// Most services known at once (a service exists while it has workers or
     /// queued requests). Default: 10,000.
+    ///
+    /// A READY for a new service when the table is full makes room by
+    /// evicting the service that has been without workers longest (since it
+    /// was created by a request, or since its last worker left); its queued
+    /// requests are dropped with
+    /// [`DropReason::Evicted`](crate::DropReason::Evicted). So names that
+    /// clients make up never keep a worker from registering, and never push
+    /// out a service that has workers. The READY is refused with
+    /// [`Limit::Services`](crate::Limit::Services) only when every known
+    /// service has workers. A request for a new service when the table is
+    /// full evicts nothing: it is dropped with `Limit::Services`.
     pub max_services: usize,
     /// Most workers registered at once. Default: 100,000.
     pub max_workers: usize,
@@ -81,7 +92,101 @@ pub struct BrokerConfig {
     pub max_message_frames: usize,
     /// Most bytes (all frames added up) in one message from a peer, and in a
     /// reply joined for an MDP/0.1 client. Default: 64 MiB.
+    ///
+    /// `mdp_zmq_adapter::BrokerRunner` also sets libzmq's `ZMQ_MAXMSGSIZE`
+    /// to this, so that a frame too large for any message is refused as soon
+    /// as its header announces it, before it is read.
     pub max_message_bytes: usize,
+    /// Most bytes of peer data the broker holds for requests, in all: the
+    /// requests waiting in queues, the requests workers are working on (kept
+    /// whole, to be re-queued if the worker is lost), and the PARTIALs of
+    /// replies being joined for MDP/0.1 clients. Default: 256 MiB.
+    ///
+    /// A request is charged its body's bytes, its client's identity's, and
+    /// [`FRAME_OVERHEAD`](Self::FRAME_OVERHEAD) bytes for each of those
+    /// frames (so a thousand empty frames are not free); a PARTIAL being
+    /// joined is charged its frames likewise. A request that does not fit is
+    /// dropped with [`Limit::QueuedBytes`](crate::Limit::QueuedBytes), whether
+    /// it would wait in a queue or an idle worker would take it at once: a
+    /// request at a worker is held as much as a queued one. A PARTIAL that
+    /// does not fit drops its request with
+    /// [`DropReason::ReplyOverBudget`](crate::DropReason::ReplyOverBudget).
+    ///
+    /// Unlike the count limits, this one is never passed: only admitting a
+    /// request and joining a PARTIAL add bytes, and both are checked. A
+    /// request that goes to a worker, or back to its queue when the worker
+    /// is lost, moves between the two figures of
+    /// [`BrokerStats`](crate::BrokerStats) (`queued_bytes`, `held_bytes`)
+    /// without changing their sum, so `queued_bytes + held_bytes <=
+    /// max_queued_bytes` at all times.
+    ///
+    /// Why 256 MiB: room for three of the largest messages the defaults
+    /// allow, or for about 660,000 requests of one small frame (each
+    /// charged about 400 bytes); of the order of what the count limits let
+    /// request records take (about 1 GiB, below), so neither part of the
+    /// bound dwarfs the other; and a figure any machine that runs a broker
+    /// has. Workers that each hold a large request need `workers × request
+    /// size` of it: raise it for them.
+    ///
+    /// # The most memory the broker can hold
+    ///
+    /// What the core holds because of its peers is at most
+    ///
+    /// ```text
+    ///   max_queued_bytes                                  request bodies, identities, PARTIALs
+    /// + (max_queue_total + max_workers) × 1 KiB           request records
+    /// + max_workers × (512 B + identity)                  worker records
+    /// + max_services × (1 KiB + max_service_name_bytes)   service records and names
+    /// + max_message_bytes + 192 B × max_message_frames    the message being handled
+    /// ```
+    ///
+    /// A request record is the request's own fields, its client's entry and
+    /// turn in the service, and its timer entries, stale ones included with
+    /// what they keep alive (a client identity, a service name);
+    /// `max_queue_total + max_workers` is the most requests held at once,
+    /// queued or at workers (see [`max_queue_total`](Self::max_queue_total)).
+    /// Identities come from the transport: at most 255 bytes over ZeroMQ.
+    /// Storage freed by a peer is kept for the next (the maps and queues do
+    /// not shrink), so the figures are for the most the limits allow at
+    /// once, not for what is held now. They are upper bounds with room to
+    /// spare over what was measured, counting the allocator's rounding: up
+    /// to 330 B per queued request and 360 B per request at a worker,
+    /// 420 B + identity per worker, about 1.2 KiB + name per service
+    /// without workers.
+    ///
+    /// With the defaults: 256 MiB + 1.1 M × 1 KiB + 100,000 × 767 B +
+    /// 10,000 × 1,279 B + 64.2 MiB ≈ 256 + 1,074 + 73 + 12 + 64 MiB ≈
+    /// **1,480 MiB (1.45 GiB)**, on top of the process's own few MiB.
+    /// Reaching it takes every limit at once: a million requests held, each
+    /// from a client with a 255-byte identity, and the byte budget full
+    /// beside them.
+    ///
+    /// The transport holds more of its own, which these limits do not
+    /// bound. Over ZeroMQ: what libzmq has read but the broker has not yet
+    /// (up to `ZMQ_RCVHWM`, 1,000 by default, messages per connected peer,
+    /// each frame at most `max_message_bytes`), what it is still to write
+    /// (up to `ZMQ_SNDHWM` messages per peer; past that the broker drops
+    /// them), and the kernel's socket buffers.
+    pub max_queued_bytes: usize,
+    /// Most of [`max_queued_bytes`](Self::max_queued_bytes) that the
+    /// requests of one service (queued and at its workers, with their
+    /// joined PARTIALs) may take, so that a service whose workers are gone
+    /// while its clients keep sending cannot take the whole budget. A
+    /// request past it is dropped with
+    /// [`Limit::QueuedBytesPerService`](crate::Limit::QueuedBytesPerService).
+    /// Default: 128 MiB, half the budget (and room for one request of
+    /// [`max_message_bytes`](Self::max_message_bytes)), so one service
+    /// always leaves the other half to the rest.
+    pub max_queued_bytes_per_service: usize,
+    /// Longest service name, in bytes, of a request or a READY. Default:
+    /// 255 (as long as a ZeroMQ identity may be). The broker keeps the name
+    /// of every service it knows, and a name is peer data like any other:
+    /// without this limit [`max_services`](Self::max_services) names of up
+    /// to [`max_message_bytes`](Self::max_message_bytes) each could be held.
+    /// A request with a longer name is dropped, a READY refused with
+    /// DISCONNECT, both with
+    /// [`Limit::ServiceName`](crate::Limit::ServiceName).
+    pub max_service_name_bytes: usize,
     /// Seeds the hash of peer identities and service names. Pass a random
     /// value in production to resist hash flooding; keep it fixed in tests
     /// for reproducible iteration order. `None` (the default): the core,
@@ -107,12 +212,25 @@ impl Default for BrokerConfig {
             max_queue_total: 1_000_000,
             max_message_frames: 1024,
             max_message_bytes: 64 << 20,
+            max_queued_bytes: 256 << 20,
+            max_queued_bytes_per_service: 128 << 20,
+            max_service_name_bytes: 255,
             hash_seed: None,
         }
     }
 }
 
 impl BrokerConfig {
+    /// What [`max_queued_bytes`](Self::max_queued_bytes) charges for each
+    /// frame held, beyond its bytes: the frame's 32-byte handle, and what
+    /// keeping its buffer costs beyond the bytes. For a frame copied into a
+    /// buffer of its own that is up to 31 bytes of allocator rounding and a
+    /// 32-byte shared header once the broker hands the frame on; for a
+    /// large frame that `mdp_zmq_adapter` passes on without a copy, libzmq's
+    /// 40-byte message header and the 96-byte block that keeps the libzmq
+    /// message alive. 192 covers either.
+    pub const FRAME_OVERHEAD: usize = 192;
+
     /// The interval the broker heartbeats at: `heartbeat_interval`, but at
     /// least 1 ms, so that a heartbeat's timer is always set after `now`.
     pub(crate) fn heartbeat_period(&self) -> Duration {

@@ -119,6 +119,16 @@ pub enum DropReason {
     /// first part, and the client could not tell it from a continuation, so
     /// the request is not re-queued: the client times out and resends it.
     PartlyAnswered,
+    /// Its service had no workers and was evicted to make room for a worker
+    /// of a new service (see
+    /// [`max_services`](crate::BrokerConfig::max_services)).
+    Evicted,
+    /// Holding the next PARTIAL of the streamed reply for an MDP/0.1 client,
+    /// to join it into one REPLY, would have taken the bytes the broker holds
+    /// past the limit named ([`Limit::QueuedBytes`] or
+    /// [`Limit::QueuedBytesPerService`]). The rest of the reply is
+    /// discarded, as for [`ReplyTooLarge`](DropReason::ReplyTooLarge).
+    ReplyOverBudget(Limit),
 }
 
 /// Which limit was hit.
@@ -137,6 +147,12 @@ pub enum Limit {
     MessageFrames,
     /// [`max_message_bytes`](crate::BrokerConfig::max_message_bytes).
     MessageBytes,
+    /// [`max_queued_bytes`](crate::BrokerConfig::max_queued_bytes).
+    QueuedBytes,
+    /// [`max_queued_bytes_per_service`](crate::BrokerConfig::max_queued_bytes_per_service).
+    QueuedBytesPerService,
+    /// [`max_service_name_bytes`](crate::BrokerConfig::max_service_name_bytes).
+    ServiceName,
 }
 
 /// How a peer broke the protocol.
@@ -180,6 +196,14 @@ pub struct BrokerStats {
     pub busy_workers: usize,
     /// Requests waiting for a worker.
     pub queued_requests: usize,
+    /// Bytes charged for the requests waiting for a worker (see
+    /// [`max_queued_bytes`](crate::BrokerConfig::max_queued_bytes)).
+    pub queued_bytes: usize,
+    /// Bytes charged for the requests workers hold and the PARTIALs being
+    /// joined for MDP/0.1 clients. `queued_bytes + held_bytes` never passes
+    /// [`max_queued_bytes`](crate::BrokerConfig::max_queued_bytes); both are
+    /// 0 when nothing is queued and no worker is busy.
+    pub held_bytes: usize,
     /// Requests received from clients, MMI included.
     pub requests_received: u64,
     /// Final replies sent to clients, MMI included.

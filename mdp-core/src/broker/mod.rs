@@ -41,7 +41,7 @@ use crate::hash::Seeded;
 use crate::slab::Slab;
 use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerId};
-use service::{Request, Service};
+use service::{frames_charge, Request, Service};
 use worker::{Job, WorkerRec};
 
 /// A message for the transport to send.
@@ -80,6 +80,15 @@ pub struct Broker {
     busy_workers: usize,
     /// Requests queued across all services.
     queued: usize,
+    /// Bytes charged for the requests queued across all services, and for
+    /// those workers hold with their joined PARTIALs.
+    queued_bytes: usize,
+    held_bytes: usize,
+    /// Services without workers, by slab index and token, in the order they
+    /// became worker-less: the eviction order. Stale entries (the service
+    /// got a worker, or is gone) are skipped, and dropped when they
+    /// outnumber the services.
+    workerless: std::collections::VecDeque<(usize, u64)>,
     next_gen: u64,
     next_seq: u64,
 }
@@ -101,6 +110,9 @@ impl Broker {
             stats: BrokerStats::default(),
             busy_workers: 0,
             queued: 0,
+            queued_bytes: 0,
+            held_bytes: 0,
+            workerless: Default::default(),
             next_gen: 0,
             next_seq: 0,
         }
@@ -120,6 +132,8 @@ impl Broker {
             idle_workers: self.workers.len() - self.busy_workers,
             busy_workers: self.busy_workers,
             queued_requests: self.queued,
+            queued_bytes: self.queued_bytes,
+            held_bytes: self.held_bytes,
             ..self.stats
         }
     }
@@ -210,6 +224,9 @@ impl Broker {
             }
         }
         self.queued = 0;
+        self.queued_bytes = 0;
+        self.held_bytes = 0;
+        self.workerless.clear();
         self.request_timers = DeadlineQueue::default();
         self.worker_timers = DeadlineQueue::default();
     }
@@ -243,9 +260,27 @@ impl Broker {
         if service.starts_with(MMI_PREFIX) {
             return self.mmi(client, dialect, service, body);
         }
+        if service.len() > self.config.max_service_name_bytes {
+            return self.limit_hit(client, Limit::ServiceName);
+        }
         let queued_total = self.queued;
+        let bytes_total = self.queued_bytes + self.held_bytes;
+        let charge = Request::charge(&client, &body);
         let Some(sid) = self.service_slot(&service) else { return self.limit_hit(client, Limit::Services) };
-        let Some(s) = self.services.at_mut(sid) else { return };
+        let Some((name, s)) = self.services.entry_at_mut(sid) else { return };
+        // The byte budget counts requests at workers as well as queued ones,
+        // so it applies to a request an idle worker would take at once too.
+        let over_bytes = if s.bytes() + charge > self.config.max_queued_bytes_per_service {
+            Some(Limit::QueuedBytesPerService)
+        } else if bytes_total + charge > self.config.max_queued_bytes {
+            Some(Limit::QueuedBytes)
+        } else {
+            None
+        };
+        if let Some(limit) = over_bytes {
+            self.forget_if_unused(sid);
+            return self.limit_hit(client, limit);
+        }
         // A request an idle worker takes at once never waits in a queue, so
         // a full queue does not refuse it, and it skips the queue. A queue
         // pushed *past* its limit by re-queued requests refuses even that
@@ -268,14 +303,20 @@ impl Broker {
             return self.limit_hit(client, limit);
         }
         let deadline = add_saturating(self.now, self.config.request_timeout);
-        let request = Request { client: client.clone(), dialect, body, deadline, dispatches: 0 };
+        let request = Request { client: client.clone(), dialect, body, deadline, dispatches: 0, charge };
         let first = if at_once {
             Some(request)
         } else {
+            // The timer holds the service's own name, not this message's
+            // copy of it.
             if let Some(at) = s.enqueue(request) {
-                self.request_timers.push(at, (service.clone(), client));
+                self.request_timers.push(at, (name.clone(), client));
             }
             self.queued += 1;
+            self.queued_bytes += charge;
+            if s.workers == 0 && s.workerless.is_none() {
+                self.mark_workerless(sid);
+            }
             None
         };
         self.dispatch(sid, first);
@@ -356,8 +397,15 @@ impl Broker {
         }
         let slot = if self.workers.len() >= self.config.max_workers {
             Err(Limit::Workers)
+        } else if service.len() > self.config.max_service_name_bytes {
+            Err(Limit::ServiceName)
         } else {
-            self.service_slot(&service).ok_or(Limit::Services)
+            match self.service_slot(&service) {
+                Some(sid) => Ok(sid),
+                // A real worker before made-up names: make room.
+                None if self.evict_workerless() => self.service_slot(&service).ok_or(Limit::Services),
+                None => Err(Limit::Services),
+            }
         };
         let service_id = match slot {
             Ok(sid) => sid,
@@ -366,6 +414,11 @@ impl Broker {
                 return self.limit_hit(from, limit);
             }
         };
+        // The worker keeps the service's own name, not this message's copy.
+        let Some((name, s)) = self.services.entry_at_mut(service_id) else { return };
+        let service = name.clone();
+        s.workers += 1;
+        s.workerless = None;
         let gen = self.next_gen;
         self.next_gen += 1;
         let now = self.now;
@@ -383,9 +436,6 @@ impl Broker {
         rec.timer_at = rec.next_deadline(&self.config);
         self.worker_timers.push(rec.timer_at, (from.clone(), gen));
         let worker = self.workers.insert(from.clone(), rec);
-        if let Some(s) = self.services.at_mut(service_id) {
-            s.workers += 1;
-        }
         self.events.push_back(BrokerEvent::WorkerReady { worker: from, service, dialect });
         self.make_idle(worker);
         self.dispatch(service_id, None);
@@ -397,6 +447,7 @@ impl Broker {
         let Some(wid) = self.known_worker(&from, dialect, sent) else { return };
         let Some(w) = self.workers.at_mut(wid) else { return };
         let service = w.service.clone();
+        let sid = w.service_id;
         let Some(job) = w.job.as_mut().filter(|j| j.request.client.0 == client) else {
             return self.misbehaved(from, sent, None, Misbehavior::NotServingClient);
         };
@@ -411,6 +462,32 @@ impl Broker {
         if client_dialect == Dialect::V01 {
             // 0.1 has one REPLY per request: join the parts.
             job.joined_bytes += body.iter().map(Bytes::len).sum::<usize>();
+            // A PARTIAL is held until the FINAL, so it takes its share of
+            // the byte budget; a FINAL goes out at once.
+            let cost = if is_final { 0 } else { frames_charge(&body) };
+            let service_bytes = self.services.at(sid).map_or(0, Service::bytes);
+            let reason = if job.joined.len() + body.len() > limits.0 || job.joined_bytes > limits.1 {
+                Some(DropReason::ReplyTooLarge)
+            } else if cost > 0 && service_bytes + cost > self.config.max_queued_bytes_per_service {
+                Some(DropReason::ReplyOverBudget(Limit::QueuedBytesPerService))
+            } else if cost > 0 && self.queued_bytes + self.held_bytes + cost > self.config.max_queued_bytes {
+                Some(DropReason::ReplyOverBudget(Limit::QueuedBytes))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                job.discarding = true;
+                job.joined = Vec::new();
+                let freed = std::mem::take(&mut job.joined_charge);
+                self.release_held(sid, freed);
+                self.stats.dropped += 1;
+                self.events.push_back(BrokerEvent::RequestDropped { client: to, service, reason });
+                if is_final {
+                    self.finish_job(wid);
+                }
+                return;
+            }
+            job.joined_charge += cost;
             if job.joined.is_empty() {
                 // The usual case, no PARTIAL before: the FINAL's own frames
                 // (and buffer) become the REPLY.
@@ -418,18 +495,11 @@ impl Broker {
             } else {
                 job.joined.extend(body);
             }
-            if job.joined.len() > limits.0 || job.joined_bytes > limits.1 {
-                job.discarding = true;
-                job.joined = Vec::new();
-                self.stats.dropped += 1;
-                let reason = DropReason::ReplyTooLarge;
-                self.events.push_back(BrokerEvent::RequestDropped { client: to, service, reason });
-                if is_final {
-                    self.finish_job(wid);
-                }
-                return;
-            }
             if !is_final {
+                self.held_bytes += cost;
+                if let Some(s) = self.services.at_mut(sid) {
+                    s.held_bytes += cost;
+                }
                 return;
             }
             let joined = std::mem::take(&mut job.joined);
@@ -454,7 +524,10 @@ impl Broker {
         let sid = w.service_id;
         self.busy_workers -= 1;
         self.make_idle(wid);
+        let charge = job.charge();
+        self.held_bytes -= charge;
         let Some(s) = self.services.at_mut(sid) else { return };
+        s.held_bytes -= charge;
         s.finish(job.request.client);
         // With nothing queued there is nothing to hand out, and the service
         // (which has this worker) stays: dispatch would do nothing.
@@ -485,6 +558,7 @@ impl Broker {
                 None if s.idle_workers() > 0 => match s.next_request() {
                     Some(request) => {
                         self.queued -= 1;
+                        self.queued_bytes -= request.charge;
                         request
                     }
                     None => break,
@@ -503,6 +577,7 @@ impl Broker {
             let Some((id, w)) = idle else {
                 // Unreachable while `idle_workers` is accurate; put it back.
                 let client = request.client.clone();
+                self.queued_bytes += request.charge;
                 if let Some(at) = s.requeue(request) {
                     self.request_timers.push(at, (service.clone(), client));
                 }
@@ -510,6 +585,8 @@ impl Broker {
                 break;
             };
             s.took_idle();
+            s.held_bytes += request.charge;
+            self.held_bytes += request.charge;
             request.dispatches += 1;
             w.idle_token = None;
             w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_period());
@@ -551,6 +628,7 @@ impl Broker {
         self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service, reason });
         if let Some(job) = w.job {
             let job = *job;
+            self.release_held(sid, job.charge());
             self.requeue(sid, job.request, job.streamed);
         }
         self.dispatch(sid, None);
@@ -564,6 +642,7 @@ impl Broker {
         self.unlink(&w);
         self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service.clone(), reason });
         if let Some(job) = w.job {
+            self.release_held(w.service_id, job.charge());
             self.stats.dropped += 1;
             let (client, service) = (job.request.client, w.service);
             self.events.push_back(BrokerEvent::RequestDropped { client, service, reason: DropReason::Shutdown });
@@ -577,9 +656,13 @@ impl Broker {
         }
         let Some(s) = self.services.at_mut(w.service_id) else { return };
         s.workers -= 1;
+        let workerless = s.workers == 0;
         if w.idle_token.is_some() {
             let workers = &self.workers;
             s.forget_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)));
+        }
+        if workerless {
+            self.mark_workerless(w.service_id);
         }
     }
 
@@ -603,6 +686,7 @@ impl Broker {
             BrokerEvent::RequestExpired { client, service: service.clone() }
         } else {
             let dispatches = request.dispatches;
+            self.queued_bytes += request.charge;
             if let Some(at) = s.requeue(request) {
                 self.request_timers.push(at, (service.clone(), client.clone()));
             }
@@ -645,6 +729,7 @@ impl Broker {
         }
         for r in expired {
             self.queued -= 1;
+            self.queued_bytes -= r.charge;
             self.stats.expired += 1;
             self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
         }
@@ -705,6 +790,54 @@ impl Broker {
         } else if let Some(dialect) = dialect {
             self.send(peer, dialect, BrokerCommand::Disconnect);
         }
+    }
+
+    /// Bytes the service at slab index `sid` no longer holds at a worker.
+    fn release_held(&mut self, sid: usize, bytes: usize) {
+        self.held_bytes -= bytes;
+        if let Some(s) = self.services.at_mut(sid) {
+            s.held_bytes -= bytes;
+        }
+    }
+
+    /// The service at slab index `sid` has no workers from now on: it goes
+    /// to the back of the eviction order.
+    fn mark_workerless(&mut self, sid: usize) {
+        let token = self.next_seq;
+        self.next_seq += 1;
+        let Some(s) = self.services.at_mut(sid) else { return };
+        s.workerless = Some(token);
+        self.workerless.push_back((sid, token));
+        if self.workerless.len() > 2 * self.services.len() + 64 {
+            let services = &self.services;
+            self.workerless.retain(|&(sid, token)| services.at(sid).is_some_and(|s| s.workerless == Some(token)));
+        }
+    }
+
+    /// Forgets the service that has been without workers longest, dropping
+    /// its queued requests with [`DropReason::Evicted`]. False if every
+    /// service has workers. Each stale entry is skipped once, so this is
+    /// amortised O(1) plus the requests dropped.
+    fn evict_workerless(&mut self) -> bool {
+        while let Some((sid, token)) = self.workerless.pop_front() {
+            let Some((name, s)) = self.services.entry_at_mut(sid) else { continue };
+            if s.workerless != Some(token) {
+                continue;
+            }
+            let name = name.clone();
+            let Some(mut s) = self.services.remove_at(sid) else { return false };
+            // No workers, so no request of it is held: all are queued.
+            debug_assert_eq!(s.held_bytes, 0);
+            for r in s.drain_queued() {
+                self.queued -= 1;
+                self.queued_bytes -= r.charge;
+                self.stats.dropped += 1;
+                let reason = DropReason::Evicted;
+                self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
+            }
+            return true;
+        }
+        false
     }
 
     fn forget_if_unused(&mut self, sid: usize) {

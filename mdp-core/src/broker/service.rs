@@ -26,6 +26,7 @@ use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::BrokerConfig;
 use crate::hash::{Map, Seeded};
 use crate::{Dialect, Multipart, PeerId};
 
@@ -39,6 +40,23 @@ pub(crate) struct Request {
     pub(crate) deadline: Instant,
     /// How many times it has been handed to a worker.
     pub(crate) dispatches: u32,
+    /// What it is charged against the byte budget: see [`Request::charge`].
+    pub(crate) charge: usize,
+}
+
+impl Request {
+    /// The bytes a request from `client` with `body` is charged against
+    /// [`BrokerConfig::max_queued_bytes`](super::BrokerConfig::max_queued_bytes):
+    /// the identity and every body frame, each with the frame overhead.
+    pub(crate) fn charge(client: &PeerId, body: &Multipart) -> usize {
+        client.0.len() + BrokerConfig::FRAME_OVERHEAD + frames_charge(body)
+    }
+}
+
+/// What `frames` are charged against the byte budget: their bytes, plus the
+/// frame overhead for each.
+pub(crate) fn frames_charge(frames: &Multipart) -> usize {
+    frames.iter().map(|f| f.len() + BrokerConfig::FRAME_OVERHEAD).sum()
 }
 
 /// One client's requests to one service.
@@ -126,6 +144,15 @@ pub(crate) struct Service {
     turns: Turns,
     clients: Map<PeerId, ClientQueue>,
     pub(crate) queued: usize,
+    /// Bytes charged for the queued requests (kept here).
+    pub(crate) queued_bytes: usize,
+    /// Bytes charged for the requests this service's workers hold and the
+    /// PARTIALs being joined (kept by the broker, which owns the workers).
+    pub(crate) held_bytes: usize,
+    /// Set while the service has no workers: its token in the broker's
+    /// queue of worker-less services, oldest first, the eviction order.
+    /// Entries whose token no longer matches are stale.
+    pub(crate) workerless: Option<u64>,
     /// Most requests of one client at workers at once.
     max_in_flight: usize,
 }
@@ -140,6 +167,9 @@ impl Service {
             turns: Turns::default(),
             clients: Map::with_hasher(seed),
             queued: 0,
+            queued_bytes: 0,
+            held_bytes: 0,
+            workerless: None,
             max_in_flight: max_in_flight.max(1),
         }
     }
@@ -147,6 +177,11 @@ impl Service {
     /// Nothing refers to this service any more; it can be forgotten.
     pub(crate) fn is_unused(&self) -> bool {
         self.workers == 0 && self.queued == 0 && self.clients.is_empty()
+    }
+
+    /// Bytes charged for this service's requests, queued and held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.queued_bytes + self.held_bytes
     }
 
     pub(crate) fn idle_workers(&self) -> usize {
@@ -213,6 +248,7 @@ impl Service {
             // push would make room for.
             q.requests.reserve_exact(1);
         }
+        self.queued_bytes += request.charge;
         q.requests.push_back(request);
         self.queued += 1;
         let timer = q.arm(deadline);
@@ -230,6 +266,7 @@ impl Service {
         let q = self.clients.entry(client.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
         let deadline = request.deadline;
+        self.queued_bytes += request.charge;
         q.requests.push_front(request);
         self.queued += 1;
         let timer = q.arm(deadline);
@@ -259,6 +296,7 @@ impl Service {
             };
             q.in_flight += 1;
             self.queued -= 1;
+            self.queued_bytes -= request.charge;
             if q.requests.is_empty() {
                 // Nothing left to expire: the timer entry goes stale.
                 q.timer_at = None;
@@ -312,8 +350,11 @@ impl Service {
         }
         q.timer_at = None;
         while q.requests.front().is_some_and(|r| r.deadline <= now) {
-            expired.extend(q.requests.pop_front());
-            self.queued -= 1;
+            if let Some(r) = q.requests.pop_front() {
+                self.queued -= 1;
+                self.queued_bytes -= r.charge;
+                expired.push(r);
+            }
         }
         let next = q.requests.front().map(|r| r.deadline);
         if let Some(next) = next {
@@ -335,9 +376,11 @@ impl Service {
         self.clients.iter().filter_map(|(client, q)| Some((q.timer_at?, client)))
     }
 
-    /// Empties every queue (for shutdown).
+    /// Empties every queue (for shutdown and eviction, when no worker holds
+    /// a request of this service).
     pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Request> + '_ {
         self.queued = 0;
+        self.queued_bytes = 0;
         self.turns = Turns::default();
         self.clients.drain().flat_map(|(_, q)| q.requests)
     }

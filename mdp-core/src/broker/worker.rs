@@ -45,6 +45,9 @@ pub(crate) struct Job {
     /// with the FINAL into the one REPLY that 0.1 allows.
     pub(crate) joined: Multipart,
     pub(crate) joined_bytes: usize,
+    /// What the PARTIALs in `joined` are charged against the byte budget
+    /// (their bytes and frame overhead), on top of the request's own charge.
+    pub(crate) joined_charge: usize,
     /// The reply grew past the limits: the rest of it is thrown away.
     pub(crate) discarding: bool,
     /// A PARTIAL was forwarded to the (0.2) client: another worker's answer
@@ -54,7 +57,21 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn new(request: Request, started: Instant) -> Box<Self> {
-        Box::new(Job { request, started, joined: Vec::new(), joined_bytes: 0, discarding: false, streamed: false })
+        Box::new(Job {
+            request,
+            started,
+            joined: Vec::new(),
+            joined_bytes: 0,
+            joined_charge: 0,
+            discarding: false,
+            streamed: false,
+        })
+    }
+
+    /// Everything this job holds is charged: the request and the PARTIALs
+    /// joined so far.
+    pub(crate) fn charge(&self) -> usize {
+        self.request.charge + self.joined_charge
     }
 }
 

@@ -46,7 +46,8 @@ struct Args {
     /// at a time, so its replies come back in request order.
     #[arg(long, value_name = "N")]
     max_in_flight_per_client: Option<NonZeroUsize>,
-    /// Most services known at once.
+    /// Most services known at once. A worker of a new service evicts the
+    /// service that has been without workers longest when the table is full.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_services: usize,
     /// Most workers registered at once.
@@ -61,9 +62,20 @@ struct Args {
     /// Most frames in one message.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_message_frames: usize,
-    /// Most bytes in one message.
+    /// Most bytes in one message. Also libzmq's ZMQ_MAXMSGSIZE: a peer that
+    /// sends a larger frame is disconnected before the frame is read.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     max_message_bytes: usize,
+    /// Most bytes held for requests in all: queued, at workers, and replies
+    /// being joined for MDP/0.1 clients (each frame counts 192 bytes more).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    max_queued_bytes: usize,
+    /// Most of --max-queued-bytes that one service's requests may take.
+    #[arg(long, value_name = "BYTES", default_value_t = 128 << 20)]
+    max_queued_bytes_per_service: usize,
+    /// Longest service name.
+    #[arg(long, value_name = "BYTES", default_value_t = 255)]
+    max_service_name_bytes: usize,
     /// Log each worker and request event.
     #[arg(short, long)]
     verbose: bool,
@@ -98,6 +110,9 @@ impl Args {
         c.max_queue_total = self.max_queue_total;
         c.max_message_frames = self.max_message_frames;
         c.max_message_bytes = self.max_message_bytes;
+        c.max_queued_bytes = self.max_queued_bytes;
+        c.max_queued_bytes_per_service = self.max_queued_bytes_per_service;
+        c.max_service_name_bytes = self.max_service_name_bytes;
         c.max_in_flight_per_client = self.max_in_flight_per_client;
         Ok(c)
     }
