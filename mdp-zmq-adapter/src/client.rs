@@ -159,24 +159,20 @@ impl Client {
     /// costs a call per ready socket, not per lane.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
-        let mut items: Vec<zmq::PollItem<'_>> = Vec::with_capacity(2 * self.lanes.len());
-        for conn in &self.lanes {
-            items.push(conn.socket.as_poll_item(conn.events()));
-            items.push(conn.monitor.as_poll_item(zmq::POLLIN));
-        }
+        let mut items: Vec<zmq::PollItem<'_>> =
+            self.lanes.iter().map(|conn| conn.socket.as_poll_item(conn.events())).collect();
         poll(&mut items, ms)?;
-        let ready: Vec<(bool, bool)> =
-            items.chunks(2).map(|pair| (!pair[0].get_revents().is_empty(), pair[1].is_readable())).collect();
+        let ready: Vec<bool> = items.iter().map(|item| !item.get_revents().is_empty()).collect();
         drop(items);
-        for (lane, (socket_ready, monitor_ready)) in ready.into_iter().enumerate() {
-            if socket_ready {
+        for (lane, ready) in ready.into_iter().enumerate() {
+            if ready {
                 self.lanes[lane].flush_backlog()?;
                 while let Some(frames) = self.lanes[lane].try_recv()? {
                     self.core.handle_message(Instant::now(), Lane(lane), frames);
                     self.flush()?;
                 }
             }
-            if monitor_ready && self.lanes[lane].lost() {
+            if self.lanes[lane].lost(Instant::now()) {
                 // The broker went away (a restart, say): resend now rather
                 // than at the requests' timeouts.
                 self.core.handle_connection_lost(Instant::now(), Lane(lane));

@@ -16,6 +16,12 @@ pub(crate) const MAX_POLL: Duration = Duration::from_millis(100);
 /// Most messages held back while the socket's pipe is full.
 const MAX_BACKLOG: usize = 10_000;
 
+/// How often the socket monitor is read. It is not in the poll set: every
+/// socket polled costs each wake-up a few system calls (libzmq checks its
+/// mailbox), and a lost connection is rare, so it is enough to notice it
+/// within a poll or two.
+const MONITOR_PERIOD: Duration = Duration::from_millis(50);
+
 /// A DEALER socket connected to one broker endpoint.
 pub(crate) struct Connection {
     ctx: zmq::Context,
@@ -24,7 +30,9 @@ pub(crate) struct Connection {
     /// The other end of the socket's libzmq monitor: it reports when an
     /// established TCP connection to the broker ends (`DISCONNECTED`), which
     /// libzmq otherwise hides by redialling.
-    pub(crate) monitor: zmq::Socket,
+    monitor: zmq::Socket,
+    /// When [`lost`](Self::lost) next reads the monitor.
+    monitor_due: Instant,
     /// Messages the socket could not take yet (its pipe was full). A lost
     /// FINAL would leave the broker holding our request for ever, so they
     /// wait here, in order, and go out when the socket can take them.
@@ -34,7 +42,8 @@ pub(crate) struct Connection {
 impl Connection {
     pub(crate) fn open(ctx: &zmq::Context, endpoint: &str) -> Result<Self, AdapterError> {
         let (socket, monitor) = dealer(ctx, endpoint)?;
-        Ok(Connection { ctx: ctx.clone(), endpoint: endpoint.to_owned(), socket, monitor, backlog: VecDeque::new() })
+        let (ctx, endpoint, monitor_due) = (ctx.clone(), endpoint.to_owned(), Instant::now());
+        Ok(Connection { ctx, endpoint, socket, monitor, monitor_due, backlog: VecDeque::new() })
     }
 
     /// Closes the socket and opens a new one: a new identity, so nothing
@@ -48,9 +57,13 @@ impl Connection {
     }
 
     /// Whether the monitor reported that the socket's connection to the
-    /// broker ended since the last call. Reads every pending event without
-    /// blocking.
-    pub(crate) fn lost(&self) -> bool {
+    /// broker ended since it was last read. Reads every pending event
+    /// without blocking, at most every [`MONITOR_PERIOD`]; `false` between.
+    pub(crate) fn lost(&mut self, now: Instant) -> bool {
+        if now < self.monitor_due {
+            return false;
+        }
+        self.monitor_due = now + MONITOR_PERIOD;
         let mut lost = false;
         // An event is two frames: 2 bytes of event number and 4 of value,
         // then the endpoint.

@@ -163,8 +163,7 @@ impl Link {
     /// Waits for input or the core's next timer, then handles what came.
     fn wait_and_serve(&mut self) -> Result<(), AdapterError> {
         let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
-        let socket = self.conn.socket.as_poll_item(self.conn.events());
-        poll(&mut [socket, self.conn.monitor.as_poll_item(zmq::POLLIN)], ms)?;
+        poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
         self.serve_ready()
     }
 
@@ -176,7 +175,7 @@ impl Link {
             self.core.handle_message(Instant::now(), frames);
             self.flush();
         }
-        if self.conn.lost() {
+        if self.conn.lost(Instant::now()) {
             // The broker went away: register again after the backoff rather
             // than after its silence.
             self.core.handle_connection_lost(Instant::now());

@@ -106,6 +106,9 @@ struct Args {
     /// Requests the client keeps outstanding in the `fanout` loads.
     #[arg(long, value_name = "N", default_value_t = 64)]
     fanout_depth: usize,
+    /// Lanes of the MDP client in `fanout` [default: one per worker].
+    #[arg(long, value_name = "N")]
+    fanout_lanes: Option<usize>,
     /// How long a worker's handler sleeps per request in the `fanout` loads.
     #[arg(long, value_name = "MS", default_value_t = 5.0)]
     service_ms: f64,
@@ -592,7 +595,7 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
     let lanes = match load {
         LoadKind::Seq | LoadKind::PipeWire => 1,
         LoadKind::Pipe | LoadKind::PipeSvc => args.lanes,
-        LoadKind::Fanout | LoadKind::FanoutDealer => workers,
+        LoadKind::Fanout | LoadKind::FanoutDealer => args.fanout_lanes.unwrap_or(workers),
     };
     let service_ms = if fanout { args.service_ms } else { 0.0 };
     let load_name = match (transport, load) {
