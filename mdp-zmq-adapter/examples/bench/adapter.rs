@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::client::RequestId;
-use mdp_core::{BrokerConfig, ClientConfig, ClientEvent, WorkerConfig};
+use mdp_core::{ClientConfig, ClientEvent, WorkerConfig};
 use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Worker};
 
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
@@ -24,10 +24,11 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     // threads are named after it (see `ProcStats`).
     let broker_stop = Arc::new(AtomicBool::new(false));
     let (endpoint_tx, endpoint_rx) = mpsc::channel();
+    let config = spec.broker_config();
     let broker_thread = {
         let stop = broker_stop.clone();
         thread::Builder::new().name(BROKER.into()).spawn(move || {
-            let mut broker = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()])?;
+            let mut broker = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()])?;
             let _ = endpoint_tx.send(broker.endpoints()[0].clone());
             broker.run(&stop, |_| {})
         })?

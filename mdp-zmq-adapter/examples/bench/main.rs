@@ -106,6 +106,10 @@ struct Args {
     /// Requests the client keeps outstanding in the `fanout` loads.
     #[arg(long, value_name = "N", default_value_t = 64)]
     fanout_depth: usize,
+    /// The broker's `max_in_flight_per_client` [default: no limit]; 1 is
+    /// how mdp-rs served a client before parallel dispatch.
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<std::num::NonZeroUsize>,
     /// Lanes of the MDP client in `fanout` [default: one per worker].
     #[arg(long, value_name = "N")]
     fanout_lanes: Option<usize>,
@@ -200,6 +204,8 @@ pub struct Spec {
     pub service_time: Duration,
     /// The client is a raw DEALER (`raw::client`) instead of an MDP client.
     pub raw_client: bool,
+    /// The MDP brokers' `max_in_flight_per_client`.
+    pub max_in_flight: Option<std::num::NonZeroUsize>,
 }
 
 impl Spec {
@@ -210,6 +216,13 @@ impl Spec {
         } else {
             Bytes::from(format!("echo{i}"))
         }
+    }
+
+    /// The configuration of the MDP brokers.
+    pub fn broker_config(&self) -> mdp_core::BrokerConfig {
+        let mut config = mdp_core::BrokerConfig::default();
+        config.max_in_flight_per_client = self.max_in_flight;
+        config
     }
 
     /// The most replies a second the workers can give: workers / service
@@ -620,6 +633,7 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         lanes,
         service_time: Duration::from_secs_f64(service_ms / 1000.0),
         raw_client: load == LoadKind::FanoutDealer,
+        max_in_flight: args.max_in_flight,
     }
 }
 

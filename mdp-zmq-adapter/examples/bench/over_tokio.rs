@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdp_core::{BrokerConfig, ClientConfig, WorkerConfig};
+use mdp_core::{ClientConfig, WorkerConfig};
 
 use crate::transport::{spawn_broker, spawn_client, spawn_worker, RequestError, TcpOptions};
 use crate::{BoxError, Measured, Shared, Spec, Window, TOKIO_PEERS};
@@ -23,11 +23,12 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub fn run(spec: &Spec, shared: &Arc<Shared>, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = spec.broker_config();
     let broker_thread = thread::Builder::new().name("tokio-broker".into()).spawn(move || -> Result<(), BoxError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async move {
             let addr = "127.0.0.1:0".parse().expect("an address");
-            let broker = spawn_broker(addr, BrokerConfig::default(), TcpOptions::default()).await?;
+            let broker = spawn_broker(addr, config, TcpOptions::default()).await?;
             let _ = addr_tx.send(broker.addr());
             let _ = stop_rx.await;
             drop(broker);
