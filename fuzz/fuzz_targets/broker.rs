@@ -47,8 +47,9 @@
 //!   (`RequestRequeued` back into the queue, or `RequestDropped` or
 //!   `RequestExpired`), and those events come at no other time except
 //!   `RequestExpired` and the shutdown's `RequestDropped` of a queued
-//!   request, and `ReplyTooLarge` for a held one; the queues add up to
-//!   `stats().queued_requests`;
+//!   request, `Evicted` for a queued one of a service with no workers, and
+//!   `ReplyTooLarge` or `ReplyOverBudget` for a held one; the queues add up
+//!   to `stats().queued_requests`;
 //! * a client never has more than `max_in_flight_per_client` requests of
 //!   one service at workers;
 //! * work conservation: after every input, no registered worker is idle
@@ -56,8 +57,10 @@
 //!   workers of its service has one queued for it;
 //! * `stats()` agrees with the tracked model (registered and busy workers,
 //!   `is_worker`, `worker_count` per service) and stays within the limits:
-//!   `services <= max_services`, `idle + busy <= max_workers`, and
-//!   `queued + busy <= max_queue_total + max_workers`.
+//!   `services <= max_services`, `idle + busy <= max_workers`,
+//!   `queued + busy <= max_queue_total + max_workers`, and
+//!   `queued_bytes + held_bytes <= max_queued_bytes`, each zero when nothing
+//!   is queued or no worker is busy.
 //!
 //! Why that last bound and not `queued <= max_queue_total`: a request whose
 //! worker is lost goes back to the head of its queue without a limit check
@@ -616,8 +619,15 @@ impl Harness {
                     let key = (client.clone(), service.clone());
                     match reason {
                         // The worker keeps it until its FINAL; nothing queued.
-                        DropReason::ReplyTooLarge => {}
+                        DropReason::ReplyTooLarge | DropReason::ReplyOverBudget(_) => {}
                         DropReason::Shutdown if was_lost.as_ref() != Some(&key) => self.unqueue(&key),
+                        // A READY for a new service made room: only a service
+                        // without workers is evicted, with its queued requests.
+                        DropReason::Evicted => {
+                            let served = self.ready.values().any(|r| r.1 == *service);
+                            assert!(!served, "{service:?} evicted while it has workers");
+                            self.unqueue(&key);
+                        }
                         _ => {
                             assert_eq!(was_lost.as_ref(), Some(&key), "{reason:?}, but no worker holding it was lost");
                             settles_lost = true;
@@ -696,6 +706,11 @@ impl Harness {
         assert!(s.queued_requests + s.busy_workers <= c.max_queue_total + c.max_workers, "{s:?}");
         assert_eq!(s.idle_workers + s.busy_workers, self.ready.len(), "registered workers: {s:?}");
         assert_eq!(s.busy_workers, self.held.len(), "busy workers: {s:?}");
+        // The byte budget is never passed (only admission and joining add
+        // bytes, and both are checked), and drains to nothing.
+        assert!(s.queued_bytes + s.held_bytes <= c.max_queued_bytes, "{s:?}");
+        assert!(s.queued_requests > 0 || s.queued_bytes == 0, "bytes charged with nothing queued: {s:?}");
+        assert!(s.busy_workers > 0 || s.held_bytes == 0, "bytes held with no worker busy: {s:?}");
         for i in 0..PEERS {
             let p = peer(i);
             assert_eq!(self.broker.is_worker(&p), self.ready.contains_key(&p), "is_worker({p})");
