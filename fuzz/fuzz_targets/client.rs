@@ -84,7 +84,7 @@ use libfuzzer_sys::fuzz_target;
 use mdp_core::client::{ClientDiscardReason, ClientUsageError, FailReason, RequestId};
 use mdp_core::codec::Found;
 use mdp_core::{
-    BrokerCommand, Client, ClientConfig, ClientEvent, ClientTransmit, Dialect, Lane, Multipart, PeerCommand,
+    BrokerCommand, Client, ClientConfig, ClientEvent, ClientTransmit, Command, Dialect, Lane, Multipart, PeerCommand,
     PeerTransmit,
 };
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
@@ -513,9 +513,15 @@ impl Model {
         let (service, body, last) = match command {
             BrokerCommand::Partial { service, body } => (service, body, false),
             BrokerCommand::Final { service, body } => (service, body, true),
-            BrokerCommand::Request { .. } => return discard(ClientDiscardReason::NotForClients { command: "REQUEST" }),
-            BrokerCommand::Heartbeat => return discard(ClientDiscardReason::NotForClients { command: "HEARTBEAT" }),
-            BrokerCommand::Disconnect => return discard(ClientDiscardReason::NotForClients { command: "DISCONNECT" }),
+            BrokerCommand::Request { .. } => {
+                return discard(ClientDiscardReason::NotForClients { command: Command::Request })
+            }
+            BrokerCommand::Heartbeat => {
+                return discard(ClientDiscardReason::NotForClients { command: Command::Heartbeat })
+            }
+            BrokerCommand::Disconnect => {
+                return discard(ClientDiscardReason::NotForClients { command: Command::Disconnect })
+            }
         };
         // The request on the wire on this lane for the service named; with
         // none named (majortomo), the one request on the lane.
@@ -524,7 +530,7 @@ impl Model {
             None => true,
         });
         let Some(id) = matched else {
-            let command = if last { "FINAL" } else { "PARTIAL" };
+            let command = if last { Command::Final } else { Command::Partial };
             let reason = ClientDiscardReason::Unmatched { command, service: service.map(Found), lane: Lane(lane) };
             return self.events.push(ClientEvent::Discarded { reason });
         };

@@ -128,6 +128,39 @@ mod ccmd {
     pub const MAJORTOMO_FINAL: u8 = 0x04;
 }
 
+/// The name of an MDP command, as the RFCs write it, for events and errors.
+/// MDP/0.1's REPLY is [`Final`](Command::Final): the last (in 0.1 the only)
+/// part of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Command {
+    /// REQUEST (client to broker, broker to worker).
+    Request,
+    /// PARTIAL (MDP/0.2 only).
+    Partial,
+    /// FINAL (MDP/0.2), REPLY (MDP/0.1).
+    Final,
+    /// READY (worker to broker).
+    Ready,
+    /// HEARTBEAT (broker and worker).
+    Heartbeat,
+    /// DISCONNECT (broker and worker).
+    Disconnect,
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Command::Request => "REQUEST",
+            Command::Partial => "PARTIAL",
+            Command::Final => "FINAL",
+            Command::Ready => "READY",
+            Command::Heartbeat => "HEARTBEAT",
+            Command::Disconnect => "DISCONNECT",
+        })
+    }
+}
+
 /// A command sent by a client or a worker to the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerCommand {
@@ -268,8 +301,8 @@ pub enum DecodeError {
     /// The command takes a fixed number of frames and got more.
     #[error("{command} takes {expected} frames, found {found}")]
     TrailingFrames {
-        /// The command, as named by the RFC.
-        command: &'static str,
+        /// The command.
+        command: Command,
         /// How many frames it takes.
         expected: usize,
         /// How many the message had.
@@ -370,7 +403,7 @@ impl Reader {
     }
 
     /// The message must end here.
-    fn end(&self, command: &'static str) -> Result<(), DecodeError> {
+    fn end(&self, command: Command) -> Result<(), DecodeError> {
         if self.frames.len() > self.pos {
             Err(DecodeError::TrailingFrames { command, expected: self.pos, found: self.frames.len() })
         } else {
@@ -452,6 +485,18 @@ fn decode_with<T>(
 }
 
 impl PeerCommand {
+    /// Which command this is.
+    pub fn command(&self) -> Command {
+        match self {
+            PeerCommand::Request { .. } => Command::Request,
+            PeerCommand::Ready { .. } => Command::Ready,
+            PeerCommand::Partial { .. } => Command::Partial,
+            PeerCommand::Final { .. } => Command::Final,
+            PeerCommand::Heartbeat => Command::Heartbeat,
+            PeerCommand::Disconnect => Command::Disconnect,
+        }
+    }
+
     /// Decodes a message sent to the broker, and tells the dialect it is in.
     pub fn decode(frames: Multipart) -> Result<(Dialect, PeerCommand), DecodeError> {
         decode_with(frames, Self::decode_client, Self::decode_worker)
@@ -494,11 +539,11 @@ impl PeerCommand {
                 PeerCommand::Partial { client, body }
             }
             (true, V01_HEARTBEAT) | (false, V02_HEARTBEAT) => {
-                r.end("HEARTBEAT")?;
+                r.end(Command::Heartbeat)?;
                 PeerCommand::Heartbeat
             }
             (true, V01_DISCONNECT) | (false, V02_DISCONNECT) => {
-                r.end("DISCONNECT")?;
+                r.end(Command::Disconnect)?;
                 PeerCommand::Disconnect
             }
             _ => return Err(unknown(index, frame, dialect, expected)),
@@ -508,7 +553,7 @@ impl PeerCommand {
 
     fn ready(mut r: Reader) -> Result<PeerCommand, DecodeError> {
         let service = r.service()?;
-        r.end("READY")?;
+        r.end(Command::Ready)?;
         Ok(PeerCommand::Ready { service })
     }
 
@@ -566,6 +611,17 @@ impl PeerCommand {
 }
 
 impl BrokerCommand {
+    /// Which command this is.
+    pub fn command(&self) -> Command {
+        match self {
+            BrokerCommand::Partial { .. } => Command::Partial,
+            BrokerCommand::Final { .. } => Command::Final,
+            BrokerCommand::Request { .. } => Command::Request,
+            BrokerCommand::Heartbeat => Command::Heartbeat,
+            BrokerCommand::Disconnect => Command::Disconnect,
+        }
+    }
+
     /// Decodes a message sent by the broker, and tells the dialect it is in.
     pub fn decode(frames: Multipart) -> Result<(Dialect, BrokerCommand), DecodeError> {
         decode_with(frames, Self::decode_client, Self::decode_worker)
@@ -611,11 +667,11 @@ impl BrokerCommand {
                 BrokerCommand::Request { client, body }
             }
             (true, V01_HEARTBEAT) | (false, V02_HEARTBEAT) => {
-                r.end("HEARTBEAT")?;
+                r.end(Command::Heartbeat)?;
                 BrokerCommand::Heartbeat
             }
             (true, V01_DISCONNECT) | (false, V02_DISCONNECT) => {
-                r.end("DISCONNECT")?;
+                r.end(Command::Disconnect)?;
                 BrokerCommand::Disconnect
             }
             _ => return Err(unknown(index, frame, dialect, expected)),

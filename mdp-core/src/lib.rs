@@ -129,7 +129,7 @@ pub use worker::{
     Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
 };
 
-pub use codec::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
+pub use codec::{BrokerCommand, Command, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

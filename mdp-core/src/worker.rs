@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{BrokerCommand, DecodeError, Dialect, Found, Multipart, PeerCommand};
+use crate::codec::{BrokerCommand, Command, DecodeError, Dialect, Found, Multipart, PeerCommand};
 use crate::{PeerId, PeerTransmit};
 
 /// How long a worker waits before registering again after losing the broker.
@@ -282,8 +282,8 @@ pub enum WorkerDiscardReason {
     /// A command the broker sends only to clients.
     #[error("{command} is sent to clients, not to workers")]
     NotForWorkers {
-        /// The command, as the RFCs name it.
-        command: &'static str,
+        /// The command.
+        command: Command,
     },
     /// A REQUEST arrived while another was in progress. A worker handles one
     /// request at a time (RFC 7, RFC 18), so a broker that sends a second one
@@ -465,8 +465,9 @@ impl Worker {
                 self.accept(client, body);
             }
             BrokerCommand::Disconnect => self.reconnect(now, DisconnectReason::BrokerDisconnected),
-            BrokerCommand::Partial { .. } => self.discard(WorkerDiscardReason::NotForWorkers { command: "PARTIAL" }),
-            BrokerCommand::Final { .. } => self.discard(WorkerDiscardReason::NotForWorkers { command: "FINAL" }),
+            other @ (BrokerCommand::Partial { .. } | BrokerCommand::Final { .. }) => {
+                self.discard(WorkerDiscardReason::NotForWorkers { command: other.command() })
+            }
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{body, frames, id, ms, Harness, Out};
 use mdp_core::{
-    BrokerConfig, BrokerEvent, BrokerStats, Dialect, DropReason, GoneReason, Limit, Misbehavior, PeerCommand, PeerId,
+    BrokerConfig, BrokerEvent, BrokerStats, Command, Dialect, DropReason, GoneReason, Limit, Misbehavior, PeerCommand,
+    PeerId,
 };
 
 use Dialect::{Majortomo, V01, V02};
@@ -79,8 +80,8 @@ fn gone(worker: &PeerId, service: &str, reason: GoneReason) -> BrokerEvent {
     BrokerEvent::WorkerGone { worker: worker.clone(), service: svc(service), reason }
 }
 
-fn misbehaved(peer: &PeerId, sent: &'static str, reason: Misbehavior) -> BrokerEvent {
-    BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent, reason }
+fn misbehaved(peer: &PeerId, sent: Command, reason: Misbehavior) -> BrokerEvent {
+    BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent: Some(sent), reason }
 }
 
 fn limit(peer: &PeerId, limit: Limit) -> BrokerEvent {
@@ -531,7 +532,7 @@ fn second_ready_from_an_idle_worker_disconnects_it() {
         let out = h.ready(&w, d, "echo");
         assert_eq!(
             out.events,
-            vec![misbehaved(&w, "READY", Misbehavior::ReadyTwice), gone(&w, "echo", GoneReason::Misbehaved)]
+            vec![misbehaved(&w, Command::Ready, Misbehavior::ReadyTwice), gone(&w, "echo", GoneReason::Misbehaved)]
         );
         assert_eq!(h.broker.worker_count(b"echo"), 0);
         assert_disconnected(&mut h, &out, &w, d);
@@ -552,7 +553,7 @@ fn second_ready_from_a_busy_worker_disconnects_it_and_requeues_its_request() {
     let out = h.ready(&w1, V01, "echo");
     // Not back on the idle list: disconnected; its request goes to w2.
     assert_eq!(out.to(&w2), vec![worker_request(V02, &c, &["x"])]);
-    assert!(out.events.contains(&misbehaved(&w1, "READY", Misbehavior::ReadyTwice)));
+    assert!(out.events.contains(&misbehaved(&w1, Command::Ready, Misbehavior::ReadyTwice)));
     assert!(out.events.contains(&gone(&w1, "echo", GoneReason::Misbehaved)));
     assert!(out.events.contains(&BrokerEvent::RequestRequeued {
         client: c.clone(),
@@ -574,13 +575,13 @@ fn second_ready_from_a_busy_worker_disconnects_it_and_requeues_its_request() {
 #[test]
 fn worker_commands_before_ready_get_disconnect() {
     for d in Dialect::ALL {
-        let cmds: Vec<(&'static str, PeerCommand)> = {
+        let cmds: Vec<(Command, PeerCommand)> = {
             let mut v = vec![
-                ("HEARTBEAT", PeerCommand::Heartbeat),
-                ("FINAL", PeerCommand::Final { client: svc("c"), body: body(&["x"]) }),
+                (Command::Heartbeat, PeerCommand::Heartbeat),
+                (Command::Final, PeerCommand::Final { client: svc("c"), body: body(&["x"]) }),
             ];
             if d != V01 {
-                v.push(("PARTIAL", PeerCommand::Partial { client: svc("c"), body: body(&["x"]) }));
+                v.push((Command::Partial, PeerCommand::Partial { client: svc("c"), body: body(&["x"]) }));
             }
             v
         };
@@ -606,7 +607,7 @@ fn reply_for_a_client_an_idle_worker_is_not_serving_is_not_forwarded() {
     assert!(out.to(&victim).is_empty());
     assert_eq!(
         out.events,
-        vec![misbehaved(&w, "FINAL", Misbehavior::NotServingClient), gone(&w, "echo", GoneReason::Misbehaved)]
+        vec![misbehaved(&w, Command::Final, Misbehavior::NotServingClient), gone(&w, "echo", GoneReason::Misbehaved)]
     );
     assert_disconnected(&mut h, &out, &w, V02);
 }
@@ -626,7 +627,7 @@ fn reply_for_a_client_a_busy_worker_is_not_serving_is_not_forwarded() {
         };
         assert!(out.to(&victim).is_empty());
         assert!(out.to(&c).is_empty());
-        let sent = if final_ { "FINAL" } else { "PARTIAL" };
+        let sent = if final_ { Command::Final } else { Command::Partial };
         assert_eq!(out.events[0], misbehaved(&w, sent, Misbehavior::NotServingClient));
         assert!(out.events.contains(&BrokerEvent::RequestRequeued {
             client: c.clone(),
@@ -648,7 +649,7 @@ fn ready_for_an_mmi_service_is_refused() {
         let mut h = Harness::default();
         let w = id("w");
         let out = h.ready(&w, d, "mmi.foo");
-        assert_eq!(out.events, vec![misbehaved(&w, "READY", Misbehavior::ReservedService)]);
+        assert_eq!(out.events, vec![misbehaved(&w, Command::Ready, Misbehavior::ReservedService)]);
         assert_eq!(h.broker.worker_count(b"mmi.foo"), 0);
         assert_eq!(h.broker.stats().services, 0);
         assert_disconnected(&mut h, &out, &w, d);
@@ -706,7 +707,7 @@ fn heartbeat_from_an_unknown_peer_gets_disconnect_in_its_dialect() {
         let w = id("after-broker-restart");
         let out = h.heartbeat(&w, d);
         assert_eq!(out.to(&w), vec![disconnect(d)]);
-        assert_eq!(out.events, vec![misbehaved(&w, "HEARTBEAT", Misbehavior::BeforeReady)]);
+        assert_eq!(out.events, vec![misbehaved(&w, Command::Heartbeat, Misbehavior::BeforeReady)]);
         assert!(!h.broker.is_worker(&w));
         // It can register afterwards.
         h.ready(&w, d, "echo");
@@ -724,7 +725,7 @@ fn a_worker_switching_dialect_is_disconnected() {
         assert_eq!(
             out.events,
             vec![
-                misbehaved(&w, "HEARTBEAT", Misbehavior::DialectChanged { registered, sent: switched }),
+                misbehaved(&w, Command::Heartbeat, Misbehavior::DialectChanged { registered, sent: switched }),
                 gone(&w, "echo", GoneReason::Misbehaved)
             ]
         );
@@ -1731,7 +1732,7 @@ fn undecodable_messages_are_reported_and_dropped() {
         assert!(
             matches!(
                 &out.events[..],
-                [BrokerEvent::PeerMisbehaved { peer, sent: "undecodable message", reason: Misbehavior::Malformed(_) }]
+                [BrokerEvent::PeerMisbehaved { peer, sent: None, reason: Misbehavior::Malformed(_) }]
                     if peer == &stranger
             ),
             "{out:?}"

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, Dialect, FailReason, Lane,
-    Multipart, PeerTransmit, RequestId,
+    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, Command, Dialect,
+    FailReason, Lane, Multipart, PeerTransmit, RequestId,
 };
 use proptest::prelude::*;
 
@@ -110,7 +110,7 @@ fn got_partial(id: RequestId, body: &'static [u8]) -> ClientEvent {
     ClientEvent::Partial { id, body: frames(&[body]) }
 }
 
-fn unmatched(command: &'static str, service: Option<&'static [u8]>) -> ClientEvent {
+fn unmatched(command: Command, service: Option<&'static [u8]>) -> ClientEvent {
     let service = service.map(|s| mdp_core::codec::Found(b(s)));
     ClientEvent::Discarded { reason: ClientDiscardReason::Unmatched { command, service, lane: Lane(0) } }
 }
@@ -167,7 +167,7 @@ fn v01_gets_one_reply_per_request() {
     let answered = feed(&mut c, t0, final_(Dialect::V01, b"echo", b"r1"));
     assert_eq!(answered, (vec![request_frames(Dialect::V01, b"echo", b"2")], vec![got_reply(first, b"r1")]));
     assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r2")), got_reply(second, b"r2"));
-    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r3")), unmatched("FINAL", Some(b"echo")));
+    assert_eq!(receive(&mut c, t0, final_(Dialect::V01, b"echo", b"r3")), unmatched(Command::Final, Some(b"echo")));
 }
 
 #[test]
@@ -191,8 +191,8 @@ fn replies_match_fifo_per_service_across_two_services() {
         (partial(d, b"a", b"q"), got_partial(a2, b"q"), None),
         (final_(d, b"a", b"r"), got_reply(a2, b"r"), Some((b"a", b"a3"))),
         (final_(d, b"b", b"s"), got_reply(b2, b"s"), None),
-        (partial(d, b"b", b"t"), unmatched("PARTIAL", Some(b"b")), None),
-        (final_(d, b"c", b"u"), unmatched("FINAL", Some(b"c")), None),
+        (partial(d, b"b", b"t"), unmatched(Command::Partial, Some(b"b")), None),
+        (final_(d, b"c", b"u"), unmatched(Command::Final, Some(b"c")), None),
         (final_(d, b"a", b"v"), got_reply(a3, b"v"), None),
     ];
     for (i, (message, event, next)) in script.into_iter().enumerate() {
@@ -213,7 +213,7 @@ fn majortomo_matches_the_oldest_request_overall() {
     let answered = feed(&mut c, t0, final_(d, b"", b"f"));
     assert_eq!(answered, (vec![request_frames(d, b"echo", b"2")], vec![got_reply(first, b"f")]));
     assert_eq!(receive(&mut c, t0, final_(d, b"", b"g")), got_reply(second, b"g"));
-    assert_eq!(receive(&mut c, t0, final_(d, b"", b"h")), unmatched("FINAL", None));
+    assert_eq!(receive(&mut c, t0, final_(d, b"", b"h")), unmatched(Command::Final, None));
 }
 
 #[test]
@@ -291,9 +291,9 @@ fn error_messages_say_what_was_wrong() {
     let err = ClientUsageError::TooManyOutstanding { max: 2 };
     assert_eq!(err.to_string(), "2 requests are outstanding already (max_outstanding)");
     let found = Some(mdp_core::codec::Found(b(b"a")));
-    let reason = ClientDiscardReason::Unmatched { command: "FINAL", service: found, lane: Lane(0) };
+    let reason = ClientDiscardReason::Unmatched { command: Command::Final, service: found, lane: Lane(0) };
     assert_eq!(reason.to_string(), "FINAL from service \"a\" on lane 0 matches no request on the wire");
-    let reason = ClientDiscardReason::Unmatched { command: "PARTIAL", service: None, lane: Lane(3) };
+    let reason = ClientDiscardReason::Unmatched { command: Command::Partial, service: None, lane: Lane(3) };
     assert_eq!(reason.to_string(), "PARTIAL on lane 3 matches no request on the wire");
     let reason = ClientDiscardReason::NoSuchLane { lane: Lane(3), lanes: 2 };
     assert_eq!(reason.to_string(), "message for lane 3, but this client has 2 lanes");
@@ -451,7 +451,7 @@ fn a_late_reply_after_failure_is_discarded_not_given_to_a_newer_request() {
     assert_eq!(sent, vec![PeerTransmit::Reconnect]);
     assert_eq!(events, vec![ClientEvent::Failed { id: old, reason: FailReason::Timeout }]);
     // A late reply that still slips through matches nothing.
-    assert_eq!(receive(&mut c, t0 + TIMEOUT + ms(1), final_(d, b"a", b"late")), unmatched("FINAL", Some(b"a")));
+    assert_eq!(receive(&mut c, t0 + TIMEOUT + ms(1), final_(d, b"a", b"late")), unmatched(Command::Final, Some(b"a")));
     let new = ask(&mut c, t0 + TIMEOUT + ms(2), b"a", b"new");
     assert_eq!(receive(&mut c, t0 + TIMEOUT + ms(3), final_(d, b"a", b"fresh")), got_reply(new, b"fresh"));
 }
@@ -482,7 +482,7 @@ fn malformed_and_misdirected_input_is_discarded() {
     }
     let heartbeat = BrokerCommand::Heartbeat.encode(d).unwrap();
     let not_for_clients =
-        ClientEvent::Discarded { reason: ClientDiscardReason::NotForClients { command: "HEARTBEAT" } };
+        ClientEvent::Discarded { reason: ClientDiscardReason::NotForClients { command: Command::Heartbeat } };
     assert_eq!(receive(&mut c, t0, heartbeat), not_for_clients);
     let wrong = ClientEvent::Discarded {
         reason: ClientDiscardReason::WrongDialect { expected: Dialect::V02, found: Dialect::V01 },
@@ -586,7 +586,7 @@ fn a_reply_on_a_lane_with_nothing_on_the_wire_for_its_service_is_discarded() {
     drain_lanes(&mut c);
     c.handle_message(t0, Lane(1), final_(d, b"echo", b"r"));
     let reason = ClientDiscardReason::Unmatched {
-        command: "FINAL",
+        command: Command::Final,
         service: Some(mdp_core::codec::Found(b(b"echo"))),
         lane: Lane(1),
     };

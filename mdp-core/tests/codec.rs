@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use mdp_core::codec::Found;
-use mdp_core::{BrokerCommand, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
+use mdp_core::{BrokerCommand, Command, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::Union;
@@ -692,11 +692,11 @@ fn reject_empty_service_in_reply() {
 #[test]
 fn reject_trailing_frames_after_ready() {
     let err = peer_err(&[b"", b"MDPW01", b"\x01", b"echo", b"extra"]);
-    assert_eq!(err, DecodeError::TrailingFrames { command: "READY", expected: 4, found: 5 });
+    assert_eq!(err, DecodeError::TrailingFrames { command: Command::Ready, expected: 4, found: 5 });
     assert_eq!(err.to_string(), "READY takes 4 frames, found 5");
     assert_eq!(
         peer_err(&[b"MDPW02", b"\x01", b"echo", b""]),
-        DecodeError::TrailingFrames { command: "READY", expected: 3, found: 4 }
+        DecodeError::TrailingFrames { command: Command::Ready, expected: 3, found: 4 }
     );
 }
 
@@ -704,23 +704,23 @@ fn reject_trailing_frames_after_ready() {
 fn reject_trailing_frames_after_heartbeat() {
     assert_eq!(
         peer_err(&[b"", b"MDPW01", b"\x04", b"x", b"y"]),
-        DecodeError::TrailingFrames { command: "HEARTBEAT", expected: 3, found: 5 }
+        DecodeError::TrailingFrames { command: Command::Heartbeat, expected: 3, found: 5 }
     );
     assert_eq!(
         broker_err(&[b"MDPW02", b"\x05", b""]),
-        DecodeError::TrailingFrames { command: "HEARTBEAT", expected: 2, found: 3 }
+        DecodeError::TrailingFrames { command: Command::Heartbeat, expected: 2, found: 3 }
     );
 }
 
 #[test]
 fn reject_trailing_frames_after_disconnect() {
     let wire: &[&[u8]] = &[b"", b"MDPW02", b"\x06", b"bye"];
-    let expected = DecodeError::TrailingFrames { command: "DISCONNECT", expected: 3, found: 4 };
+    let expected = DecodeError::TrailingFrames { command: Command::Disconnect, expected: 3, found: 4 };
     assert_eq!(peer_err(wire), expected);
     assert_eq!(broker_err(wire), expected);
     assert_eq!(
         broker_err(&[b"", b"MDPW01", b"\x05", b""]),
-        DecodeError::TrailingFrames { command: "DISCONNECT", expected: 3, found: 4 }
+        DecodeError::TrailingFrames { command: Command::Disconnect, expected: 3, found: 4 }
     );
 }
 

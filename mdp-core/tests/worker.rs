@@ -590,7 +590,7 @@ fn client_commands_and_other_dialects_are_discarded() {
     let wrong =
         |found| WorkerEvent::Discarded { reason: WorkerDiscardReason::WrongDialect { expected: Dialect::V02, found } };
     let expected = vec![
-        WorkerEvent::Discarded { reason: WorkerDiscardReason::NotForWorkers { command: "FINAL" } },
+        WorkerEvent::Discarded { reason: WorkerDiscardReason::NotForWorkers { command: mdp_core::Command::Final } },
         wrong(Dialect::V01),
         wrong(Dialect::Majortomo),
     ];

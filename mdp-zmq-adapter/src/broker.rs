@@ -237,6 +237,7 @@ fn log_event(event: &BrokerEvent) {
             tracing::info!(%worker, service = %String::from_utf8_lossy(service), ?reason, "worker gone");
         }
         BrokerEvent::PeerMisbehaved { peer, sent, reason } => {
+            let sent = sent.map_or_else(|| "a message that is not MDP".to_owned(), |c| c.to_string());
             tracing::warn!(%peer, sent, %reason, "peer misbehaved");
         }
         BrokerEvent::LimitHit { peer, limit } => tracing::warn!(%peer, ?limit, "limit hit; message dropped"),

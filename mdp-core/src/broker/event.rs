@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::{DecodeError, Dialect, PeerId};
+use crate::{Command, DecodeError, Dialect, PeerId};
 
 /// Something the broker did or saw. Drain with
 /// [`Broker::poll_event`](crate::Broker::poll_event).
@@ -74,8 +74,9 @@ pub enum BrokerEvent {
     PeerMisbehaved {
         /// The peer.
         peer: PeerId,
-        /// What it sent: the command's name, or `"undecodable message"`.
-        sent: &'static str,
+        /// What it sent: the command, or `None` for a message that is not
+        /// MDP at all.
+        sent: Option<Command>,
         /// Why it was rejected.
         reason: Misbehavior,
     },

@@ -40,7 +40,7 @@ pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbeha
 use crate::hash::Seeded;
 use crate::slab::Slab;
 use crate::time::{add_saturating, DeadlineQueue};
-use crate::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerId};
+use crate::{BrokerCommand, Command, Dialect, Multipart, PeerCommand, PeerId};
 use service::{frames_charge, Request, Service};
 use worker::{Job, WorkerRec};
 
@@ -161,7 +161,7 @@ impl Broker {
             return;
         }
         match PeerCommand::decode(frames) {
-            Err(e) => self.misbehaved(from, "undecodable message", None, Misbehavior::Malformed(e)),
+            Err(e) => self.misbehaved(from, None, None, Misbehavior::Malformed(e)),
             Ok((dialect, PeerCommand::Request { service, body })) => self.client_request(from, dialect, service, body),
             Ok((dialect, PeerCommand::Ready { service })) => self.ready(from, dialect, service),
             Ok((dialect, PeerCommand::Partial { client, body })) => {
@@ -169,7 +169,7 @@ impl Broker {
             }
             Ok((dialect, PeerCommand::Final { client, body })) => self.worker_reply(from, dialect, client, body, true),
             Ok((dialect, PeerCommand::Heartbeat)) => {
-                self.known_worker(&from, dialect, "HEARTBEAT");
+                self.known_worker(&from, dialect, Command::Heartbeat);
             }
             Ok((_, PeerCommand::Disconnect)) => {
                 if self.workers.contains_key(&from) {
@@ -360,7 +360,7 @@ impl Broker {
     /// and speaks `dialect`; otherwise deals with the violation and returns
     /// `None`. One map lookup: every worker message comes through here.
     #[inline]
-    fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: &'static str) -> Option<usize> {
+    fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: Command) -> Option<usize> {
         let now = self.now;
         let registered = match self.workers.get_full_mut(from) {
             Some((wid, w)) if w.dialect == dialect => {
@@ -370,10 +370,13 @@ impl Broker {
             other => other.map(|(_, w)| w.dialect),
         };
         match registered {
-            None => self.misbehaved(from.clone(), sent, Some(dialect), Misbehavior::BeforeReady),
-            Some(registered) => {
-                self.misbehaved(from.clone(), sent, None, Misbehavior::DialectChanged { registered, sent: dialect })
-            }
+            None => self.misbehaved(from.clone(), Some(sent), Some(dialect), Misbehavior::BeforeReady),
+            Some(registered) => self.misbehaved(
+                from.clone(),
+                Some(sent),
+                None,
+                Misbehavior::DialectChanged { registered, sent: dialect },
+            ),
         }
         None
     }
@@ -390,10 +393,10 @@ impl Broker {
 
     fn ready(&mut self, from: PeerId, dialect: Dialect, service: Bytes) {
         if self.workers.contains_key(&from) {
-            return self.misbehaved(from, "READY", None, Misbehavior::ReadyTwice);
+            return self.misbehaved(from, Some(Command::Ready), None, Misbehavior::ReadyTwice);
         }
         if service.starts_with(MMI_PREFIX) {
-            return self.misbehaved(from, "READY", Some(dialect), Misbehavior::ReservedService);
+            return self.misbehaved(from, Some(Command::Ready), Some(dialect), Misbehavior::ReservedService);
         }
         let slot = if self.workers.len() >= self.config.max_workers {
             Err(Limit::Workers)
@@ -442,14 +445,14 @@ impl Broker {
     }
 
     fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, is_final: bool) {
-        let sent = if is_final { "FINAL" } else { "PARTIAL" };
+        let sent = if is_final { Command::Final } else { Command::Partial };
         let limits = (self.config.max_message_frames, self.config.max_message_bytes);
         let Some(wid) = self.known_worker(&from, dialect, sent) else { return };
         let Some(w) = self.workers.at_mut(wid) else { return };
         let service = w.service.clone();
         let sid = w.service_id;
         let Some(job) = w.job.as_mut().filter(|j| j.request.client.0 == client) else {
-            return self.misbehaved(from, sent, None, Misbehavior::NotServingClient);
+            return self.misbehaved(from, Some(sent), None, Misbehavior::NotServingClient);
         };
         let to = job.request.client.clone();
         let client_dialect = job.request.dialect;
@@ -782,7 +785,7 @@ impl Broker {
     /// forgotten; an unregistered peer whose dialect is known (it sent a
     /// worker command before READY) is sent DISCONNECT, which is how workers
     /// learn to register again after a broker restart.
-    fn misbehaved(&mut self, peer: PeerId, sent: &'static str, dialect: Option<Dialect>, reason: Misbehavior) {
+    fn misbehaved(&mut self, peer: PeerId, sent: Option<Command>, dialect: Option<Dialect>, reason: Misbehavior) {
         self.stats.misbehaviors += 1;
         self.events.push_back(BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent, reason });
         if self.workers.contains_key(&peer) {

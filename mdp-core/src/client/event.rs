@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::codec::{DecodeError, Dialect, Found, Multipart};
+use crate::codec::{Command, DecodeError, Dialect, Found, Multipart};
 
 use super::Lane;
 
@@ -121,8 +121,8 @@ pub enum ClientDiscardReason {
     /// A command the broker sends only to workers.
     #[error("{command} is sent to workers, not to clients")]
     NotForClients {
-        /// The command, as the RFCs name it.
-        command: &'static str,
+        /// The command.
+        command: Command,
     },
     /// A reply for which no request is on the wire on its lane: a late
     /// reply to a request that failed, or a broker sending what nobody asked
@@ -130,7 +130,7 @@ pub enum ClientDiscardReason {
     #[error("{command}{} on lane {} matches no request on the wire", for_service(.service), .lane.0)]
     Unmatched {
         /// PARTIAL or FINAL.
-        command: &'static str,
+        command: Command,
         /// The service the reply named (`None` in the majortomo dialect).
         service: Option<Found>,
         /// The lane it came on.

@@ -144,7 +144,7 @@ use bytes::Bytes;
 pub use config::ClientConfig;
 pub use event::{ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
 
-use crate::codec::{BrokerCommand, Dialect, Found, Multipart, PeerCommand};
+use crate::codec::{BrokerCommand, Command, Dialect, Found, Multipart, PeerCommand};
 use crate::hash::{Map, Seeded};
 use crate::PeerTransmit;
 
@@ -343,9 +343,7 @@ impl Client {
         match command {
             BrokerCommand::Partial { service, body } => self.partial(lane.0, service, body),
             BrokerCommand::Final { service, body } => self.reply(lane.0, service, body),
-            BrokerCommand::Request { .. } => self.discard(ClientDiscardReason::NotForClients { command: "REQUEST" }),
-            BrokerCommand::Heartbeat => self.discard(ClientDiscardReason::NotForClients { command: "HEARTBEAT" }),
-            BrokerCommand::Disconnect => self.discard(ClientDiscardReason::NotForClients { command: "DISCONNECT" }),
+            other => self.discard(ClientDiscardReason::NotForClients { command: other.command() }),
         }
     }
 
@@ -584,7 +582,7 @@ impl Client {
 
     fn partial(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
         let Some(id) = self.matching(lane, service.as_ref()) else {
-            return self.unmatched("PARTIAL", lane, service);
+            return self.unmatched(Command::Partial, lane, service);
         };
         if let Some(p) = self.pending.get_mut(&id) {
             p.parts_delivered = true;
@@ -594,14 +592,14 @@ impl Client {
 
     fn reply(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
         let Some(id) = self.matching(lane, service.as_ref()) else {
-            return self.unmatched("FINAL", lane, service);
+            return self.unmatched(Command::Final, lane, service);
         };
         self.events.push_back(ClientEvent::Reply { id, body });
         let now = self.now;
         self.complete(id, now);
     }
 
-    fn unmatched(&mut self, command: &'static str, lane: usize, service: Option<Bytes>) {
+    fn unmatched(&mut self, command: Command, lane: usize, service: Option<Bytes>) {
         self.discard(ClientDiscardReason::Unmatched { command, service: service.map(Found), lane: Lane(lane) });
     }
 
