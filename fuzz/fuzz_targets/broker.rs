@@ -82,7 +82,8 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::{
-    Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, DropReason, Multipart, PeerCommand, PeerId, Transmit,
+    Broker, BrokerCommand, BrokerConfig, BrokerEvent, ConfigError, Dialect, DropReason, Multipart, PeerCommand, PeerId,
+    Transmit,
 };
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
@@ -155,11 +156,12 @@ impl ConfigSel {
     fn config(&self) -> BrokerConfig {
         let mut c = BrokerConfig::default();
         c.heartbeat_interval = self.heartbeat.duration(3000);
-        c.liveness = u32::from(self.liveness % 5);
+        // 1 to 4, and zero (which `Broker::new` refuses) for one byte in 256.
+        c.liveness = rarely_zero(self.liveness, 4);
         c.busy_worker_timeout = self.busy.as_ref().map(|d| d.duration(20_000));
         c.max_job_time = self.max_job.as_ref().map(|d| d.duration(20_000));
         c.request_timeout = self.request.duration(20_000);
-        c.max_dispatches = u32::from(self.max_dispatches % 5);
+        c.max_dispatches = rarely_zero(self.max_dispatches, 4);
         let limit = |i: usize, max: u8| usize::from(1 + self.limits[i] % max);
         c.max_services = limit(0, 8);
         c.max_workers = limit(1, 8);
@@ -366,11 +368,58 @@ struct Harness {
     last_dialect: HashMap<PeerId, Dialect>,
 }
 
+/// `1..=max` from `b`, or 0 when `b` is 0.
+fn rarely_zero(b: u8, max: u8) -> u32 {
+    if b == 0 {
+        0
+    } else {
+        1 + u32::from((b - 1) % max)
+    }
+}
+
+/// The error [`Broker::new`] must give for `c`, if any: the first setting,
+/// in `BrokerConfig::validate`'s documented order, that cannot work.
+fn refusal(c: &BrokerConfig) -> Option<ConfigError> {
+    let zero = [
+        (c.heartbeat_interval.is_zero(), "heartbeat_interval"),
+        (c.liveness == 0, "liveness"),
+        (c.request_timeout.is_zero(), "request_timeout"),
+        (c.max_dispatches == 0, "max_dispatches"),
+        (c.max_services == 0, "max_services"),
+        (c.max_workers == 0, "max_workers"),
+        (c.max_message_bytes == 0, "max_message_bytes"),
+        (c.max_queued_bytes == 0, "max_queued_bytes"),
+        (c.max_queued_bytes_per_service == 0, "max_queued_bytes_per_service"),
+        (c.max_service_name_bytes == 0, "max_service_name_bytes"),
+    ];
+    if let Some((_, name)) = zero.iter().find(|(is_zero, _)| *is_zero) {
+        return Some(ConfigError::Zero(name));
+    }
+    (c.max_message_frames < 2).then(|| ConfigError::TooSmall {
+        setting: "max_message_frames",
+        value: c.max_message_frames,
+        min: 2,
+        why: "the shortest MDP command (an RFC 18 HEARTBEAT) has 2 frames",
+    })
+}
+
 impl Harness {
-    fn new(config: BrokerConfig) -> Self {
+    /// A harness around a new broker; `None` if `Broker::new` refused the
+    /// configuration, which it must do exactly when [`refusal`] says so.
+    fn new(config: BrokerConfig) -> Option<Self> {
         let clock = Instant::now();
-        Harness {
-            broker: Broker::new(config.clone(), clock),
+        let broker = match (Broker::new(config.clone(), clock), refusal(&config)) {
+            (Ok(broker), None) => broker,
+            (Err(e), Some(expected)) => {
+                assert_eq!(e, expected);
+                let _ = e.to_string();
+                return None;
+            }
+            (Ok(_), Some(expected)) => panic!("Broker::new accepted {config:?}, expected {expected}"),
+            (Err(e), None) => panic!("Broker::new refused {config:?}: {e}"),
+        };
+        Some(Harness {
+            broker,
             config,
             clock,
             latest: clock,
@@ -379,7 +428,7 @@ impl Harness {
             queued: HashMap::new(),
             requested: HashSet::new(),
             last_dialect: HashMap::new(),
-        }
+        })
     }
 
     fn time(&mut self, at: &At) -> Instant {
@@ -726,7 +775,7 @@ impl Harness {
 }
 
 fuzz_target!(|input: Input| {
-    let mut h = Harness::new(input.config.config());
+    let Some(mut h) = Harness::new(input.config.config()) else { return };
     for op in &input.ops {
         h.run(op);
     }

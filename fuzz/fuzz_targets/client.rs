@@ -84,8 +84,8 @@ use libfuzzer_sys::fuzz_target;
 use mdp_core::client::{ClientDiscardReason, ClientUsageError, FailReason, RequestId};
 use mdp_core::codec::Found;
 use mdp_core::{
-    BrokerCommand, Client, ClientConfig, ClientEvent, ClientTransmit, Command, Dialect, Lane, Multipart, PeerCommand,
-    PeerTransmit,
+    BrokerCommand, Client, ClientConfig, ClientEvent, ClientTransmit, Command, ConfigError, Dialect, Lane, Multipart,
+    PeerCommand, PeerTransmit,
 };
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
@@ -856,11 +856,11 @@ fuzz_target!(|input: Input| {
     let config = input.config.config();
     let clock = Instant::now();
     let expected_error = if config.timeout.is_zero() {
-        Some(ClientUsageError::ZeroTimeout)
+        Some(ConfigError::Zero("timeout"))
     } else if config.tries == 0 {
-        Some(ClientUsageError::ZeroTries)
+        Some(ConfigError::Zero("tries"))
     } else if config.lanes == 0 {
-        Some(ClientUsageError::ZeroLanes)
+        Some(ConfigError::Zero("lanes"))
     } else {
         None
     };

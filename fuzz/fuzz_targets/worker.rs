@@ -42,7 +42,9 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::worker::{Backoff, ReplyToken, WorkerUsageError};
-use mdp_core::{BrokerCommand, Dialect, Multipart, PeerCommand, PeerTransmit, Worker, WorkerConfig, WorkerEvent};
+use mdp_core::{
+    BrokerCommand, ConfigError, Dialect, Multipart, PeerCommand, PeerTransmit, Worker, WorkerConfig, WorkerEvent,
+};
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Service names the configuration picks from: valid ones, an empty one, an
@@ -124,17 +126,17 @@ impl ConfigSel {
 }
 
 /// The error [`Worker::new`] must give for `c`, if any.
-fn refusal(c: &WorkerConfig) -> Option<WorkerUsageError> {
+fn refusal(c: &WorkerConfig) -> Option<ConfigError> {
     if c.service.is_empty() {
-        Some(WorkerUsageError::EmptyService)
+        Some(ConfigError::EmptyService)
     } else if c.service.starts_with(b"mmi.") {
-        Some(WorkerUsageError::ReservedService(mdp_core::codec::Found(c.service.clone())))
+        Some(ConfigError::ReservedService(mdp_core::codec::Found(c.service.clone())))
     } else if c.heartbeat_interval.is_zero() {
-        Some(WorkerUsageError::ZeroHeartbeatInterval)
+        Some(ConfigError::Zero("heartbeat_interval"))
     } else if c.liveness == 0 {
-        Some(WorkerUsageError::ZeroLiveness)
+        Some(ConfigError::Zero("liveness"))
     } else if !(0.0..=1.0).contains(&c.backoff.jitter) {
-        Some(WorkerUsageError::InvalidJitter(c.backoff.jitter))
+        Some(ConfigError::InvalidJitter(c.backoff.jitter))
     } else {
         None
     }
@@ -500,7 +502,7 @@ fuzz_target!(|input: Input| {
             let _ = e.to_string();
             match (&e, &expected) {
                 // NaN is not equal to itself: compare the bits.
-                (WorkerUsageError::InvalidJitter(a), WorkerUsageError::InvalidJitter(b)) => {
+                (ConfigError::InvalidJitter(a), ConfigError::InvalidJitter(b)) => {
                     assert_eq!(a.to_bits(), b.to_bits())
                 }
                 _ => assert_eq!(e, expected),

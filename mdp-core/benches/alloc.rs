@@ -189,7 +189,7 @@ fn idle_round_trips_owned_frames(workers: usize) {
 /// Live bytes per idle worker after registering `n`.
 fn bytes_per_idle_worker(n: usize, owned_ids: bool) {
     let now = Instant::now();
-    let mut broker = Broker::new(common::config(), now);
+    let mut broker = Broker::new(common::config(), now).expect("a valid configuration");
     let service = common::service_name(0);
     let before = snap().live();
     let inputs: Vec<(PeerId, Vec<Bytes>)> = (0..n)
@@ -216,7 +216,7 @@ fn bytes_per_idle_worker(n: usize, owned_ids: bool) {
 fn bytes_per_queued_request(n: usize, clients: usize) {
     const BODY: usize = 16;
     let now = Instant::now();
-    let mut broker = Broker::new(common::config(), now);
+    let mut broker = Broker::new(common::config(), now).expect("a valid configuration");
     let service = common::service_name(0);
     let ids: Vec<PeerId> = (0..clients).map(|c| PeerId(common::leak(common::identity(b'c', c as u32)))).collect();
     let before = snap().live();

@@ -76,7 +76,7 @@
 //! inbox.push_back((client.clone(), request.encode(Dialect::V02).unwrap()));
 //!
 //! let start = Instant::now(); // the application reads the clock, not the core
-//! let mut broker = Broker::new(BrokerConfig::default(), start);
+//! let mut broker = Broker::new(BrokerConfig::default(), start).unwrap();
 //! let mut now = start;
 //! for _ in 0..10 {
 //!     // 1. Input: a message if one is waiting, else the timeout.
@@ -110,6 +110,7 @@
 pub mod broker;
 pub mod client;
 pub mod codec;
+mod config;
 mod hash;
 mod peer;
 mod slab;
@@ -119,6 +120,7 @@ pub mod worker;
 pub use broker::{
     Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior, Transmit,
 };
+pub use config::ConfigError;
 pub use peer::{PeerId, PeerTransmit};
 
 pub use client::{

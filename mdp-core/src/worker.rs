@@ -75,7 +75,7 @@
 //!
 //! // Nothing else to do until the next heartbeat.
 //! assert_eq!(worker.poll_timeout(), Some(t0 + Duration::from_millis(20) + Duration::from_millis(2500)));
-//! # Ok::<(), mdp_core::WorkerUsageError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## Memory
@@ -91,6 +91,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{BrokerCommand, Command, DecodeError, Dialect, Found, Multipart, PeerCommand};
+use crate::config::{nonzero, ConfigError};
 use crate::{PeerId, PeerTransmit};
 
 /// How long a worker waits before registering again after losing the broker.
@@ -191,6 +192,25 @@ impl WorkerConfig {
             liveness: 3,
             backoff: Backoff::default(),
         }
+    }
+
+    /// Checks the settings: a service name that a broker accepts, and
+    /// non-zero heartbeat interval and liveness, backoff jitter within
+    /// `0.0..=1.0`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.service.is_empty() {
+            return Err(ConfigError::EmptyService);
+        }
+        if self.service.starts_with(b"mmi.") {
+            return Err(ConfigError::ReservedService(Found(self.service.clone())));
+        }
+        nonzero(self.heartbeat_interval.is_zero(), "heartbeat_interval")?;
+        nonzero(self.liveness == 0, "liveness")?;
+        // `contains` is false for NaN too.
+        if !(0.0..=1.0).contains(&self.backoff.jitter) {
+            return Err(ConfigError::InvalidJitter(self.backoff.jitter));
+        }
+        Ok(())
     }
 
     /// How long the broker may stay silent.
@@ -310,22 +330,6 @@ pub enum WorkerDiscardReason {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerUsageError {
-    /// [`WorkerConfig::service`] is empty.
-    #[error("the service name is empty")]
-    EmptyService,
-    /// [`WorkerConfig::service`] starts with `mmi.`, which RFC 8 reserves for
-    /// the broker: brokers disconnect workers that register such a name.
-    #[error("service {0} starts with \"mmi.\", which is reserved for the broker")]
-    ReservedService(Found),
-    /// [`WorkerConfig::heartbeat_interval`] is zero.
-    #[error("the heartbeat interval is zero")]
-    ZeroHeartbeatInterval,
-    /// [`WorkerConfig::liveness`] is zero.
-    #[error("liveness is zero")]
-    ZeroLiveness,
-    /// [`Backoff::jitter`] is not within `0.0..=1.0`.
-    #[error("backoff jitter {0} is not within 0.0..=1.0")]
-    InvalidJitter(f64),
     /// The token does not name the request in progress: it was answered
     /// already, or the token belongs to another worker.
     #[error("the token does not name the request in progress (answered already?)")]
@@ -391,8 +395,8 @@ impl Worker {
     ///
     /// Fails if the configuration is unusable: an empty or `mmi.` service, a
     /// zero heartbeat interval or liveness, or a jitter outside `0.0..=1.0`.
-    pub fn new(config: WorkerConfig, now: Instant) -> Result<Worker, WorkerUsageError> {
-        validate(&config)?;
+    pub fn new(config: WorkerConfig, now: Instant) -> Result<Worker, ConfigError> {
+        config.validate()?;
         let rng = SplitMix64(config.backoff.seed);
         let mut worker = Worker {
             config,
@@ -649,26 +653,6 @@ impl Worker {
     fn discard(&mut self, reason: WorkerDiscardReason) {
         self.events.push_back(WorkerEvent::Discarded { reason });
     }
-}
-
-fn validate(config: &WorkerConfig) -> Result<(), WorkerUsageError> {
-    if config.service.is_empty() {
-        return Err(WorkerUsageError::EmptyService);
-    }
-    if config.service.starts_with(b"mmi.") {
-        return Err(WorkerUsageError::ReservedService(Found(config.service.clone())));
-    }
-    if config.heartbeat_interval.is_zero() {
-        return Err(WorkerUsageError::ZeroHeartbeatInterval);
-    }
-    if config.liveness == 0 {
-        return Err(WorkerUsageError::ZeroLiveness);
-    }
-    // `contains` is false for NaN too.
-    if !(0.0..=1.0).contains(&config.backoff.jitter) {
-        return Err(WorkerUsageError::InvalidJitter(config.backoff.jitter));
-    }
-    Ok(())
 }
 
 /// Whether `since + period` is at or before `now`. A deadline too far away

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, Command, Dialect,
-    FailReason, Lane, Multipart, PeerTransmit, RequestId,
+    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, Command, ConfigError,
+    Dialect, FailReason, Lane, Multipart, PeerTransmit, RequestId,
 };
 use proptest::prelude::*;
 
@@ -262,12 +262,12 @@ fn config_errors() {
     let t0 = Instant::now();
     let mut config = ClientConfig::new(Dialect::V01);
     config.timeout = Duration::ZERO;
-    assert_eq!(Client::new(config, t0).err(), Some(ClientUsageError::ZeroTimeout));
+    assert_eq!(Client::new(config, t0).err(), Some(ConfigError::Zero("timeout")));
     let mut config = ClientConfig::new(Dialect::V01);
     config.tries = 0;
-    assert_eq!(Client::new(config, t0).err(), Some(ClientUsageError::ZeroTries));
+    assert_eq!(Client::new(config, t0).err(), Some(ConfigError::Zero("tries")));
     let config = ClientConfig::new(Dialect::V01).with_lanes(0);
-    assert_eq!(Client::new(config, t0).err(), Some(ClientUsageError::ZeroLanes));
+    assert_eq!(Client::new(config, t0).err(), Some(ConfigError::Zero("lanes")));
     let config = ClientConfig::new(Dialect::V01);
     assert_eq!((config.timeout, config.tries, config.max_outstanding, config.lanes), (TIMEOUT, 3, 1024, 1));
 }

@@ -5,20 +5,22 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mdp_core::{Broker, BrokerCommand, BrokerConfig, BrokerEvent, Dialect, Limit, PeerCommand, PeerId};
+use mdp_core::{Broker, BrokerCommand, BrokerConfig, BrokerEvent, ConfigError, Dialect, Limit, PeerCommand, PeerId};
 
 /// Found by `fuzz/fuzz_targets/broker.rs` (an out-of-memory crash): with a
 /// zero `heartbeat_interval` and a non-zero `busy_worker_timeout`, a busy
 /// worker's timer was re-armed at `now` itself, so `handle_timeout` popped it
 /// again forever, queueing a HEARTBEAT each time. A zero interval is now
-/// taken as 1 ms.
+/// refused by `Broker::new`, and the shortest one (1 ns) does not spin.
 #[test]
 fn zero_heartbeat_interval_does_not_spin_handle_timeout() {
     let t0 = Instant::now();
     let mut config = BrokerConfig::default();
     config.heartbeat_interval = Duration::ZERO;
     config.busy_worker_timeout = Some(Duration::from_secs(10));
-    let mut broker = Broker::new(config, t0);
+    assert_eq!(Broker::new(config.clone(), t0).err(), Some(ConfigError::Zero("heartbeat_interval")));
+    config.heartbeat_interval = Duration::from_nanos(1);
+    let mut broker = Broker::new(config, t0).unwrap();
     let worker = PeerId::from(&b"worker"[..]);
     let client = PeerId::from(&b"client"[..]);
     let ready = PeerCommand::Ready { service: Bytes::from_static(b"echo") };
@@ -54,7 +56,7 @@ fn duration_max_in_the_config_does_not_overflow() {
     config.request_timeout = Duration::MAX;
     config.heartbeat_interval = Duration::MAX;
     config.busy_worker_timeout = Some(Duration::MAX);
-    let mut broker = Broker::new(config, t0);
+    let mut broker = Broker::new(config, t0).unwrap();
     let client = PeerId::from(&b"client"[..]);
     let request = PeerCommand::Request { service: Bytes::from_static(b"echo"), body: vec![Bytes::new()] };
     broker.handle_message(t0, client.clone(), request.encode(Dialect::V02).unwrap());
@@ -84,7 +86,7 @@ fn queues_past_their_limit_admit_nothing_even_for_an_idle_worker() {
     let mut config = BrokerConfig::default();
     config.max_queue_total = 1;
     config.max_workers = 2;
-    let mut broker = Broker::new(config, t0);
+    let mut broker = Broker::new(config, t0).unwrap();
     let mut send = |from: &'static [u8], command: PeerCommand| {
         broker.handle_message(t0, PeerId::from(from), command.encode(Dialect::V01).unwrap());
         while broker.poll_transmit().is_some() {}

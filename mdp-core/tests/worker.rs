@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    Backoff, BrokerCommand, Dialect, DisconnectReason, Multipart, PeerTransmit, ReplyToken, Worker, WorkerConfig,
-    WorkerDiscardReason, WorkerEvent, WorkerUsageError,
+    Backoff, BrokerCommand, ConfigError, Dialect, DisconnectReason, Multipart, PeerTransmit, ReplyToken, Worker,
+    WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
 };
 use proptest::prelude::*;
 
@@ -483,26 +483,24 @@ fn config_errors() {
         f(&mut c);
         Worker::new(c, t0).err()
     };
-    assert_eq!(with(|c| c.service = Bytes::new()), Some(WorkerUsageError::EmptyService));
-    assert!(matches!(
-        with(|c| c.service = Bytes::from_static(b"mmi.service")),
-        Some(WorkerUsageError::ReservedService(_))
-    ));
+    assert_eq!(with(|c| c.service = Bytes::new()), Some(ConfigError::EmptyService));
+    assert!(matches!(with(|c| c.service = Bytes::from_static(b"mmi.service")), Some(ConfigError::ReservedService(_))));
     // A prefix test, not a substring test.
     assert_eq!(with(|c| c.service = Bytes::from_static(b"x.mmi.service")), None);
     assert_eq!(with(|c| c.service = Bytes::from_static(b"mmi")), None);
-    assert_eq!(with(|c| c.heartbeat_interval = Duration::ZERO), Some(WorkerUsageError::ZeroHeartbeatInterval));
-    assert_eq!(with(|c| c.liveness = 0), Some(WorkerUsageError::ZeroLiveness));
-    assert_eq!(with(|c| c.backoff.jitter = 1.5), Some(WorkerUsageError::InvalidJitter(1.5)));
-    assert_eq!(with(|c| c.backoff.jitter = -0.1), Some(WorkerUsageError::InvalidJitter(-0.1)));
-    assert!(matches!(with(|c| c.backoff.jitter = f64::NAN), Some(WorkerUsageError::InvalidJitter(_))));
+    assert_eq!(with(|c| c.heartbeat_interval = Duration::ZERO), Some(ConfigError::Zero("heartbeat_interval")));
+    assert_eq!(with(|c| c.liveness = 0), Some(ConfigError::Zero("liveness")));
+    assert_eq!(with(|c| c.backoff.jitter = 1.5), Some(ConfigError::InvalidJitter(1.5)));
+    assert_eq!(with(|c| c.backoff.jitter = -0.1), Some(ConfigError::InvalidJitter(-0.1)));
+    assert!(matches!(with(|c| c.backoff.jitter = f64::NAN), Some(ConfigError::InvalidJitter(_))));
     assert_eq!(with(|c| c.backoff.jitter = 1.0), None);
 }
 
 #[test]
 fn error_messages_say_what_was_wrong() {
-    let err = WorkerUsageError::ReservedService(mdp_core::codec::Found(Bytes::from_static(b"mmi.x")));
+    let err = ConfigError::ReservedService(mdp_core::codec::Found(Bytes::from_static(b"mmi.x")));
     assert_eq!(err.to_string(), "service \"mmi.x\" starts with \"mmi.\", which is reserved for the broker");
+    assert_eq!(ConfigError::Zero("liveness").to_string(), "liveness is zero");
     let reason = WorkerDiscardReason::WrongDialect { expected: Dialect::V01, found: Dialect::V02 };
     assert_eq!(reason.to_string(), "message in MDP/0.2, but this worker speaks MDP/0.1");
 }

@@ -62,6 +62,9 @@ impl BrokerRunner {
     /// and `max_message_bytes` to it once it is read.
     pub fn bind(mut config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
         config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
+        // A configuration that cannot work is refused before any socket.
+        let broker = Broker::new(config, Instant::now())?;
+        let config = broker.config();
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::ROUTER).map_err(AdapterError::zmq("socket(ROUTER)"))?;
         let max_frame = i64::try_from(config.max_message_bytes).unwrap_or(i64::MAX);
@@ -76,7 +79,7 @@ impl BrokerRunner {
             let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
             bound.push(last.unwrap_or_else(|_| endpoint.clone()));
         }
-        Ok(BrokerRunner { _ctx: ctx, socket, broker: Broker::new(config, Instant::now()), endpoints: bound })
+        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound })
     }
 
     /// The endpoints bound, with any wildcard port resolved.

@@ -17,6 +17,9 @@ pub enum ClientError {
     /// The request was not valid (see [`ClientUsageError`]).
     #[error(transparent)]
     Usage(#[from] ClientUsageError),
+    /// The configuration cannot work (see [`mdp_core::ConfigError`]).
+    #[error("invalid configuration: {0}")]
+    Config(#[from] mdp_core::ConfigError),
     /// Nothing answered before the deadline passed to the call. The
     /// request was cancelled.
     #[error("no answer within {0:?}")]

@@ -15,7 +15,16 @@ pub enum AdapterError {
     },
     /// The configuration was rejected.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] mdp_core::ConfigError),
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl AdapterError {

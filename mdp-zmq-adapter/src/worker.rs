@@ -74,8 +74,7 @@ impl Worker {
     where
         H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
     {
-        let core = mdp_core::Worker::new(self.config.clone(), Instant::now())
-            .map_err(|e| AdapterError::Config(e.to_string()))?;
+        let core = mdp_core::Worker::new(self.config.clone(), Instant::now())?;
         let ctx = zmq::Context::new();
         let conn = Connection::open(&ctx, &self.endpoint)?;
         let link = Arc::new(Mutex::new(Link {
@@ -265,7 +264,7 @@ impl Keeper {
                     keep(&link);
                 }
             })
-            .map_err(|e| AdapterError::Config(format!("cannot start the worker's keeper thread: {e}")))?;
+            .map_err(|source| AdapterError::Thread { what: "worker's keeper", source })?;
         Ok(Keeper { stop, thread: Some(thread) })
     }
 }

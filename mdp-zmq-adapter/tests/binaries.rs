@@ -109,6 +109,19 @@ fn broker_sends_disconnect_to_workers_and_exits_0_on_sigterm() {
 }
 
 #[test]
+fn broker_reports_the_core_s_configuration_error_and_exits_2() {
+    for (args, says) in [
+        (&["--liveness", "0"][..], "invalid configuration: liveness is zero"),
+        (&["-i", "0"][..], "invalid configuration: heartbeat_interval is zero"),
+        (&["--max-dispatches", "0"][..], "invalid configuration: max_dispatches is zero"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
 fn mdp_call_exits_non_zero_on_timeout() {
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
     let out = Command::new(env!("CARGO_BIN_EXE_mdp"))

@@ -358,7 +358,7 @@ impl Sim {
         let t0 = Instant::now();
         let net = Net::new(config.seed, config.link, config.faults.clone());
         Sim {
-            broker: Broker::new(config.broker.clone(), t0),
+            broker: Broker::new(config.broker.clone(), t0).expect("a valid broker configuration"),
             broker_down_until: None,
             clients: Vec::new(),
             raws: Vec::new(),
@@ -657,7 +657,7 @@ impl Sim {
     }
 
     fn start_broker(&mut self) {
-        self.broker = Broker::new(self.config.broker.clone(), self.now);
+        self.broker = Broker::new(self.config.broker.clone(), self.now).expect("a valid broker configuration");
         self.broker_down_until = None;
         self.net.broker_restarted(true);
         self.stats.broker_restarts += 1;

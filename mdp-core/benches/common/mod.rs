@@ -87,7 +87,7 @@ impl RoundTrips {
     /// `workers` idle workers spread evenly over `services` services.
     pub fn new(workers: usize, services: usize) -> Self {
         let now = Instant::now();
-        let mut broker = Broker::new(config(), now);
+        let mut broker = Broker::new(config(), now).expect("a valid configuration");
         let names: Vec<Bytes> = (0..services).map(service_name).collect();
         for w in 0..workers {
             let id = PeerId(leak(identity(b'w', w as u32)));
@@ -148,7 +148,7 @@ impl Queued {
     /// requests waiting (spread evenly over the clients).
     pub fn new(workers: usize, clients: usize, queued: usize) -> Self {
         let now = Instant::now();
-        let mut broker = Broker::new(config(), now);
+        let mut broker = Broker::new(config(), now).expect("a valid configuration");
         let service = service_name(0);
         let body = Bytes::from_static(b"0123456789abcdef");
         let request = request_frames(&service, body.clone());

@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use mdp_core::{
-    Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientEvent, ClientUsageError, FailReason, Lane,
-    Multipart, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerEvent, WorkerUsageError,
+    Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientEvent, ClientUsageError, ConfigError, FailReason,
+    Lane, Multipart, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerEvent,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -377,7 +377,7 @@ pub async fn spawn_broker(addr: SocketAddr, config: BrokerConfig, options: TcpOp
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (events_tx, events) = broadcast::channel(4096);
-    let broker = Broker::new(config, Instant::now());
+    let broker = Broker::new(config, Instant::now()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let task = tokio::spawn(run_broker(broker, listener, options, events_tx));
     Ok(BrokerHandle { addr, events, task: AbortOnDrop(Some(task)) })
 }
@@ -522,11 +522,7 @@ impl ClientHandle {
 }
 
 /// Starts a [`Client`] of the broker at `addr` on a new task.
-pub fn spawn_client(
-    addr: SocketAddr,
-    config: ClientConfig,
-    options: TcpOptions,
-) -> Result<ClientHandle, ClientUsageError> {
+pub fn spawn_client(addr: SocketAddr, config: ClientConfig, options: TcpOptions) -> Result<ClientHandle, ConfigError> {
     let core = Client::new(config, Instant::now())?;
     let (requests, rx) = mpsc::channel(64);
     let task = tokio::spawn(run_client(core, addr, options, rx));
@@ -665,11 +661,7 @@ impl WorkerHandle {
 }
 
 /// Starts a [`Worker`] for the broker at `addr` on a new task.
-pub fn spawn_worker(
-    addr: SocketAddr,
-    config: WorkerConfig,
-    options: TcpOptions,
-) -> Result<WorkerHandle, WorkerUsageError> {
+pub fn spawn_worker(addr: SocketAddr, config: WorkerConfig, options: TcpOptions) -> Result<WorkerHandle, ConfigError> {
     let core = Worker::new(config, Instant::now())?;
     // Unbounded, yet small: the core hands over one request at a time, and
     // only a reconnect can leave an unread, dropped one behind.

@@ -3,7 +3,12 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use crate::config::{nonzero, ConfigError};
+
 /// How the broker times peers, and how much a peer may make it hold.
+///
+/// [`validate`](Self::validate) says which values cannot work;
+/// [`Broker::new`](crate::Broker::new) refuses them.
 ///
 /// Every limit exists so that nothing a peer sends can grow the broker's
 /// memory without bound. Hitting one emits [`BrokerEvent::LimitHit`] and
@@ -14,12 +19,12 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct BrokerConfig {
     /// The broker sends HEARTBEAT to a worker it has sent nothing else for
-    /// this long. Default: 2.5 s (the Guide's and majortomo's). Zero is
-    /// taken as 1 ms: a heartbeat due at once, forever, would keep
-    /// `handle_timeout` from ever returning.
+    /// this long. Default: 2.5 s (the Guide's and majortomo's). Must not be
+    /// zero: a heartbeat due at once, forever, would keep `handle_timeout`
+    /// from ever returning.
     pub heartbeat_interval: Duration,
     /// A worker that has sent nothing for `liveness × heartbeat_interval` is
-    /// removed. Default: 3 (the Guide's).
+    /// removed. Default: 3 (the Guide's). Must not be zero.
     pub liveness: u32,
     /// How long a worker that holds a request may stay silent before it is
     /// removed and its request re-queued. `None` (the default) uses the same
@@ -231,10 +236,39 @@ impl BrokerConfig {
     /// message alive. 192 covers either.
     pub const FRAME_OVERHEAD: usize = 192;
 
-    /// The interval the broker heartbeats at: `heartbeat_interval`, but at
-    /// least 1 ms, so that a heartbeat's timer is always set after `now`.
+    /// Checks the settings that cannot work: zero intervals, windows and
+    /// limits that would make the broker refuse everything or spin, and a
+    /// message limit below the shortest MDP command. [`Broker::new`] refuses
+    /// a configuration this refuses.
+    ///
+    /// [`Broker::new`]: crate::Broker::new
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // A zero interval would set a heartbeat's timer at `now` itself, so
+        // `handle_timeout` would never be done.
+        nonzero(self.heartbeat_interval.is_zero(), "heartbeat_interval")?;
+        nonzero(self.liveness == 0, "liveness")?;
+        nonzero(self.request_timeout.is_zero(), "request_timeout")?;
+        nonzero(self.max_dispatches == 0, "max_dispatches")?;
+        nonzero(self.max_services == 0, "max_services")?;
+        nonzero(self.max_workers == 0, "max_workers")?;
+        nonzero(self.max_message_bytes == 0, "max_message_bytes")?;
+        nonzero(self.max_queued_bytes == 0, "max_queued_bytes")?;
+        nonzero(self.max_queued_bytes_per_service == 0, "max_queued_bytes_per_service")?;
+        nonzero(self.max_service_name_bytes == 0, "max_service_name_bytes")?;
+        if self.max_message_frames < 2 {
+            return Err(ConfigError::TooSmall {
+                setting: "max_message_frames",
+                value: self.max_message_frames,
+                min: 2,
+                why: "the shortest MDP command (an RFC 18 HEARTBEAT) has 2 frames",
+            });
+        }
+        Ok(())
+    }
+
+    /// The interval the broker heartbeats at (not zero: see `validate`).
     pub(crate) fn heartbeat_period(&self) -> Duration {
-        self.heartbeat_interval.max(Duration::from_millis(1))
+        self.heartbeat_interval
     }
 
     /// [`max_in_flight_per_client`](Self::max_in_flight_per_client) as a
@@ -245,7 +279,7 @@ impl BrokerConfig {
 
     /// The silence after which an idle worker is removed.
     pub fn idle_worker_timeout(&self) -> Duration {
-        self.heartbeat_period().saturating_mul(self.liveness.max(1))
+        self.heartbeat_period().saturating_mul(self.liveness)
     }
 
     /// The silence after which a busy worker is removed.

@@ -40,7 +40,7 @@ pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbeha
 use crate::hash::Seeded;
 use crate::slab::Slab;
 use crate::time::{add_saturating, DeadlineQueue};
-use crate::{BrokerCommand, Command, Dialect, Multipart, PeerCommand, PeerId};
+use crate::{BrokerCommand, Command, ConfigError, Dialect, Multipart, PeerCommand, PeerId};
 use service::{frames_charge, Request, Service};
 use worker::{Job, WorkerRec};
 
@@ -94,10 +94,12 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker with no workers and nothing queued.
-    pub fn new(config: BrokerConfig, now: Instant) -> Self {
+    /// A broker with no workers and nothing queued. Fails if the
+    /// configuration cannot work ([`BrokerConfig::validate`]).
+    pub fn new(config: BrokerConfig, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
         let seed = Seeded::new(config.hash_seed.unwrap_or(0));
-        Broker {
+        Ok(Broker {
             config,
             now,
             workers: Slab::new(seed),
@@ -115,7 +117,7 @@ impl Broker {
             workerless: Default::default(),
             next_gen: 0,
             next_seq: 0,
-        }
+        })
     }
 
     // ---- getters ----

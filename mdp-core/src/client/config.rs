@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::codec::Dialect;
 
-use super::ClientUsageError;
+use crate::config::{nonzero, ConfigError};
 
 /// How a [`Client`](super::Client) behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,16 +45,9 @@ impl ClientConfig {
     }
 
     /// Checks the settings that have no meaning when zero.
-    pub fn validate(&self) -> Result<(), ClientUsageError> {
-        if self.timeout.is_zero() {
-            return Err(ClientUsageError::ZeroTimeout);
-        }
-        if self.tries == 0 {
-            return Err(ClientUsageError::ZeroTries);
-        }
-        if self.lanes == 0 {
-            return Err(ClientUsageError::ZeroLanes);
-        }
-        Ok(())
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        nonzero(self.timeout.is_zero(), "timeout")?;
+        nonzero(self.tries == 0, "tries")?;
+        nonzero(self.lanes == 0, "lanes")
     }
 }

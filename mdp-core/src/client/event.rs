@@ -152,8 +152,7 @@ fn for_service(service: &Option<Found>) -> String {
     service.as_ref().map(|s| format!(" from service {s}")).unwrap_or_default()
 }
 
-/// A mistake in how the application uses or configures a
-/// [`Client`](super::Client).
+/// A mistake in how the application uses a [`Client`](super::Client).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientUsageError {
@@ -169,13 +168,4 @@ pub enum ClientUsageError {
         /// [`ClientConfig::max_outstanding`](super::ClientConfig::max_outstanding).
         max: usize,
     },
-    /// [`ClientConfig::timeout`](super::ClientConfig::timeout) is zero.
-    #[error("the timeout is zero")]
-    ZeroTimeout,
-    /// [`ClientConfig::tries`](super::ClientConfig::tries) is zero.
-    #[error("tries is zero: a request must be sent at least once")]
-    ZeroTries,
-    /// [`ClientConfig::lanes`](super::ClientConfig::lanes) is zero.
-    #[error("lanes is zero: a client needs at least one connection")]
-    ZeroLanes,
 }

@@ -123,7 +123,7 @@
 //! drain(&mut client, &mut sent, &mut events);
 //! assert_eq!(events, vec![ClientEvent::Reply { id: second, body: vec![Bytes::from_static(b"to two")] }]);
 //! assert!(client.is_outstanding(first));
-//! # Ok::<(), mdp_core::ClientUsageError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## Memory
@@ -145,6 +145,7 @@ pub use config::ClientConfig;
 pub use event::{ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
 
 use crate::codec::{BrokerCommand, Command, Dialect, Found, Multipart, PeerCommand};
+use crate::config::ConfigError;
 use crate::hash::{Map, Seeded};
 use crate::PeerTransmit;
 
@@ -230,7 +231,7 @@ pub struct Client {
 impl Client {
     /// Starts a client. Fails if the configuration is not valid
     /// ([`ClientConfig::validate`]).
-    pub fn new(config: ClientConfig, now: Instant) -> Result<Client, ClientUsageError> {
+    pub fn new(config: ClientConfig, now: Instant) -> Result<Client, ConfigError> {
         config.validate()?;
         Ok(Client {
             lanes: vec![Vec::new(); config.lanes],

@@ -110,7 +110,7 @@ impl Default for Harness {
 impl Harness {
     pub fn new(config: BrokerConfig) -> Self {
         let t0 = Instant::now();
-        Harness { broker: Broker::new(config, t0), t0, now: t0 }
+        Harness { broker: Broker::new(config, t0).expect("a valid broker configuration"), t0, now: t0 }
     }
 
     /// `t0 + d`.

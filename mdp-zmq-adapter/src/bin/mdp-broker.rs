@@ -92,18 +92,15 @@ impl Args {
     fn config(&self) -> Result<BrokerConfig, String> {
         let mut c = BrokerConfig::default();
         c.heartbeat_interval = seconds("heartbeat-interval", self.heartbeat_interval)?;
-        if c.heartbeat_interval.is_zero() {
-            return Err("--heartbeat-interval must be above 0".into());
-        }
-        c.liveness = self.liveness.max(1);
+        c.liveness = self.liveness;
         if let Some(t) = self.heartbeat_timeout {
             let timeout = seconds("heartbeat-timeout", t)?;
-            c.liveness = (timeout.as_secs_f64() / c.heartbeat_interval.as_secs_f64()).ceil().max(1.0) as u32;
+            c.liveness = (timeout.as_secs_f64() / c.heartbeat_interval.as_secs_f64()).ceil() as u32;
         }
         c.busy_worker_timeout = self.busy_worker_timeout.map(|s| seconds("busy-worker-timeout", s)).transpose()?;
         c.max_job_time = self.max_job_time.map(|s| seconds("max-job-time", s)).transpose()?;
         c.request_timeout = seconds("request-timeout", self.request_timeout)?;
-        c.max_dispatches = self.max_dispatches.max(1);
+        c.max_dispatches = self.max_dispatches;
         c.max_services = self.max_services;
         c.max_workers = self.max_workers;
         c.max_queue_per_service = self.max_queue_per_service;
@@ -114,6 +111,8 @@ impl Args {
         c.max_queued_bytes_per_service = self.max_queued_bytes_per_service;
         c.max_service_name_bytes = self.max_service_name_bytes;
         c.max_in_flight_per_client = self.max_in_flight_per_client;
+        // The core says which settings cannot work; no second list here.
+        c.validate().map_err(|e| format!("invalid configuration: {e}"))?;
         Ok(c)
     }
 }
