@@ -325,9 +325,7 @@ pub enum WorkerDiscardReason {
 }
 
 /// A mistake in how the application uses a [`Worker`].
-///
-/// Not `Eq`: [`InvalidJitter`](Self::InvalidJitter) holds an `f64`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerUsageError {
     /// The token does not name the request in progress: it was answered
