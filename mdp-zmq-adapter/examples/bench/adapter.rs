@@ -4,7 +4,9 @@
 //! time, if any). Each client and worker has its own ZeroMQ context, as
 //! `Client::connect` and `Worker::run` make one; a client's lanes share it.
 //! For `fanout-dealer` the client is the raw proxy's DEALER client
-//! (`raw::client`), sending MDP/0.2 requests straight to our broker.
+//! (`raw::client`), sending MDP requests straight to our broker. With
+//! `spec.external` (the `external` transport) the same workers and clients
+//! use that broker, and ours is not started.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,21 +22,12 @@ use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Worker};
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
 pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
-    // The broker binds on its own thread, so that its ZeroMQ context's
-    // threads are named after it (see `ProcStats`).
-    let broker_stop = Arc::new(AtomicBool::new(false));
-    let (endpoint_tx, endpoint_rx) = mpsc::channel();
-    let config = spec.broker_config();
-    let broker_thread = {
-        let stop = broker_stop.clone();
-        thread::Builder::new().name(BROKER.into()).spawn(move || {
-            let mut broker = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()])?;
-            let _ = endpoint_tx.send(broker.endpoints()[0].clone());
-            broker.run(&stop, |_| {})
-        })?
-    };
-    let Ok(endpoint) = endpoint_rx.recv() else {
-        return Err(broker_thread.join().expect("broker thread panicked").err().map_or("no broker".into(), Into::into));
+    let (endpoint, broker) = match &spec.external {
+        Some(url) => (url.clone(), None),
+        None => {
+            let (endpoint, stop, thread) = start_broker(spec)?;
+            (endpoint, Some((stop, thread)))
+        }
     };
     let mut worker_stops = Vec::new();
     let mut workers = Vec::new();
@@ -53,7 +46,9 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     }
 
     let clients = if spec.raw_client {
-        run_clients(spec, shared, window, label, || crate::raw::client(spec, &endpoint, shared))
+        run_clients(spec, shared, window, label, || {
+            crate::raw::client(spec, &endpoint, shared, crate::raw::Replies::Mdp)
+        })
     } else {
         run_clients(spec, shared, window, label, || client(spec, &endpoint, shared).map_err(BoxError::from))
     };
@@ -64,9 +59,37 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     for w in workers {
         w.join().expect("worker thread panicked")?;
     }
-    broker_stop.store(true, Ordering::Relaxed);
-    broker_thread.join().expect("broker thread panicked")?;
+    if let Some((stop, thread)) = broker {
+        stop.store(true, Ordering::Relaxed);
+        thread.join().expect("broker thread panicked")?;
+    }
     clients
+}
+
+type BrokerThread = thread::JoinHandle<Result<(), mdp_zmq_adapter::AdapterError>>;
+
+/// Our broker on a thread of its own, bound to a free port: its endpoint,
+/// its stop flag and its thread.
+fn start_broker(spec: &Spec) -> Result<(String, Arc<AtomicBool>, BrokerThread), BoxError> {
+    // The broker binds on its own thread, so that its ZeroMQ context's
+    // threads are named after it (see `ProcStats`).
+    let broker_stop = Arc::new(AtomicBool::new(false));
+    let (endpoint_tx, endpoint_rx) = mpsc::channel();
+    let config = spec.broker_config();
+    let broker_thread = {
+        let stop = broker_stop.clone();
+        thread::Builder::new().name(BROKER.into()).spawn(move || {
+            let mut broker = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()])?;
+            let _ = endpoint_tx.send(broker.endpoints()[0].clone());
+            broker.run(&stop, |_| {})
+        })?
+    };
+    match endpoint_rx.recv() {
+        Ok(endpoint) => Ok((endpoint, broker_stop, broker_thread)),
+        Err(_) => {
+            Err(broker_thread.join().expect("broker thread panicked").err().map_or("no broker".into(), Into::into))
+        }
+    }
 }
 
 /// One client: `depth` requests outstanding, request slot `k` always to

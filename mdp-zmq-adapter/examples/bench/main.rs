@@ -6,7 +6,7 @@
 //! cargo run --release -p mdp-zmq-adapter --example bench -- --help
 //! ```
 //!
-//! Three transports run the same loads, one after the other:
+//! The transports run the same loads, one after the other:
 //!
 //! * `adapter`: our [`BrokerRunner`](mdp_zmq_adapter::BrokerRunner) on its
 //!   own thread, [`Client`](mdp_zmq_adapter::Client)s (one thread each,
@@ -18,6 +18,10 @@
 //! * `raw`: a ROUTER-ROUTER proxy with no MDP logic, and raw DEALER clients
 //!   and workers moving the same frames: the ceiling for a one-thread broker
 //!   on libzmq. See `raw.rs`.
+//! * `external`: someone else's broker, already running, named with
+//!   `--broker NAME=URL` (repeatable), driven by the `adapter` run's workers
+//!   and clients, so that another MDP broker is measured in the same run as
+//!   ours. Its own CPU time is not in the figures (it is another process).
 //!
 //! Loads: `seq` (1 client, 1 request at a time, 1 worker); `pipe` (8 clients
 //! with 16 requests outstanding each, 8 workers, one service); `pipe-svc`
@@ -25,8 +29,8 @@
 //! worker each); `fanout` (1 client with 64 requests outstanding, 8 workers
 //! whose handler sleeps 5 ms: what a client that pipelines to one service
 //! gets from a broker that spreads its requests, against the ideal of
-//! workers / service time); `fanout-dealer` (the same through our broker,
-//! but the client is a raw DEALER that sends MDP/0.2 requests and matches
+//! workers / service time); `fanout-dealer` (the same through an MDP broker,
+//! but the client is a raw DEALER that sends MDP requests and matches
 //! replies by a tag, as third-party clients do). mdp-core's client keeps one
 //! request per service on the wire per lane, and the MDP clients have
 //! `--lanes` lanes (16: all 16 of `pipe` on the wire; `fanout` uses one lane
@@ -123,6 +127,11 @@ struct Args {
     /// for each load and size; the tables give the median of the runs.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Another broker, already running, for the `external` transport: our
+    /// workers and clients (or, in `fanout-dealer`, the raw DEALER client)
+    /// against it. Repeatable; NAME labels its rows.
+    #[arg(long = "broker", value_name = "NAME=URL", value_parser = parse_broker)]
+    brokers: Vec<(String, String)>,
     /// Threads of the tokio runtime that runs the tokio clients and workers
     /// (the tokio broker always has one thread of its own).
     #[arg(long, value_name = "N", default_value_t = 2)]
@@ -143,7 +152,7 @@ enum LoadKind {
     PipeWire,
     /// One client, many outstanding, workers that take time.
     Fanout,
-    /// `fanout` with a raw DEALER client through our broker (adapter only).
+    /// `fanout` with a raw DEALER client (adapter and external only).
     FanoutDealer,
 }
 
@@ -155,6 +164,15 @@ enum Transport {
     Tokio,
     /// Raw libzmq ROUTER-ROUTER proxy, no MDP.
     Raw,
+    /// Our workers and clients against each `--broker` (someone else's).
+    External,
+}
+
+fn parse_broker(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name.to_owned(), url.to_owned())),
+        _ => Err(format!("expected NAME=URL, got {arg:?}")),
+    }
 }
 
 impl fmt::Display for Transport {
@@ -163,6 +181,7 @@ impl fmt::Display for Transport {
             Transport::Adapter => "adapter",
             Transport::Tokio => "tokio",
             Transport::Raw => "raw proxy",
+            Transport::External => "external",
         })
     }
 }
@@ -206,6 +225,9 @@ pub struct Spec {
     pub raw_client: bool,
     /// The MDP brokers' `max_in_flight_per_client`.
     pub max_in_flight: Option<std::num::NonZeroUsize>,
+    /// The endpoint of a broker that is already running (`--broker`), used
+    /// instead of starting ours.
+    pub external: Option<String>,
 }
 
 impl Spec {
@@ -446,6 +468,8 @@ where
 #[derive(Debug, Clone)]
 struct Outcome {
     transport: Transport,
+    /// The transport's name, or the external broker's.
+    who: String,
     load: LoadKind,
     spec: Spec,
     replies: u64,
@@ -526,7 +550,15 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let mut outcomes = Vec::new();
     for &load in &args.loads {
         for &size in &args.sizes {
-            for transport in (0..args.repeat).flat_map(|_| args.transports.iter().copied()) {
+            // Each external broker is a run of its own, in turn with the others.
+            let runs = (0..args.repeat).flat_map(|_| args.transports.iter().copied()).flat_map(|t| {
+                let externals: Vec<Option<&(String, String)>> = match t {
+                    Transport::External => args.brokers.iter().map(Some).collect(),
+                    _ => vec![None],
+                };
+                externals.into_iter().map(move |e| (t, e))
+            });
+            for (transport, external) in runs {
                 // The raw proxy has no services: one pipelined run serves as
                 // the ceiling for both MDP pipelined loads.
                 if transport == Transport::Raw && load == LoadKind::PipeSvc && args.loads.contains(&LoadKind::Pipe) {
@@ -535,15 +567,17 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 if transport != Transport::Raw && load == LoadKind::PipeWire {
                     continue;
                 }
-                if transport != Transport::Adapter && load == LoadKind::FanoutDealer {
+                if !matches!(transport, Transport::Adapter | Transport::External) && load == LoadKind::FanoutDealer {
                     continue;
                 }
-                let spec = spec_for(args, transport, load, size as usize, dialect);
-                let label = format!("{transport} {} {} B", spec.load_name, spec.size);
+                let mut spec = spec_for(args, transport, load, size as usize, dialect);
+                spec.external = external.map(|(_, url)| url.clone());
+                let who = external.map_or_else(|| transport.to_string(), |(name, _)| name.clone());
+                let label = format!("{who} {} {} B", spec.load_name, spec.size);
                 let load_avg = load_average();
                 let shared = Arc::new(Shared::default());
                 let (measured, mut samples) = match transport {
-                    Transport::Adapter => adapter::run(&spec, &shared, &window, &label)?,
+                    Transport::Adapter | Transport::External => adapter::run(&spec, &shared, &window, &label)?,
                     Transport::Tokio => over_tokio::run(&spec, &shared, &window, &label)?,
                     Transport::Raw => raw::run(&spec, &shared, &window, &label)?,
                 };
@@ -557,6 +591,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 };
                 let outcome = Outcome {
                     transport,
+                    who,
                     load,
                     replies: samples.len() as u64,
                     seconds: measured.elapsed.as_secs_f64(),
@@ -569,7 +604,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 };
                 println!(
                     "{:<10} {:<15} {:>5} B  {:>8.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cpu {:>5.1} µs/req (broker / clients / workers {})  {:>4.1} cs/req  ({} replies in {:.2} s{}, load {})",
-                    outcome.transport.to_string(),
+                    outcome.who,
                     outcome.spec.load_name,
                     outcome.spec.size,
                     outcome.rate(),
@@ -634,6 +669,7 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         service_time: Duration::from_secs_f64(service_ms / 1000.0),
         raw_client: load == LoadKind::FanoutDealer,
         max_in_flight: args.max_in_flight,
+        external: None,
     }
 }
 
@@ -664,7 +700,7 @@ fn median(mut values: Vec<f64>) -> (f64, (f64, f64)) {
 fn summarise(outcomes: &[Outcome]) -> Vec<Summary<'_>> {
     let mut summaries: Vec<Summary<'_>> = Vec::new();
     for o in outcomes {
-        let same = |x: &&Outcome| x.transport == o.transport && x.load == o.load && x.spec.size == o.spec.size;
+        let same = |x: &&Outcome| x.who == o.who && x.load == o.load && x.spec.size == o.spec.size;
         if summaries.iter().any(|s| same(&s.first)) {
             continue;
         }
@@ -743,7 +779,7 @@ fn print_tables(outcomes: &[Outcome]) {
         };
         println!(
             "| {} | {} B | {} | {rate} | {p50} | {:.1} | {:.1} | {} | {:.1} | {vs_rate} | {vs_p50} | {vs_ideal} | {} |",
-            o.spec.load_name, o.spec.size, o.transport, s.p99_us, s.cpu_us, s.split, s.switches, s.load_avg
+            o.spec.load_name, o.spec.size, o.who, s.p99_us, s.cpu_us, s.split, s.switches, s.load_avg
         );
     }
     println!(
@@ -756,7 +792,7 @@ fn print_tables(outcomes: &[Outcome]) {
         let line = |what: &str, value: String, met: Option<bool>| {
             println!(
                 "  {:<9} {:<30} {:>5} B  {what:<12} {value:<14} {}",
-                o.transport.to_string(),
+                o.who,
                 o.spec.load_name,
                 o.spec.size,
                 met.map_or("(reference)", verdict)

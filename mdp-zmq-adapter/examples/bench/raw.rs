@@ -10,8 +10,9 @@
 //!   `[client, frames…]` goes to the worker longest idle as
 //!   `[worker, client, frames…]`. Each wake-up drains every readable message.
 //!   Frames are moved as `zmq::Message`s, never copied or parsed: no MDP.
-//! * **Client** (one thread, its own context, a DEALER): sends the four
-//!   frames of an RFC 18 client REQUEST, `["MDPC02", 0x01, service, body]`,
+//! * **Client** (one thread, its own context, a DEALER): sends the frames
+//!   of a client REQUEST in the bench's dialect (RFC 18's `["MDPC02", 0x01,
+//!   service, body]` by default; the worker echoes whatever comes),
 //!   keeps `depth` of them outstanding (all on the wire: the proxy has no
 //!   one-per-service rule), and times each from its send to its reply. The
 //!   body's first 8 bytes carry the request's slot, so replies that come
@@ -21,8 +22,8 @@
 //!   0x01, service, body]`, five frames, as an MDP worker's REQUEST and
 //!   FINAL have), after sleeping the service time, if any.
 //!
-//! The client also runs against our broker (`fanout-dealer`): what it sends
-//! is an RFC 18 REQUEST, and our broker's FINAL has the same four frames.
+//! The client also runs against our broker (`fanout-dealer`), and against
+//! another one (`--broker`): what it sends is a real MDP REQUEST.
 //!
 //! So per request each hop carries as many frames as in MDP/0.2 and the
 //! same body; the MDP headers differ by a few bytes.
@@ -32,6 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use mdp_core::Dialect;
 
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
@@ -65,7 +68,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
         workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || worker(&ep, &stop, service_time))?);
     }
 
-    let result = run_clients(spec, shared, window, label, || client(spec, &front_ep, shared));
+    let result = run_clients(spec, shared, window, label, || client(spec, &front_ep, shared, Replies::Echoed));
 
     servers_stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -172,7 +175,7 @@ fn worker(endpoint: &str, stop: &AtomicBool, service_time: Duration) -> zmq::Res
 
 /// A DEALER client with `spec.depth` requests on the wire, matching replies
 /// by the slot tag in the body.
-pub fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, BoxError> {
+pub fn client(spec: &Spec, endpoint: &str, shared: &Shared, replies: Replies) -> Result<Vec<u64>, BoxError> {
     let ctx = zmq::Context::new();
     let socket = dealer(&ctx, endpoint)?;
     let service = spec.service(0);
@@ -183,10 +186,15 @@ pub fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, 
             body
         })
         .collect();
+    let header = request_header(spec.dialect, &service);
+    let reply_frames = match replies {
+        Replies::Echoed => header.len() + 1,
+        Replies::Mdp => MDP_REPLY_FRAMES,
+    };
     let send = |slot: usize| -> zmq::Result<()> {
-        socket.send(&b"MDPC02"[..], zmq::SNDMORE)?;
-        socket.send(&[1u8][..], zmq::SNDMORE)?;
-        socket.send(&service[..], zmq::SNDMORE)?;
+        for frame in &header {
+            socket.send(&frame[..], zmq::SNDMORE)?;
+        }
         socket.send(&bodies[slot][..], 0)
     };
     let mut sent = vec![Instant::now(); spec.depth];
@@ -199,8 +207,8 @@ pub fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, 
     while !shared.stopped() {
         poll(&mut [socket.as_poll_item(zmq::POLLIN)])?;
         while recv_parts(&socket, &mut parts)? {
-            let body = match parts.as_slice() {
-                [_, _, _, body] if body.len() == spec.size => body,
+            let body = match parts.last() {
+                Some(body) if parts.len() == reply_frames && body.len() == spec.size => body,
                 _ => {
                     // Cannot happen with these workers; the slot is lost.
                     shared.fail();
@@ -219,3 +227,28 @@ pub fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, 
     }
     Ok(samples)
 }
+
+/// The frames of a client REQUEST before its body, as each dialect writes
+/// them on a DEALER (see `mdp_core::codec`): MDP/0.1 and majortomo lead
+/// with the empty frame a REQ socket would add, MDP/0.2 has none.
+fn request_header(dialect: Dialect, service: &[u8]) -> Vec<Vec<u8>> {
+    match dialect {
+        Dialect::V01 => vec![vec![], b"MDPC01".to_vec(), service.to_vec()],
+        Dialect::V02 => vec![b"MDPC02".to_vec(), vec![0x01], service.to_vec()],
+        Dialect::Majortomo => vec![vec![], b"MDPC02".to_vec(), vec![0x02], service.to_vec()],
+    }
+}
+
+/// What the client's replies look like.
+#[derive(Debug, Clone, Copy)]
+pub enum Replies {
+    /// The raw proxy's workers send the request's own frames back.
+    Echoed,
+    /// An MDP broker sends a FINAL (or, in MDP/0.1, a REPLY).
+    Mdp,
+}
+
+/// A one-frame MDP reply has four frames in every dialect: MDP/0.1 `["",
+/// MDPC01, service, body]`, MDP/0.2 `[MDPC02, FINAL, service, body]`,
+/// majortomo `["", MDPC02, FINAL, body]` (no service frame).
+const MDP_REPLY_FRAMES: usize = 4;
