@@ -25,6 +25,13 @@
 //! in a poll costs every wake-up some system calls.)
 //!
 //! The `zmq` crate builds its own libzmq, so nothing needs installing.
+//!
+//! # Features
+//!
+//! * `cli` (default): the command-line tools `mdp-broker` and `mdp`, and
+//!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
+//!   that uses only the library can leave it out:
+//!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
