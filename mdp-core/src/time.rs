@@ -1,12 +1,16 @@
 //! Deadline-ordered queues for timers.
 //!
-//! Timers in the broker are many (one per worker, one per queued request) and
-//! move often (every message from a worker pushes its expiry later). Re-keying
-//! a heap on every message would cost O(log n) each time, so this queue is
-//! *lazy*: an entry may be stale, and its owner checks on [`pop_due`] whether
-//! it still means anything, re-inserting it with the real deadline if that
-//! moved later. Each live timer has one entry, so a tick costs O(log n) per
-//! timer that is actually due and never scans every timer.
+//! Timers in the broker are many (one per worker, and one per client's queue
+//! of requests to a service, not one per request: a queue is in deadline
+//! order, so only its front can be due) and move often (every message from a
+//! worker pushes its expiry later). Re-keying a heap on every message would
+//! cost O(log n) each time, so this queue is *lazy*: an entry may be stale,
+//! and its owner checks on [`pop_due`] whether it still means anything,
+//! re-inserting it with the real deadline if that moved later. Each live
+//! timer has one live entry, so a tick costs O(log n) per timer that is
+//! actually due and never scans every timer. Stale entries are dropped when
+//! they outnumber live ones (the broker's `compact_timers`), so the queue
+//! stays proportional to what the broker holds.
 //!
 //! [`pop_due`]: DeadlineQueue::pop_due
 

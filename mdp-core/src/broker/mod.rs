@@ -42,7 +42,7 @@ use crate::slab::Slab;
 use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Command, ConfigError, Dialect, Multipart, PeerCommand, PeerId};
 use service::{frames_charge, Request, Service};
-use worker::{Job, WorkerRec};
+use worker::{Job, Progress, WorkerRec};
 
 /// A message for the transport to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,23 @@ pub struct Transmit {
 /// Status codes of RFC 8 (MMI).
 const MMI_PREFIX: &[u8] = b"mmi.";
 const MMI_SERVICE: &[u8] = b"mmi.service";
+
+/// Which part of a reply a worker sent, or the broker sends a client: a
+/// PARTIAL (MDP/0.2; more follows) or the FINAL (or 0.1's one REPLY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Partial,
+    Final,
+}
+
+/// Whether a worker being forgotten is told so. A worker that left
+/// (DISCONNECT) or cannot be reached is not; one the broker drops is sent
+/// DISCONNECT, so that it registers again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Farewell {
+    Disconnect,
+    Silent,
+}
 
 /// Timer key of a client's queue of requests to a service.
 type QueueKey = (Bytes, PeerId);
@@ -158,7 +175,7 @@ impl Broker {
         if let Some(limit) = self.over_size(&frames) {
             self.limit_hit(from.clone(), limit);
             if self.workers.contains_key(&from) {
-                self.remove_worker(&from, GoneReason::Misbehaved, true);
+                self.remove_worker(&from, GoneReason::Misbehaved, Farewell::Disconnect);
             }
             return;
         }
@@ -167,15 +184,17 @@ impl Broker {
             Ok((dialect, PeerCommand::Request { service, body })) => self.client_request(from, dialect, service, body),
             Ok((dialect, PeerCommand::Ready { service })) => self.ready(from, dialect, service),
             Ok((dialect, PeerCommand::Partial { client, body })) => {
-                self.worker_reply(from, dialect, client, body, false)
+                self.worker_reply(from, dialect, client, body, Part::Partial)
             }
-            Ok((dialect, PeerCommand::Final { client, body })) => self.worker_reply(from, dialect, client, body, true),
+            Ok((dialect, PeerCommand::Final { client, body })) => {
+                self.worker_reply(from, dialect, client, body, Part::Final)
+            }
             Ok((dialect, PeerCommand::Heartbeat)) => {
                 self.known_worker(&from, dialect, Command::Heartbeat);
             }
             Ok((_, PeerCommand::Disconnect)) => {
                 if self.workers.contains_key(&from) {
-                    self.remove_worker(&from, GoneReason::Disconnected, false);
+                    self.remove_worker(&from, GoneReason::Disconnected, Farewell::Silent);
                 }
             }
         }
@@ -202,7 +221,7 @@ impl Broker {
     pub fn handle_unreachable(&mut self, now: Instant, peer: &PeerId) {
         self.advance(now);
         if self.workers.contains_key(peer) {
-            self.remove_worker(peer, GoneReason::Unreachable, false);
+            self.remove_worker(peer, GoneReason::Unreachable, Farewell::Silent);
         }
     }
 
@@ -336,14 +355,16 @@ impl Broker {
             b"501"
         };
         self.stats.replies_sent += 1;
-        self.send_client(client, dialect, &service, false, vec![Bytes::from_static(code)]);
+        self.send_client(client, dialect, &service, Part::Final, vec![Bytes::from_static(code)]);
     }
 
     /// Sends a reply part to a client in its dialect.
-    fn send_client(&mut self, to: PeerId, dialect: Dialect, service: &Bytes, partial: bool, body: Multipart) {
+    fn send_client(&mut self, to: PeerId, dialect: Dialect, service: &Bytes, part: Part, body: Multipart) {
         let service = (dialect != Dialect::Majortomo).then(|| service.clone());
-        let cmd =
-            if partial { BrokerCommand::Partial { service, body } } else { BrokerCommand::Final { service, body } };
+        let cmd = match part {
+            Part::Partial => BrokerCommand::Partial { service, body },
+            Part::Final => BrokerCommand::Final { service, body },
+        };
         self.send(to, dialect, cmd);
     }
 
@@ -446,8 +467,12 @@ impl Broker {
         self.dispatch(service_id, None);
     }
 
-    fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, is_final: bool) {
-        let sent = if is_final { Command::Final } else { Command::Partial };
+    fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, part: Part) {
+        let is_final = part == Part::Final;
+        let sent = match part {
+            Part::Partial => Command::Partial,
+            Part::Final => Command::Final,
+        };
         let limits = (self.config.max_message_frames, self.config.max_message_bytes);
         let Some(wid) = self.known_worker(&from, dialect, sent) else { return };
         let Some(w) = self.workers.at_mut(wid) else { return };
@@ -509,13 +534,13 @@ impl Broker {
             }
             let joined = std::mem::take(&mut job.joined);
             self.stats.replies_sent += 1;
-            self.send_client(to, client_dialect, &service, false, joined);
+            self.send_client(to, client_dialect, &service, Part::Final, joined);
         } else if is_final {
             self.stats.replies_sent += 1;
-            self.send_client(to, client_dialect, &service, false, body);
+            self.send_client(to, client_dialect, &service, Part::Final, body);
         } else {
-            job.streamed = true;
-            return self.send_client(to, client_dialect, &service, true, body);
+            job.progress = Progress::Streamed;
+            return self.send_client(to, client_dialect, &service, Part::Partial, body);
         }
         self.finish_job(wid);
     }
@@ -620,9 +645,9 @@ impl Broker {
 
     /// Forgets a worker. Its request, if it held one, goes back to the head
     /// of its service's queue (unless PARTIALs of it reached the client).
-    fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, disconnect: bool) {
+    fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, farewell: Farewell) {
         let Some(w) = self.workers.remove(id) else { return };
-        if disconnect {
+        if farewell == Farewell::Disconnect {
             self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
         }
         if reason == GoneReason::Expired {
@@ -634,7 +659,7 @@ impl Broker {
         if let Some(job) = w.job {
             let job = *job;
             self.release_held(sid, job.charge());
-            self.requeue(sid, job.request, job.streamed);
+            self.requeue(sid, job.request, job.progress);
         }
         self.dispatch(sid, None);
     }
@@ -672,12 +697,12 @@ impl Broker {
     }
 
     /// A request whose worker was lost: back to the head of the queue, or
-    /// dropped if part of its answer reached the client already (`streamed`),
+    /// dropped if part of its answer reached the client already,
     /// if it has been dispatched too often, or if it is past its deadline.
-    fn requeue(&mut self, sid: usize, request: Request, streamed: bool) {
+    fn requeue(&mut self, sid: usize, request: Request, progress: Progress) {
         let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
         let client = request.client.clone();
-        let event = if streamed {
+        let event = if progress == Progress::Streamed {
             s.finish(client.clone());
             self.stats.dropped += 1;
             BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::PartlyAnswered }
@@ -708,10 +733,10 @@ impl Broker {
         let now = self.now;
         let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen && w.timer_at == at) else { return };
         if w.expires_at(&self.config) <= now {
-            return self.remove_worker(&id, GoneReason::Expired, true);
+            return self.remove_worker(&id, GoneReason::Expired, Farewell::Disconnect);
         }
         if w.job_deadline(&self.config).is_some_and(|d| d <= now) {
-            return self.remove_worker(&id, GoneReason::JobTooLong, true);
+            return self.remove_worker(&id, GoneReason::JobTooLong, Farewell::Disconnect);
         }
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
@@ -791,7 +816,7 @@ impl Broker {
         self.stats.misbehaviors += 1;
         self.events.push_back(BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent, reason });
         if self.workers.contains_key(&peer) {
-            self.remove_worker(&peer, GoneReason::Misbehaved, true);
+            self.remove_worker(&peer, GoneReason::Misbehaved, Farewell::Disconnect);
         } else if let Some(dialect) = dialect {
             self.send(peer, dialect, BrokerCommand::Disconnect);
         }

@@ -93,6 +93,15 @@ impl ClientQueue {
     }
 }
 
+/// Where in the ring a client's new turn goes.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// Next: a re-queued request was first in line before its worker was lost.
+    Front,
+    /// Last: the usual place of a client that waited for nothing.
+    Back,
+}
+
 /// The round-robin ring of clients waiting for a turn. Entries carry the
 /// client's turn token; an entry whose token no longer matches the client's
 /// (the client was served, or its requests expired) is stale and skipped.
@@ -106,7 +115,7 @@ struct Turns {
 impl Turns {
     /// Gives `client` (whose queue is `q`) a turn, at the back of the ring or,
     /// for a re-queued request, at the front, unless it has one already.
-    fn give(&mut self, client: &PeerId, q: &mut ClientQueue, front: bool) {
+    fn give(&mut self, client: &PeerId, q: &mut ClientQueue, place: Place) {
         if q.turn.is_some() {
             return;
         }
@@ -114,10 +123,9 @@ impl Turns {
         let entry = (client.clone(), self.next);
         self.next += 1;
         self.live += 1;
-        if front {
-            self.ring.push_front(entry);
-        } else {
-            self.ring.push_back(entry);
+        match place {
+            Place::Front => self.ring.push_front(entry),
+            Place::Back => self.ring.push_back(entry),
         }
     }
 
@@ -253,7 +261,7 @@ impl Service {
         self.queued += 1;
         let timer = q.arm(deadline);
         if q.in_flight < self.max_in_flight {
-            self.turns.give(&client, q, false);
+            self.turns.give(&client, q, Place::Back);
         }
         timer
     }
@@ -270,7 +278,7 @@ impl Service {
         q.requests.push_front(request);
         self.queued += 1;
         let timer = q.arm(deadline);
-        self.turns.give(&client, q, true);
+        self.turns.give(&client, q, Place::Front);
         timer
     }
 
@@ -301,7 +309,7 @@ impl Service {
                 // Nothing left to expire: the timer entry goes stale.
                 q.timer_at = None;
             } else if q.in_flight < self.max_in_flight {
-                self.turns.give(&client, q, false);
+                self.turns.give(&client, q, Place::Back);
             }
             return Some(request);
         }
@@ -315,7 +323,7 @@ impl Service {
         q.in_flight = q.in_flight.saturating_sub(1);
         if !q.requests.is_empty() {
             let client = e.key().clone();
-            self.turns.give(&client, e.into_mut(), false);
+            self.turns.give(&client, e.into_mut(), Place::Back);
         } else if q.in_flight == 0 {
             let mut q = e.remove();
             self.turns.revoke(&mut q);

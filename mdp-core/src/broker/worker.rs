@@ -50,9 +50,19 @@ pub(crate) struct Job {
     pub(crate) joined_charge: usize,
     /// The reply grew past the limits: the rest of it is thrown away.
     pub(crate) discarding: bool,
+    /// Whether part of the answer reached the client already.
+    pub(crate) progress: Progress,
+}
+
+/// How much of a job's answer its client has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Nothing yet (MDP/0.1 PARTIALs being joined count as nothing): if the
+    /// worker is lost, the request can go to another worker.
+    Unanswered,
     /// A PARTIAL was forwarded to the (0.2) client: another worker's answer
     /// could not continue this one, so the request is not re-queued.
-    pub(crate) streamed: bool,
+    Streamed,
 }
 
 impl Job {
@@ -64,7 +74,7 @@ impl Job {
             joined_bytes: 0,
             joined_charge: 0,
             discarding: false,
-            streamed: false,
+            progress: Progress::Unanswered,
         })
     }
 
