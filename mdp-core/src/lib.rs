@@ -132,8 +132,3 @@ pub use worker::{
 };
 
 pub use codec::{BrokerCommand, Command, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
-
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

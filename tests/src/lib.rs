@@ -28,3 +28,10 @@ pub use model::{Checker, ModelCounts, Violation};
 pub use net::{Dir, Faults, Link, Net, NetStats, Node};
 pub use rng::Rng;
 pub use sim::{Sim, SimConfig, SimError, SimStats};
+
+/// The workspace README's Rust examples, compiled and run as doctests. They
+/// live here, in the crate that is never published, because a published
+/// crate cannot include a file from outside its package.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
