@@ -17,6 +17,8 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use crate::SplitMix64;
+
 /// Builds SipHash-1-3 hashers keyed from a 64-bit seed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seeded {
@@ -29,16 +31,10 @@ impl Seeded {
     /// every bit of the seed affects both halves; the same seed always gives
     /// the same key, and so the same iteration order.
     pub(crate) fn new(seed: u64) -> Self {
-        const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-        Seeded { k0: splitmix64(seed.wrapping_add(GOLDEN)), k1: splitmix64(seed.wrapping_add(GOLDEN.wrapping_mul(2))) }
+        let mut rng = SplitMix64::new(seed);
+        let k0 = rng.next_u64();
+        Seeded { k0, k1: rng.next_u64() }
     }
-}
-
-/// The SplitMix64 output function: a bijective mix of all 64 bits.
-fn splitmix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 impl BuildHasher for Seeded {

@@ -113,6 +113,7 @@ pub mod codec;
 mod config;
 mod hash;
 mod peer;
+mod rng;
 mod slab;
 mod time;
 pub mod worker;
@@ -122,6 +123,7 @@ pub use broker::{
 };
 pub use config::ConfigError;
 pub use peer::{PeerId, PeerTransmit};
+pub use rng::SplitMix64;
 
 pub use client::{
     Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientTransmit, ClientUsageError, FailReason, Lane,

@@ -92,7 +92,7 @@ use bytes::Bytes;
 
 use crate::codec::{BrokerCommand, Command, DecodeError, Dialect, Found, Multipart, PeerCommand};
 use crate::config::{nonzero, ConfigError};
-use crate::{PeerId, PeerTransmit};
+use crate::{PeerId, PeerTransmit, SplitMix64};
 
 /// How long a worker waits before registering again after losing the broker.
 ///
@@ -140,26 +140,6 @@ impl Backoff {
         // try_: a huge `max` times a factor near 1 may round past what a
         // Duration holds; then the unjittered delay will do.
         Duration::try_from_secs_f64(base.as_secs_f64() * factor).map_or(base, |d| d.min(base))
-    }
-}
-
-/// SplitMix64: a tiny, well-mixed deterministic generator, enough for jitter.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        // The top 53 bits fill an f64 mantissa exactly.
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -395,7 +375,7 @@ impl Worker {
     /// zero heartbeat interval or liveness, or a jitter outside `0.0..=1.0`.
     pub fn new(config: WorkerConfig, now: Instant) -> Result<Worker, ConfigError> {
         config.validate()?;
-        let rng = SplitMix64(config.backoff.seed);
+        let rng = SplitMix64::new(config.backoff.seed);
         let mut worker = Worker {
             config,
             link: Link::Stopped,

@@ -2,24 +2,22 @@
 
 use std::time::Duration;
 
-/// SplitMix64: small, fast and well mixed; plenty for fault injection.
-/// Two generators with the same seed produce the same sequence.
+use mdp_core::SplitMix64;
+
+/// [`SplitMix64`] with the draws fault injection needs. Two generators with
+/// the same seed produce the same sequence.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (`0` when `n` is `0`).
@@ -36,7 +34,7 @@ impl Rng {
         if p <= 0.0 {
             return false;
         }
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+        self.0.unit() < p
     }
 
     /// A duration in `0..=max`, at microsecond resolution.
@@ -47,7 +45,7 @@ impl Rng {
 
     /// A generator for a sub-system, independent of this one's sequence.
     pub fn fork(&mut self, salt: u64) -> Rng {
-        Rng(self.next_u64() ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93))
+        Rng::new(self.next_u64() ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93))
     }
 }
 
