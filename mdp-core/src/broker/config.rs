@@ -266,11 +266,6 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The interval the broker heartbeats at (not zero: see `validate`).
-    pub(crate) fn heartbeat_period(&self) -> Duration {
-        self.heartbeat_interval
-    }
-
     /// [`max_in_flight_per_client`](Self::max_in_flight_per_client) as a
     /// number, `usize::MAX` for no limit.
     pub(crate) fn in_flight_limit(&self) -> usize {
@@ -279,7 +274,7 @@ impl BrokerConfig {
 
     /// The silence after which an idle worker is removed.
     pub fn idle_worker_timeout(&self) -> Duration {
-        self.heartbeat_period().saturating_mul(self.liveness)
+        self.heartbeat_interval.saturating_mul(self.liveness)
     }
 
     /// The silence after which a busy worker is removed.

@@ -454,7 +454,7 @@ impl Broker {
             dialect,
             gen,
             last_heard: now,
-            next_heartbeat: add_saturating(now, self.config.heartbeat_period()),
+            next_heartbeat: add_saturating(now, self.config.heartbeat_interval),
             timer_at: now,
             idle_token: None,
             job: None,
@@ -619,7 +619,7 @@ impl Broker {
             self.held_bytes += request.charge;
             request.dispatches += 1;
             w.idle_token = None;
-            w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_period());
+            w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_interval);
             let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
             let client = request.client.clone();
             w.job = Some(Job::new(request, self.now));
@@ -741,7 +741,7 @@ impl Broker {
         let dialect = w.dialect;
         let heartbeat = w.next_heartbeat <= now;
         if heartbeat {
-            w.next_heartbeat = add_saturating(now, self.config.heartbeat_period());
+            w.next_heartbeat = add_saturating(now, self.config.heartbeat_interval);
         }
         w.timer_at = w.next_deadline(&self.config);
         self.worker_timers.push(w.timer_at, (id.clone(), gen));
