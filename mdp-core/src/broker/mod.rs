@@ -27,7 +27,10 @@
 
 mod config;
 mod event;
+mod eviction;
+mod mmi;
 mod service;
+mod timers;
 mod worker;
 
 use std::time::Instant;
@@ -41,6 +44,7 @@ use crate::hash::Seeded;
 use crate::slab::Slab;
 use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Command, ConfigError, Dialect, Multipart, PeerCommand, PeerId};
+use mmi::MMI_PREFIX;
 use service::{frames_charge, Request, Service};
 use worker::{Job, Progress, WorkerRec};
 
@@ -52,10 +56,6 @@ pub struct Transmit {
     /// The frames, without the identity.
     pub frames: Multipart,
 }
-
-/// Status codes of RFC 8 (MMI).
-const MMI_PREFIX: &[u8] = b"mmi.";
-const MMI_SERVICE: &[u8] = b"mmi.service";
 
 /// Which part of a reply a worker sent, or the broker sends a client: a
 /// PARTIAL (MDP/0.2; more follows) or the FINAL (or 0.1's one REPLY).
@@ -343,21 +343,6 @@ impl Broker {
         self.dispatch(sid, first);
     }
 
-    fn mmi(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
-        let code: &'static [u8] = if service.as_ref() == MMI_SERVICE {
-            let known = body.first().and_then(|name| self.services.get(name.as_ref())).is_some_and(|s| s.workers > 0);
-            if known {
-                b"200"
-            } else {
-                b"404"
-            }
-        } else {
-            b"501"
-        };
-        self.stats.replies_sent += 1;
-        self.send_client(client, dialect, &service, Part::Final, vec![Bytes::from_static(code)]);
-    }
-
     /// Sends a reply part to a client in its dialect.
     fn send_client(&mut self, to: PeerId, dialect: Dialect, service: &Bytes, part: Part, body: Multipart) {
         let service = (dialect != Dialect::Majortomo).then(|| service.clone());
@@ -375,96 +360,6 @@ impl Broker {
             // builds a command its peer's dialect cannot carry.
             Err(e) => debug_assert!(false, "broker built an unencodable command: {e}"),
         }
-    }
-
-    // ---- workers ----
-
-    /// The slab index of worker `from`, heard from now, if it is registered
-    /// and speaks `dialect`; otherwise deals with the violation and returns
-    /// `None`. One map lookup: every worker message comes through here.
-    #[inline]
-    fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: Command) -> Option<usize> {
-        let now = self.now;
-        let registered = match self.workers.get_full_mut(from) {
-            Some((wid, w)) if w.dialect == dialect => {
-                w.last_heard = now;
-                return Some(wid);
-            }
-            other => other.map(|(_, w)| w.dialect),
-        };
-        match registered {
-            None => self.misbehaved(from.clone(), Some(sent), Some(dialect), Misbehavior::BeforeReady),
-            Some(registered) => self.misbehaved(
-                from.clone(),
-                Some(sent),
-                None,
-                Misbehavior::DialectChanged { registered, sent: dialect },
-            ),
-        }
-        None
-    }
-
-    /// The slab index of `service`, added if it is new; `None` if it is new
-    /// and `max_services` are known already.
-    fn service_slot(&mut self, service: &Bytes) -> Option<usize> {
-        match self.services.id(service) {
-            Some(sid) => Some(sid),
-            None if self.services.len() >= self.config.max_services => None,
-            None => Some(self.services.insert(service.clone(), Service::new(self.seed, self.config.in_flight_limit()))),
-        }
-    }
-
-    fn ready(&mut self, from: PeerId, dialect: Dialect, service: Bytes) {
-        if self.workers.contains_key(&from) {
-            return self.misbehaved(from, Some(Command::Ready), None, Misbehavior::ReadyTwice);
-        }
-        if service.starts_with(MMI_PREFIX) {
-            return self.misbehaved(from, Some(Command::Ready), Some(dialect), Misbehavior::ReservedService);
-        }
-        let slot = if self.workers.len() >= self.config.max_workers {
-            Err(Limit::Workers)
-        } else if service.len() > self.config.max_service_name_bytes {
-            Err(Limit::ServiceName)
-        } else {
-            match self.service_slot(&service) {
-                Some(sid) => Ok(sid),
-                // A real worker before made-up names: make room.
-                None if self.evict_workerless() => self.service_slot(&service).ok_or(Limit::Services),
-                None => Err(Limit::Services),
-            }
-        };
-        let service_id = match slot {
-            Ok(sid) => sid,
-            Err(limit) => {
-                self.send(from.clone(), dialect, BrokerCommand::Disconnect);
-                return self.limit_hit(from, limit);
-            }
-        };
-        // The worker keeps the service's own name, not this message's copy.
-        let Some((name, s)) = self.services.entry_at_mut(service_id) else { return };
-        let service = name.clone();
-        s.workers += 1;
-        s.workerless = None;
-        let gen = self.next_gen;
-        self.next_gen += 1;
-        let now = self.now;
-        let mut rec = WorkerRec {
-            service: service.clone(),
-            service_id,
-            dialect,
-            gen,
-            last_heard: now,
-            next_heartbeat: add_saturating(now, self.config.heartbeat_interval),
-            timer_at: now,
-            idle_token: None,
-            job: None,
-        };
-        rec.timer_at = rec.next_deadline(&self.config);
-        self.worker_timers.push(rec.timer_at, (from.clone(), gen));
-        let worker = self.workers.insert(from.clone(), rec);
-        self.events.push_back(BrokerEvent::WorkerReady { worker: from, service, dialect });
-        self.make_idle(worker);
-        self.dispatch(service_id, None);
     }
 
     fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, part: Part) {
@@ -643,59 +538,6 @@ impl Broker {
         }
     }
 
-    /// Forgets a worker. Its request, if it held one, goes back to the head
-    /// of its service's queue (unless PARTIALs of it reached the client).
-    fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, farewell: Farewell) {
-        let Some(w) = self.workers.remove(id) else { return };
-        if farewell == Farewell::Disconnect {
-            self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
-        }
-        if reason == GoneReason::Expired {
-            self.stats.workers_expired += 1;
-        }
-        self.unlink(&w);
-        let sid = w.service_id;
-        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service, reason });
-        if let Some(job) = w.job {
-            let job = *job;
-            self.release_held(sid, job.charge());
-            self.requeue(sid, job.request, job.progress);
-        }
-        self.dispatch(sid, None);
-    }
-
-    /// Shutdown's removal: DISCONNECT, and the request is dropped, not
-    /// re-queued.
-    fn remove_worker_quiet(&mut self, id: &PeerId, reason: GoneReason) {
-        let Some(w) = self.workers.remove(id) else { return };
-        self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
-        self.unlink(&w);
-        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service.clone(), reason });
-        if let Some(job) = w.job {
-            self.release_held(w.service_id, job.charge());
-            self.stats.dropped += 1;
-            let (client, service) = (job.request.client, w.service);
-            self.events.push_back(BrokerEvent::RequestDropped { client, service, reason: DropReason::Shutdown });
-        }
-    }
-
-    /// Removes a forgotten worker from its service's counts and idle list.
-    fn unlink(&mut self, w: &WorkerRec) {
-        if w.job.is_some() {
-            self.busy_workers -= 1;
-        }
-        let Some(s) = self.services.at_mut(w.service_id) else { return };
-        s.workers -= 1;
-        let workerless = s.workers == 0;
-        if w.idle_token.is_some() {
-            let workers = &self.workers;
-            s.forget_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)));
-        }
-        if workerless {
-            self.mark_workerless(w.service_id);
-        }
-    }
-
     /// A request whose worker was lost: back to the head of the queue, or
     /// dropped if part of its answer reached the client already,
     /// if it has been dispatched too often, or if it is past its deadline.
@@ -725,66 +567,6 @@ impl Broker {
             BrokerEvent::RequestRequeued { client, service: service.clone(), dispatches }
         };
         self.events.push_back(event);
-    }
-
-    // ---- timers ----
-
-    fn worker_timer(&mut self, id: PeerId, gen: u64, at: Instant) {
-        let now = self.now;
-        let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen && w.timer_at == at) else { return };
-        if w.expires_at(&self.config) <= now {
-            return self.remove_worker(&id, GoneReason::Expired, Farewell::Disconnect);
-        }
-        if w.job_deadline(&self.config).is_some_and(|d| d <= now) {
-            return self.remove_worker(&id, GoneReason::JobTooLong, Farewell::Disconnect);
-        }
-        let dialect = w.dialect;
-        let heartbeat = w.next_heartbeat <= now;
-        if heartbeat {
-            w.next_heartbeat = add_saturating(now, self.config.heartbeat_interval);
-        }
-        w.timer_at = w.next_deadline(&self.config);
-        self.worker_timers.push(w.timer_at, (id.clone(), gen));
-        if heartbeat {
-            self.send(id, dialect, BrokerCommand::Heartbeat);
-        }
-    }
-
-    /// The expiry timer of `client`'s queue for `service`, set for `at`.
-    fn request_timer(&mut self, service: Bytes, client: PeerId, at: Instant) {
-        let Some((sid, s)) = self.services.get_full_mut(&service) else { return };
-        let mut expired = Vec::new();
-        if let Some(next) = s.expire(&client, at, self.now, &mut expired) {
-            self.request_timers.push(next, (service.clone(), client));
-        }
-        for r in expired {
-            self.queued -= 1;
-            self.queued_bytes -= r.charge;
-            self.stats.expired += 1;
-            self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
-        }
-        self.forget_if_unused(sid);
-    }
-
-    /// Stale timer entries (of gone workers, of dispatched requests) are
-    /// dropped once they outnumber live ones, so the timer queues stay
-    /// proportional to what the broker holds, whatever the message rate.
-    fn compact_timers(&mut self) {
-        if self.worker_timers.len() > 2 * self.workers.len() + 64 {
-            let workers = &self.workers;
-            self.worker_timers.retain(|(id, gen)| workers.get(id).is_some_and(|w| w.gen == *gen));
-        }
-        // A queue has at most one live entry, and only while it holds
-        // requests: rebuild from the queues when stale entries pile up.
-        if self.request_timers.len() > 2 * self.queued + 64 {
-            let mut live = DeadlineQueue::default();
-            for (name, s) in self.services.iter() {
-                for (at, client) in s.timers() {
-                    live.push(at, (name.clone(), client.clone()));
-                }
-            }
-            self.request_timers = live;
-        }
     }
 
     // ---- bookkeeping ----
@@ -828,46 +610,6 @@ impl Broker {
         if let Some(s) = self.services.at_mut(sid) {
             s.held_bytes -= bytes;
         }
-    }
-
-    /// The service at slab index `sid` has no workers from now on: it goes
-    /// to the back of the eviction order.
-    fn mark_workerless(&mut self, sid: usize) {
-        let token = self.next_seq;
-        self.next_seq += 1;
-        let Some(s) = self.services.at_mut(sid) else { return };
-        s.workerless = Some(token);
-        self.workerless.push_back((sid, token));
-        if self.workerless.len() > 2 * self.services.len() + 64 {
-            let services = &self.services;
-            self.workerless.retain(|&(sid, token)| services.at(sid).is_some_and(|s| s.workerless == Some(token)));
-        }
-    }
-
-    /// Forgets the service that has been without workers longest, dropping
-    /// its queued requests with [`DropReason::Evicted`]. False if every
-    /// service has workers. Each stale entry is skipped once, so this is
-    /// amortised O(1) plus the requests dropped.
-    fn evict_workerless(&mut self) -> bool {
-        while let Some((sid, token)) = self.workerless.pop_front() {
-            let Some((name, s)) = self.services.entry_at_mut(sid) else { continue };
-            if s.workerless != Some(token) {
-                continue;
-            }
-            let name = name.clone();
-            let Some(mut s) = self.services.remove_at(sid) else { return false };
-            // No workers, so no request of it is held: all are queued.
-            debug_assert_eq!(s.held_bytes, 0);
-            for r in s.drain_queued() {
-                self.queued -= 1;
-                self.queued_bytes -= r.charge;
-                self.stats.dropped += 1;
-                let reason = DropReason::Evicted;
-                self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
-            }
-            return true;
-        }
-        false
     }
 
     fn forget_if_unused(&mut self, sid: usize) {

@@ -1,13 +1,15 @@
-//! What the broker knows of one worker.
+//! What the broker knows of one worker, and how workers register and are
+//! forgotten.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::service::Request;
-use super::BrokerConfig;
+use super::mmi::MMI_PREFIX;
+use super::service::{Request, Service};
+use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior};
 use crate::time::add_saturating;
-use crate::{Dialect, Multipart};
+use crate::{BrokerCommand, Command, Dialect, Multipart, PeerId};
 
 #[derive(Debug)]
 pub(crate) struct WorkerRec {
@@ -102,5 +104,148 @@ impl WorkerRec {
     pub(crate) fn next_deadline(&self, config: &BrokerConfig) -> Instant {
         let next = self.expires_at(config).min(self.next_heartbeat);
         self.job_deadline(config).map_or(next, |job| next.min(job))
+    }
+}
+
+impl Broker {
+    /// The slab index of worker `from`, heard from now, if it is registered
+    /// and speaks `dialect`; otherwise deals with the violation and returns
+    /// `None`. One map lookup: every worker message comes through here.
+    #[inline]
+    pub(super) fn known_worker(&mut self, from: &PeerId, dialect: Dialect, sent: Command) -> Option<usize> {
+        let now = self.now;
+        let registered = match self.workers.get_full_mut(from) {
+            Some((wid, w)) if w.dialect == dialect => {
+                w.last_heard = now;
+                return Some(wid);
+            }
+            other => other.map(|(_, w)| w.dialect),
+        };
+        match registered {
+            None => self.misbehaved(from.clone(), Some(sent), Some(dialect), Misbehavior::BeforeReady),
+            Some(registered) => self.misbehaved(
+                from.clone(),
+                Some(sent),
+                None,
+                Misbehavior::DialectChanged { registered, sent: dialect },
+            ),
+        }
+        None
+    }
+
+    /// The slab index of `service`, added if it is new; `None` if it is new
+    /// and `max_services` are known already.
+    pub(super) fn service_slot(&mut self, service: &Bytes) -> Option<usize> {
+        match self.services.id(service) {
+            Some(sid) => Some(sid),
+            None if self.services.len() >= self.config.max_services => None,
+            None => Some(self.services.insert(service.clone(), Service::new(self.seed, self.config.in_flight_limit()))),
+        }
+    }
+
+    pub(super) fn ready(&mut self, from: PeerId, dialect: Dialect, service: Bytes) {
+        if self.workers.contains_key(&from) {
+            return self.misbehaved(from, Some(Command::Ready), None, Misbehavior::ReadyTwice);
+        }
+        if service.starts_with(MMI_PREFIX) {
+            return self.misbehaved(from, Some(Command::Ready), Some(dialect), Misbehavior::ReservedService);
+        }
+        let slot = if self.workers.len() >= self.config.max_workers {
+            Err(Limit::Workers)
+        } else if service.len() > self.config.max_service_name_bytes {
+            Err(Limit::ServiceName)
+        } else {
+            match self.service_slot(&service) {
+                Some(sid) => Ok(sid),
+                // A real worker before made-up names: make room.
+                None if self.evict_workerless() => self.service_slot(&service).ok_or(Limit::Services),
+                None => Err(Limit::Services),
+            }
+        };
+        let service_id = match slot {
+            Ok(sid) => sid,
+            Err(limit) => {
+                self.send(from.clone(), dialect, BrokerCommand::Disconnect);
+                return self.limit_hit(from, limit);
+            }
+        };
+        // The worker keeps the service's own name, not this message's copy.
+        let Some((name, s)) = self.services.entry_at_mut(service_id) else { return };
+        let service = name.clone();
+        s.workers += 1;
+        s.workerless = None;
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let now = self.now;
+        let mut rec = WorkerRec {
+            service: service.clone(),
+            service_id,
+            dialect,
+            gen,
+            last_heard: now,
+            next_heartbeat: add_saturating(now, self.config.heartbeat_interval),
+            timer_at: now,
+            idle_token: None,
+            job: None,
+        };
+        rec.timer_at = rec.next_deadline(&self.config);
+        self.worker_timers.push(rec.timer_at, (from.clone(), gen));
+        let worker = self.workers.insert(from.clone(), rec);
+        self.events.push_back(BrokerEvent::WorkerReady { worker: from, service, dialect });
+        self.make_idle(worker);
+        self.dispatch(service_id, None);
+    }
+
+    /// Forgets a worker. Its request, if it held one, goes back to the head
+    /// of its service's queue (unless PARTIALs of it reached the client).
+    pub(super) fn remove_worker(&mut self, id: &PeerId, reason: GoneReason, farewell: Farewell) {
+        let Some(w) = self.workers.remove(id) else { return };
+        if farewell == Farewell::Disconnect {
+            self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
+        }
+        if reason == GoneReason::Expired {
+            self.stats.workers_expired += 1;
+        }
+        self.unlink(&w);
+        let sid = w.service_id;
+        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service, reason });
+        if let Some(job) = w.job {
+            let job = *job;
+            self.release_held(sid, job.charge());
+            self.requeue(sid, job.request, job.progress);
+        }
+        self.dispatch(sid, None);
+    }
+
+    /// Shutdown's removal: DISCONNECT, and the request is dropped, not
+    /// re-queued.
+    pub(super) fn remove_worker_quiet(&mut self, id: &PeerId, reason: GoneReason) {
+        let Some(w) = self.workers.remove(id) else { return };
+        self.send(id.clone(), w.dialect, BrokerCommand::Disconnect);
+        self.unlink(&w);
+        self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service.clone(), reason });
+        if let Some(job) = w.job {
+            self.release_held(w.service_id, job.charge());
+            self.stats.dropped += 1;
+            let (client, service) = (job.request.client, w.service);
+            self.events.push_back(BrokerEvent::RequestDropped { client, service, reason: DropReason::Shutdown });
+        }
+    }
+
+    /// Removes a forgotten worker from its service's counts and idle list.
+    pub(super) fn unlink(&mut self, w: &WorkerRec) {
+        if w.job.is_some() {
+            self.busy_workers -= 1;
+        }
+        let Some(s) = self.services.at_mut(w.service_id) else { return };
+        s.workers -= 1;
+        let workerless = s.workers == 0;
+        if w.idle_token.is_some() {
+            let workers = &self.workers;
+            s.forget_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)));
+        }
+        if workerless {
+            self.mark_workerless(w.service_id);
+        }
     }
 }
