@@ -24,11 +24,20 @@
 //! [`BrokerConfig::max_in_flight_per_client`]), so their replies may come
 //! back in another order than the requests: see the `service` module's
 //! notes on fairness and order.
+//!
+//! The code is split by what each part handles: `request` (a client's
+//! request and its limits), `dispatch` (requests to idle workers and back),
+//! `reply` (a worker's answer, joined for MDP/0.1 clients), `worker`
+//! (registration and removal), `timers`, `mmi`, `eviction` (services without
+//! workers), and `service` (one service's queues and idle list).
 
 mod config;
+mod dispatch;
 mod event;
 mod eviction;
 mod mmi;
+mod reply;
+mod request;
 mod service;
 mod timers;
 mod worker;
@@ -42,11 +51,10 @@ pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbeha
 
 use crate::hash::Seeded;
 use crate::slab::Slab;
-use crate::time::{add_saturating, DeadlineQueue};
+use crate::time::DeadlineQueue;
 use crate::{BrokerCommand, Command, ConfigError, Dialect, Multipart, PeerCommand, PeerId};
-use mmi::MMI_PREFIX;
-use service::{frames_charge, Request, Service};
-use worker::{Job, Progress, WorkerRec};
+use service::Service;
+use worker::WorkerRec;
 
 /// A message for the transport to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,75 +282,6 @@ impl Broker {
         next.map(|t| t.max(self.now))
     }
 
-    // ---- clients ----
-
-    fn client_request(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
-        self.stats.requests_received += 1;
-        if service.starts_with(MMI_PREFIX) {
-            return self.mmi(client, dialect, service, body);
-        }
-        if service.len() > self.config.max_service_name_bytes {
-            return self.limit_hit(client, Limit::ServiceName);
-        }
-        let queued_total = self.queued;
-        let bytes_total = self.queued_bytes + self.held_bytes;
-        let charge = Request::charge(&client, &body);
-        let Some(sid) = self.service_slot(&service) else { return self.limit_hit(client, Limit::Services) };
-        let Some((name, s)) = self.services.entry_at_mut(sid) else { return };
-        // The byte budget counts requests at workers as well as queued ones,
-        // so it applies to a request an idle worker would take at once too.
-        let over_bytes = if s.bytes() + charge > self.config.max_queued_bytes_per_service {
-            Some(Limit::QueuedBytesPerService)
-        } else if bytes_total + charge > self.config.max_queued_bytes {
-            Some(Limit::QueuedBytes)
-        } else {
-            None
-        };
-        if let Some(limit) = over_bytes {
-            self.forget_if_unused(sid);
-            return self.limit_hit(client, limit);
-        }
-        // A request an idle worker takes at once never waits in a queue, so
-        // a full queue does not refuse it, and it skips the queue. A queue
-        // pushed *past* its limit by re-queued requests refuses even that
-        // one: otherwise each such request could be re-queued in turn, and
-        // the requests held (queued or at workers) would grow past
-        // max_queue_total + max_workers.
-        let over = s.queued > self.config.max_queue_per_service || queued_total > self.config.max_queue_total;
-        let at_once = !over && s.begin_at_once(&client);
-        let limit = if at_once {
-            None
-        } else if s.queued >= self.config.max_queue_per_service {
-            Some(Limit::QueuePerService)
-        } else if queued_total >= self.config.max_queue_total {
-            Some(Limit::QueueTotal)
-        } else {
-            None
-        };
-        if let Some(limit) = limit {
-            self.forget_if_unused(sid);
-            return self.limit_hit(client, limit);
-        }
-        let deadline = add_saturating(self.now, self.config.request_timeout);
-        let request = Request { client: client.clone(), dialect, body, deadline, dispatches: 0, charge };
-        let first = if at_once {
-            Some(request)
-        } else {
-            // The timer holds the service's own name, not this message's
-            // copy of it.
-            if let Some(at) = s.enqueue(request) {
-                self.request_timers.push(at, (name.clone(), client));
-            }
-            self.queued += 1;
-            self.queued_bytes += charge;
-            if s.workers == 0 && s.workerless.is_none() {
-                self.mark_workerless(sid);
-            }
-            None
-        };
-        self.dispatch(sid, first);
-    }
-
     /// Sends a reply part to a client in its dialect.
     fn send_client(&mut self, to: PeerId, dialect: Dialect, service: &Bytes, part: Part, body: Multipart) {
         let service = (dialect != Dialect::Majortomo).then(|| service.clone());
@@ -360,213 +299,6 @@ impl Broker {
             // builds a command its peer's dialect cannot carry.
             Err(e) => debug_assert!(false, "broker built an unencodable command: {e}"),
         }
-    }
-
-    fn worker_reply(&mut self, from: PeerId, dialect: Dialect, client: Bytes, body: Multipart, part: Part) {
-        let is_final = part == Part::Final;
-        let sent = match part {
-            Part::Partial => Command::Partial,
-            Part::Final => Command::Final,
-        };
-        let limits = (self.config.max_message_frames, self.config.max_message_bytes);
-        let Some(wid) = self.known_worker(&from, dialect, sent) else { return };
-        let Some(w) = self.workers.at_mut(wid) else { return };
-        let service = w.service.clone();
-        let sid = w.service_id;
-        let Some(job) = w.job.as_mut().filter(|j| j.request.client.0 == client) else {
-            return self.misbehaved(from, Some(sent), None, Misbehavior::NotServingClient);
-        };
-        let to = job.request.client.clone();
-        let client_dialect = job.request.dialect;
-        if job.discarding {
-            if is_final {
-                self.finish_job(wid);
-            }
-            return;
-        }
-        if client_dialect == Dialect::V01 {
-            // 0.1 has one REPLY per request: join the parts.
-            job.joined_bytes += body.iter().map(Bytes::len).sum::<usize>();
-            // A PARTIAL is held until the FINAL, so it takes its share of
-            // the byte budget; a FINAL goes out at once.
-            let cost = if is_final { 0 } else { frames_charge(&body) };
-            let service_bytes = self.services.at(sid).map_or(0, Service::bytes);
-            let reason = if job.joined.len() + body.len() > limits.0 || job.joined_bytes > limits.1 {
-                Some(DropReason::ReplyTooLarge)
-            } else if cost > 0 && service_bytes + cost > self.config.max_queued_bytes_per_service {
-                Some(DropReason::ReplyOverBudget(Limit::QueuedBytesPerService))
-            } else if cost > 0 && self.queued_bytes + self.held_bytes + cost > self.config.max_queued_bytes {
-                Some(DropReason::ReplyOverBudget(Limit::QueuedBytes))
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                job.discarding = true;
-                job.joined = Vec::new();
-                let freed = std::mem::take(&mut job.joined_charge);
-                self.release_held(sid, freed);
-                self.stats.dropped += 1;
-                self.events.push_back(BrokerEvent::RequestDropped { client: to, service, reason });
-                if is_final {
-                    self.finish_job(wid);
-                }
-                return;
-            }
-            job.joined_charge += cost;
-            if job.joined.is_empty() {
-                // The usual case, no PARTIAL before: the FINAL's own frames
-                // (and buffer) become the REPLY.
-                job.joined = body;
-            } else {
-                job.joined.extend(body);
-            }
-            if !is_final {
-                self.held_bytes += cost;
-                if let Some(s) = self.services.at_mut(sid) {
-                    s.held_bytes += cost;
-                }
-                return;
-            }
-            let joined = std::mem::take(&mut job.joined);
-            self.stats.replies_sent += 1;
-            self.send_client(to, client_dialect, &service, Part::Final, joined);
-        } else if is_final {
-            self.stats.replies_sent += 1;
-            self.send_client(to, client_dialect, &service, Part::Final, body);
-        } else {
-            job.progress = Progress::Streamed;
-            return self.send_client(to, client_dialect, &service, Part::Partial, body);
-        }
-        self.finish_job(wid);
-    }
-
-    /// The request of the worker at slab index `wid` is answered: the
-    /// worker goes idle and the client's next request to this service may
-    /// go.
-    fn finish_job(&mut self, wid: usize) {
-        let Some(w) = self.workers.at_mut(wid) else { return };
-        let Some(job) = w.job.take() else { return };
-        let sid = w.service_id;
-        self.busy_workers -= 1;
-        self.make_idle(wid);
-        let charge = job.charge();
-        self.held_bytes -= charge;
-        let Some(s) = self.services.at_mut(sid) else { return };
-        s.held_bytes -= charge;
-        s.finish(job.request.client);
-        // With nothing queued there is nothing to hand out, and the service
-        // (which has this worker) stays: dispatch would do nothing.
-        if s.queued > 0 {
-            self.dispatch(sid, None);
-        }
-    }
-
-    fn make_idle(&mut self, wid: usize) {
-        let token = self.next_seq;
-        self.next_seq += 1;
-        let Some(w) = self.workers.at_mut(wid) else { return };
-        w.idle_token = Some(token);
-        if let Some(s) = self.services.at_mut(w.service_id) {
-            s.push_idle(wid, token);
-        }
-    }
-
-    /// Hands `first` (a request already marked in flight, see
-    /// `Service::begin_at_once`), then queued requests of the service at
-    /// slab index `sid`, to its idle workers; forgets the service if nothing
-    /// refers to it any more.
-    fn dispatch(&mut self, sid: usize, mut first: Option<Request>) {
-        let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
-        loop {
-            let mut request = match first.take() {
-                Some(request) => request,
-                None if s.idle_workers() > 0 => match s.next_request() {
-                    Some(request) => {
-                        self.queued -= 1;
-                        self.queued_bytes -= request.charge;
-                        request
-                    }
-                    None => break,
-                },
-                None => break,
-            };
-            // The least recently used idle worker; stale entries (of workers
-            // that died) are skipped.
-            let idle = loop {
-                let Some((wid, token)) = s.pop_idle_entry() else { break None };
-                match self.workers.entry_at_mut(wid) {
-                    Some((id, w)) if w.idle_token == Some(token) => break Some((id, w)),
-                    _ => continue,
-                }
-            };
-            let Some((id, w)) = idle else {
-                // Unreachable while `idle_workers` is accurate; put it back.
-                let client = request.client.clone();
-                self.queued_bytes += request.charge;
-                if let Some(at) = s.requeue(request) {
-                    self.request_timers.push(at, (service.clone(), client));
-                }
-                self.queued += 1;
-                break;
-            };
-            s.took_idle();
-            s.held_bytes += request.charge;
-            self.held_bytes += request.charge;
-            request.dispatches += 1;
-            w.idle_token = None;
-            w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_interval);
-            let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
-            let client = request.client.clone();
-            w.job = Some(Job::new(request, self.now));
-            // A busy window shorter than the idle one moves the expiry earlier.
-            let deadline = w.next_deadline(&self.config);
-            if deadline < w.timer_at {
-                w.timer_at = deadline;
-                self.worker_timers.push(deadline, (id.clone(), w.gen));
-            }
-            self.busy_workers += 1;
-            self.stats.dispatched += 1;
-            self.events.push_back(BrokerEvent::RequestDispatched {
-                client,
-                service: service.clone(),
-                worker: id.clone(),
-            });
-            self.transmits.push_back(Transmit { to: id.clone(), frames });
-        }
-        if s.is_unused() {
-            self.services.remove_at(sid);
-        }
-    }
-
-    /// A request whose worker was lost: back to the head of the queue, or
-    /// dropped if part of its answer reached the client already,
-    /// if it has been dispatched too often, or if it is past its deadline.
-    fn requeue(&mut self, sid: usize, request: Request, progress: Progress) {
-        let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
-        let client = request.client.clone();
-        let event = if progress == Progress::Streamed {
-            s.finish(client.clone());
-            self.stats.dropped += 1;
-            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::PartlyAnswered }
-        } else if request.dispatches >= self.config.max_dispatches {
-            s.finish(client.clone());
-            self.stats.dropped += 1;
-            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::TooManyDispatches }
-        } else if request.deadline <= self.now {
-            s.finish(client.clone());
-            self.stats.expired += 1;
-            BrokerEvent::RequestExpired { client, service: service.clone() }
-        } else {
-            let dispatches = request.dispatches;
-            self.queued_bytes += request.charge;
-            if let Some(at) = s.requeue(request) {
-                self.request_timers.push(at, (service.clone(), client.clone()));
-            }
-            self.queued += 1;
-            self.stats.requeued += 1;
-            BrokerEvent::RequestRequeued { client, service: service.clone(), dispatches }
-        };
-        self.events.push_back(event);
     }
 
     // ---- bookkeeping ----
