@@ -16,14 +16,12 @@ impl Broker {
         let sid = w.service_id;
         self.busy_workers -= 1;
         self.make_idle(wid);
-        let charge = job.charge();
-        self.held_bytes -= charge;
         let Some(s) = self.services.at_mut(sid) else { return };
-        s.held_bytes -= charge;
+        s.release(job.charge(), &mut self.totals);
         s.finish(job.request.client);
         // With nothing queued there is nothing to hand out, and the service
         // (which has this worker) stays: dispatch would do nothing.
-        if s.queued > 0 {
+        if s.tally().queued() > 0 {
             self.dispatch(sid, None);
         }
     }
@@ -42,66 +40,86 @@ impl Broker {
     /// `Service::begin_at_once`), then queued requests of the service at
     /// slab index `sid`, to its idle workers; forgets the service if nothing
     /// refers to it any more.
-    pub(super) fn dispatch(&mut self, sid: usize, mut first: Option<Request>) {
-        let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
-        loop {
-            let mut request = match first.take() {
-                Some(request) => request,
-                None if s.idle_workers() > 0 => match s.next_request() {
-                    Some(request) => {
-                        self.queued -= 1;
-                        self.queued_bytes -= request.charge;
-                        request
-                    }
-                    None => break,
-                },
-                None => break,
-            };
-            // The least recently used idle worker; stale entries (of workers
-            // that died) are skipped.
-            let idle = loop {
-                let Some((wid, token)) = s.pop_idle_entry() else { break None };
-                match self.workers.entry_at_mut(wid) {
-                    Some((id, w)) if w.idle_token == Some(token) => break Some((id, w)),
-                    _ => continue,
-                }
-            };
-            let Some((id, w)) = idle else {
-                // Unreachable while `idle_workers` is accurate; put it back.
-                let client = request.client.clone();
-                self.queued_bytes += request.charge;
-                if let Some(at) = s.requeue(request) {
-                    self.request_timers.push(at, (service.clone(), client));
-                }
-                self.queued += 1;
-                break;
-            };
-            s.took_idle();
-            s.held_bytes += request.charge;
-            self.held_bytes += request.charge;
-            request.dispatches += 1;
-            w.idle_token = None;
-            w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_interval);
-            let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
-            let client = request.client.clone();
-            w.job = Some(Job::new(request, self.now));
-            // A busy window shorter than the idle one moves the expiry earlier.
-            let deadline = w.next_deadline(&self.config);
-            if deadline < w.timer_at {
-                w.timer_at = deadline;
-                self.worker_timers.push(deadline, (id.clone(), w.gen));
-            }
-            self.busy_workers += 1;
-            self.stats.dispatched += 1;
-            self.events.push_back(BrokerEvent::RequestDispatched {
-                client,
-                service: service.clone(),
-                worker: id.clone(),
-            });
-            self.transmits.push_back(Transmit { to: id.clone(), frames });
+    pub(super) fn dispatch(&mut self, sid: usize, first: Option<Request>) {
+        let mut more = match first {
+            Some(request) => self.dispatch_one(sid, request),
+            None => true,
+        };
+        while more {
+            let Some(request) = self.next_queued(sid) else { break };
+            more = self.dispatch_one(sid, request);
         }
-        if s.is_unused() {
-            self.services.remove_at(sid);
+        self.forget_if_unused(sid);
+    }
+
+    /// Hands `request` to the least recently used idle worker of the
+    /// service at slab index `sid`. False if it has none, which is
+    /// unreachable while its idle count is accurate: the request goes back.
+    fn dispatch_one(&mut self, sid: usize, request: Request) -> bool {
+        match self.take_idle(sid) {
+            Some(wid) => {
+                self.hand_over(wid, request);
+                true
+            }
+            None => {
+                self.put_back(sid, request);
+                false
+            }
+        }
+    }
+
+    /// The next queued request of the service at slab index `sid`, if it has
+    /// an idle worker to take it.
+    fn next_queued(&mut self, sid: usize) -> Option<Request> {
+        let s = self.services.at_mut(sid)?;
+        if s.idle_workers() == 0 {
+            return None;
+        }
+        s.next_request(&mut self.totals)
+    }
+
+    /// The service's least recently used idle worker, off its idle list.
+    fn take_idle(&mut self, sid: usize) -> Option<usize> {
+        let s = self.services.at_mut(sid)?;
+        let workers = &self.workers;
+        // An entry is stale if its worker left the list since (it died, and
+        // its slot may hold another worker by now).
+        s.take_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)))
+    }
+
+    /// Hands `request` to the worker at slab index `wid`, just taken off
+    /// its service's idle list.
+    fn hand_over(&mut self, wid: usize, mut request: Request) {
+        let Some((id, w)) = self.workers.entry_at_mut(wid) else { return };
+        if let Some(s) = self.services.at_mut(w.service_id) {
+            s.hold(request.charge, &mut self.totals);
+        }
+        request.dispatches += 1;
+        w.idle_token = None;
+        w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_interval);
+        let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
+        let client = request.client.clone();
+        w.job = Some(Job::new(request, self.now));
+        // A busy window shorter than the idle one moves the expiry earlier.
+        let deadline = w.next_deadline(&self.config);
+        if deadline < w.timer_at {
+            w.timer_at = deadline;
+            self.worker_timers.push(deadline, (id.clone(), w.gen));
+        }
+        self.busy_workers += 1;
+        self.stats.dispatched += 1;
+        let service = w.service.clone();
+        self.events.push_back(BrokerEvent::RequestDispatched { client, service, worker: id.clone() });
+        self.transmits.push_back(Transmit { to: id.clone(), frames });
+    }
+
+    /// Puts `request` back at the head of its queue in the service at slab
+    /// index `sid`.
+    fn put_back(&mut self, sid: usize, request: Request) {
+        let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
+        let client = request.client.clone();
+        if let Some(at) = s.requeue(request, &mut self.totals) {
+            self.request_timers.push(at, (service.clone(), client));
         }
     }
 
@@ -110,28 +128,27 @@ impl Broker {
     /// if it has been dispatched too often, or if it is past its deadline.
     pub(super) fn requeue(&mut self, sid: usize, request: Request, progress: Progress) {
         let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
-        let client = request.client.clone();
-        let event = if progress == Progress::Streamed {
-            s.finish(client.clone());
-            self.stats.dropped += 1;
-            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::PartlyAnswered }
+        let (client, service) = (request.client.clone(), service.clone());
+        let dropped = if progress == Progress::Streamed {
+            Some(DropReason::PartlyAnswered)
         } else if request.dispatches >= self.config.max_dispatches {
+            Some(DropReason::TooManyDispatches)
+        } else {
+            None
+        };
+        let event = if let Some(reason) = dropped {
             s.finish(client.clone());
             self.stats.dropped += 1;
-            BrokerEvent::RequestDropped { client, service: service.clone(), reason: DropReason::TooManyDispatches }
+            BrokerEvent::RequestDropped { client, service, reason }
         } else if request.deadline <= self.now {
             s.finish(client.clone());
             self.stats.expired += 1;
-            BrokerEvent::RequestExpired { client, service: service.clone() }
+            BrokerEvent::RequestExpired { client, service }
         } else {
             let dispatches = request.dispatches;
-            self.queued_bytes += request.charge;
-            if let Some(at) = s.requeue(request) {
-                self.request_timers.push(at, (service.clone(), client.clone()));
-            }
-            self.queued += 1;
+            self.put_back(sid, request);
             self.stats.requeued += 1;
-            BrokerEvent::RequestRequeued { client, service: service.clone(), dispatches }
+            BrokerEvent::RequestRequeued { client, service, dispatches }
         };
         self.events.push_back(event);
     }

@@ -31,10 +31,8 @@ impl Broker {
             let name = name.clone();
             let Some(mut s) = self.services.remove_at(sid) else { return false };
             // No workers, so no request of it is held: all are queued.
-            debug_assert_eq!(s.held_bytes, 0);
-            for r in s.drain_queued() {
-                self.queued -= 1;
-                self.queued_bytes -= r.charge;
+            debug_assert_eq!(s.tally().held_bytes(), 0);
+            for r in s.drain_queued(&mut self.totals) {
                 self.stats.dropped += 1;
                 let reason = DropReason::Evicted;
                 self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });

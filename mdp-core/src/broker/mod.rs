@@ -53,7 +53,7 @@ use crate::hash::Seeded;
 use crate::slab::Slab;
 use crate::time::DeadlineQueue;
 use crate::{BrokerCommand, Command, ConfigError, Dialect, Multipart, PeerCommand, PeerId};
-use service::Service;
+use service::{Service, Tally};
 use worker::WorkerRec;
 
 /// A message for the transport to send.
@@ -103,12 +103,8 @@ pub struct Broker {
     events: std::collections::VecDeque<BrokerEvent>,
     stats: BrokerStats,
     busy_workers: usize,
-    /// Requests queued across all services.
-    queued: usize,
-    /// Bytes charged for the requests queued across all services, and for
-    /// those workers hold with their joined PARTIALs.
-    queued_bytes: usize,
-    held_bytes: usize,
+    /// The sum of the services' tallies, written only by `Service`.
+    totals: Tally,
     /// Services without workers, by slab index and token, in the order they
     /// became worker-less: the eviction order. Stale entries (the service
     /// got a worker, or is gone) are skipped, and dropped when they
@@ -136,9 +132,7 @@ impl Broker {
             events: Default::default(),
             stats: BrokerStats::default(),
             busy_workers: 0,
-            queued: 0,
-            queued_bytes: 0,
-            held_bytes: 0,
+            totals: Tally::default(),
             workerless: Default::default(),
             next_gen: 0,
             next_seq: 0,
@@ -158,9 +152,9 @@ impl Broker {
             services: self.services.len(),
             idle_workers: self.workers.len() - self.busy_workers,
             busy_workers: self.busy_workers,
-            queued_requests: self.queued,
-            queued_bytes: self.queued_bytes,
-            held_bytes: self.held_bytes,
+            queued_requests: self.totals.queued(),
+            queued_bytes: self.totals.queued_bytes(),
+            held_bytes: self.totals.held_bytes(),
             ..self.stats
         }
     }
@@ -246,15 +240,14 @@ impl Broker {
         names.sort();
         for name in names {
             let Some(mut s) = self.services.remove(&name) else { continue };
-            for r in s.drain_queued() {
+            for r in s.drain_queued(&mut self.totals) {
                 self.stats.dropped += 1;
                 let reason = DropReason::Shutdown;
                 self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
             }
         }
-        self.queued = 0;
-        self.queued_bytes = 0;
-        self.held_bytes = 0;
+        // Every request was dropped, and every service forgotten.
+        debug_assert_eq!(self.totals, Tally::default());
         self.workerless.clear();
         self.request_timers = DeadlineQueue::default();
         self.worker_timers = DeadlineQueue::default();
@@ -336,11 +329,18 @@ impl Broker {
         }
     }
 
+    /// Bytes the service at slab index `sid` now holds at a worker, on top
+    /// of what it held.
+    fn hold(&mut self, sid: usize, bytes: usize) {
+        if let Some(s) = self.services.at_mut(sid) {
+            s.hold(bytes, &mut self.totals);
+        }
+    }
+
     /// Bytes the service at slab index `sid` no longer holds at a worker.
     fn release_held(&mut self, sid: usize, bytes: usize) {
-        self.held_bytes -= bytes;
         if let Some(s) = self.services.at_mut(sid) {
-            s.held_bytes -= bytes;
+            s.release(bytes, &mut self.totals);
         }
     }
 

@@ -59,6 +59,42 @@ pub(crate) fn frames_charge(frames: &Multipart) -> usize {
     frames.iter().map(|f| f.len() + BrokerConfig::FRAME_OVERHEAD).sum()
 }
 
+/// Requests queued, and the bytes charged for them and for those workers
+/// hold: of one service, or summed over the broker's services.
+///
+/// Each service keeps its own, and the broker keeps the sum. Only the
+/// service's queue methods below write either, always both at once, so the
+/// sum cannot drift from its parts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    queued: usize,
+    queued_bytes: usize,
+    held_bytes: usize,
+}
+
+impl Tally {
+    /// Requests waiting in a queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Bytes charged for the queued requests.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Bytes charged for the requests workers hold, and for the PARTIALs
+    /// being joined for MDP/0.1 clients.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Bytes charged, queued and held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.queued_bytes + self.held_bytes
+    }
+}
+
 /// One client's requests to one service.
 #[derive(Debug, Default)]
 struct ClientQueue {
@@ -151,12 +187,9 @@ pub(crate) struct Service {
     /// turn order.
     turns: Turns,
     clients: Map<PeerId, ClientQueue>,
-    pub(crate) queued: usize,
-    /// Bytes charged for the queued requests (kept here).
-    pub(crate) queued_bytes: usize,
-    /// Bytes charged for the requests this service's workers hold and the
-    /// PARTIALs being joined (kept by the broker, which owns the workers).
-    pub(crate) held_bytes: usize,
+    /// What this service queues and holds; written only together with the
+    /// broker's sum, by the methods below.
+    tally: Tally,
     /// Set while the service has no workers: its token in the broker's
     /// queue of worker-less services, oldest first, the eviction order.
     /// Entries whose token no longer matches are stale.
@@ -174,9 +207,7 @@ impl Service {
             idle_live: 0,
             turns: Turns::default(),
             clients: Map::with_hasher(seed),
-            queued: 0,
-            queued_bytes: 0,
-            held_bytes: 0,
+            tally: Tally::default(),
             workerless: None,
             max_in_flight: max_in_flight.max(1),
         }
@@ -184,12 +215,41 @@ impl Service {
 
     /// Nothing refers to this service any more; it can be forgotten.
     pub(crate) fn is_unused(&self) -> bool {
-        self.workers == 0 && self.queued == 0 && self.clients.is_empty()
+        self.workers == 0 && self.tally.queued == 0 && self.clients.is_empty()
     }
 
-    /// Bytes charged for this service's requests, queued and held.
-    pub(crate) fn bytes(&self) -> usize {
-        self.queued_bytes + self.held_bytes
+    /// What this service queues and holds.
+    pub(crate) fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// A request charged `charge` joined a queue.
+    fn count_queued(&mut self, charge: usize, total: &mut Tally) {
+        for t in [&mut self.tally, total] {
+            t.queued += 1;
+            t.queued_bytes += charge;
+        }
+    }
+
+    /// A request charged `charge` left a queue.
+    fn count_unqueued(&mut self, charge: usize, total: &mut Tally) {
+        for t in [&mut self.tally, total] {
+            t.queued -= 1;
+            t.queued_bytes -= charge;
+        }
+    }
+
+    /// A worker of this service now holds `bytes` more: a request, or a
+    /// PARTIAL joined for an MDP/0.1 client.
+    pub(crate) fn hold(&mut self, bytes: usize, total: &mut Tally) {
+        self.tally.held_bytes += bytes;
+        total.held_bytes += bytes;
+    }
+
+    /// A worker of this service no longer holds `bytes`.
+    pub(crate) fn release(&mut self, bytes: usize, total: &mut Tally) {
+        self.tally.held_bytes -= bytes;
+        total.held_bytes -= bytes;
     }
 
     pub(crate) fn idle_workers(&self) -> usize {
@@ -201,16 +261,16 @@ impl Service {
         self.idle_live += 1;
     }
 
-    /// Pops the least recently used idle-list entry, live or stale. The
-    /// caller checks it against the worker's token and, if it is live,
-    /// calls [`took_idle`](Self::took_idle).
-    pub(crate) fn pop_idle_entry(&mut self) -> Option<(usize, u64)> {
-        self.idle.pop_front()
-    }
-
-    /// The entry just popped was live: one idle worker fewer.
-    pub(crate) fn took_idle(&mut self) {
-        self.idle_live -= 1;
+    /// Takes the least recently used idle worker off the list, skipping
+    /// stale entries (`live` tells them apart by the worker's token).
+    pub(crate) fn take_idle(&mut self, mut live: impl FnMut(usize, u64) -> bool) -> Option<usize> {
+        while let Some((worker, token)) = self.idle.pop_front() {
+            if live(worker, token) {
+                self.idle_live -= 1;
+                return Some(worker);
+            }
+        }
+        None
     }
 
     /// An idle worker died: its entry is now stale. Compacts the list when
@@ -244,7 +304,7 @@ impl Service {
 
     /// Queues a request at the back of its client's FIFO. Returns the time
     /// for a new expiry timer entry of the queue, if it needs one.
-    pub(crate) fn enqueue(&mut self, mut request: Request) -> Option<Instant> {
+    pub(crate) fn enqueue(&mut self, mut request: Request, total: &mut Tally) -> Option<Instant> {
         // The frames' buffer still has room for the header frames decoding
         // removed: 32 bytes a frame that a waiting request need not hold.
         request.body.shrink_to_fit();
@@ -256,36 +316,36 @@ impl Service {
             // push would make room for.
             q.requests.reserve_exact(1);
         }
-        self.queued_bytes += request.charge;
+        let charge = request.charge;
         q.requests.push_back(request);
-        self.queued += 1;
         let timer = q.arm(deadline);
         if q.in_flight < self.max_in_flight {
             self.turns.give(&client, q, Place::Back);
         }
+        self.count_queued(charge, total);
         timer
     }
 
     /// Puts a request whose worker was lost back at the head of the queue:
     /// first in its client's FIFO, and its client first in turn. Returns the
     /// time for a new expiry timer entry of the queue, if it needs one.
-    pub(crate) fn requeue(&mut self, request: Request) -> Option<Instant> {
+    pub(crate) fn requeue(&mut self, request: Request, total: &mut Tally) -> Option<Instant> {
         let client = request.client.clone();
         let q = self.clients.entry(client.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
         let deadline = request.deadline;
-        self.queued_bytes += request.charge;
+        let charge = request.charge;
         q.requests.push_front(request);
-        self.queued += 1;
         let timer = q.arm(deadline);
         self.turns.give(&client, q, Place::Front);
+        self.count_queued(charge, total);
         timer
     }
 
     /// The next request to dispatch: the front of the queue of the next
     /// client in turn. Counts it in flight; the client goes to the back of
     /// the ring if it has more queued and room for more in flight.
-    pub(crate) fn next_request(&mut self) -> Option<Request> {
+    pub(crate) fn next_request(&mut self, total: &mut Tally) -> Option<Request> {
         while let Some((client, token)) = self.turns.ring.pop_front() {
             let Some(q) = self.clients.get_mut(&client) else { continue };
             if q.turn != Some(token) {
@@ -303,14 +363,13 @@ impl Service {
                 continue;
             };
             q.in_flight += 1;
-            self.queued -= 1;
-            self.queued_bytes -= request.charge;
             if q.requests.is_empty() {
                 // Nothing left to expire: the timer entry goes stale.
                 q.timer_at = None;
             } else if q.in_flight < self.max_in_flight {
                 self.turns.give(&client, q, Place::Back);
             }
+            self.count_unqueued(request.charge, total);
             return Some(request);
         }
         None
@@ -351,6 +410,7 @@ impl Service {
         at: Instant,
         now: Instant,
         expired: &mut Vec<Request>,
+        total: &mut Tally,
     ) -> Option<Instant> {
         let q = self.clients.get_mut(client)?;
         if q.timer_at != Some(at) {
@@ -359,8 +419,11 @@ impl Service {
         q.timer_at = None;
         while q.requests.front().is_some_and(|r| r.deadline <= now) {
             if let Some(r) = q.requests.pop_front() {
-                self.queued -= 1;
-                self.queued_bytes -= r.charge;
+                // `count_unqueued`, on the fields: `q` borrows the client map.
+                for t in [&mut self.tally, &mut *total] {
+                    t.queued -= 1;
+                    t.queued_bytes -= r.charge;
+                }
                 expired.push(r);
             }
         }
@@ -386,9 +449,11 @@ impl Service {
 
     /// Empties every queue (for shutdown and eviction, when no worker holds
     /// a request of this service).
-    pub(crate) fn drain_queued(&mut self) -> impl Iterator<Item = Request> + '_ {
-        self.queued = 0;
-        self.queued_bytes = 0;
+    pub(crate) fn drain_queued(&mut self, total: &mut Tally) -> impl Iterator<Item = Request> + '_ {
+        total.queued -= self.tally.queued;
+        total.queued_bytes -= self.tally.queued_bytes;
+        self.tally.queued = 0;
+        self.tally.queued_bytes = 0;
         self.turns = Turns::default();
         self.clients.drain().flat_map(|(_, q)| q.requests)
     }

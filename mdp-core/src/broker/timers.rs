@@ -36,12 +36,10 @@ impl Broker {
     pub(super) fn request_timer(&mut self, service: Bytes, client: PeerId, at: Instant) {
         let Some((sid, s)) = self.services.get_full_mut(&service) else { return };
         let mut expired = Vec::new();
-        if let Some(next) = s.expire(&client, at, self.now, &mut expired) {
+        if let Some(next) = s.expire(&client, at, self.now, &mut expired, &mut self.totals) {
             self.request_timers.push(next, (service.clone(), client));
         }
         for r in expired {
-            self.queued -= 1;
-            self.queued_bytes -= r.charge;
             self.stats.expired += 1;
             self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
         }
@@ -58,7 +56,7 @@ impl Broker {
         }
         // A queue has at most one live entry, and only while it holds
         // requests: rebuild from the queues when stale entries pile up.
-        if self.request_timers.len() > 2 * self.queued + 64 {
+        if self.request_timers.len() > 2 * self.totals.queued() + 64 {
             let mut live = DeadlineQueue::default();
             for (name, s) in self.services.iter() {
                 for (at, client) in s.timers() {

@@ -6,8 +6,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::mmi::MMI_PREFIX;
-use super::service::{Request, Service};
-use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior};
+use super::service::{frames_charge, Request, Service};
+use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior, Part};
 use crate::time::add_saturating;
 use crate::{BrokerCommand, Command, Dialect, Multipart, PeerId};
 
@@ -56,6 +56,18 @@ pub(crate) struct Job {
     pub(crate) progress: Progress,
 }
 
+/// What a part of a reply for an MDP/0.1 client came to, once joined.
+#[derive(Debug)]
+pub(crate) enum Joined {
+    /// A PARTIAL, held until the FINAL: its worker holds `cost` bytes more.
+    Held { cost: usize },
+    /// The FINAL: the whole reply, to go out as the one REPLY.
+    Reply(Multipart),
+    /// Past a limit: what was joined is thrown away, and so is the rest of
+    /// the reply as it comes. `freed` bytes are no longer held.
+    Dropped { reason: DropReason, freed: usize },
+}
+
 /// How much of a job's answer its client has seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -80,6 +92,47 @@ impl Job {
         })
     }
 
+    /// Joins `body`, a PARTIAL or the FINAL, into the one REPLY that MDP/0.1
+    /// allows. The joined reply is held to the message limits
+    /// `(max frames, max bytes)`; `over_budget(cost)` says which byte limit
+    /// holding `cost` bytes more would break.
+    pub(crate) fn join(
+        &mut self,
+        body: Multipart,
+        part: Part,
+        limits: (usize, usize),
+        over_budget: impl FnOnce(usize) -> Option<Limit>,
+    ) -> Joined {
+        self.joined_bytes += body.iter().map(Bytes::len).sum::<usize>();
+        // A PARTIAL is held until the FINAL, so it takes its share of the
+        // byte budget; a FINAL goes out at once.
+        let cost = if part == Part::Final { 0 } else { frames_charge(&body) };
+        let reason = if self.joined.len() + body.len() > limits.0 || self.joined_bytes > limits.1 {
+            Some(DropReason::ReplyTooLarge)
+        } else if cost > 0 {
+            over_budget(cost).map(DropReason::ReplyOverBudget)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.discarding = true;
+            self.joined = Vec::new();
+            return Joined::Dropped { reason, freed: std::mem::take(&mut self.joined_charge) };
+        }
+        self.joined_charge += cost;
+        if self.joined.is_empty() {
+            // The usual case, no PARTIAL before: the FINAL's own frames (and
+            // buffer) become the REPLY.
+            self.joined = body;
+        } else {
+            self.joined.extend(body);
+        }
+        match part {
+            Part::Partial => Joined::Held { cost },
+            Part::Final => Joined::Reply(std::mem::take(&mut self.joined)),
+        }
+    }
+
     /// Everything this job holds is charged: the request and the PARTIALs
     /// joined so far.
     pub(crate) fn charge(&self) -> usize {
@@ -88,6 +141,31 @@ impl Job {
 }
 
 impl WorkerRec {
+    /// A worker of `service` (at slab index `service_id`) that registered
+    /// at `now`, idle, with its first timer deadline in `timer_at`.
+    pub(crate) fn new(
+        service: Bytes,
+        service_id: usize,
+        dialect: Dialect,
+        gen: u64,
+        now: Instant,
+        config: &BrokerConfig,
+    ) -> Self {
+        let mut rec = WorkerRec {
+            service,
+            service_id,
+            dialect,
+            gen,
+            last_heard: now,
+            next_heartbeat: add_saturating(now, config.heartbeat_interval),
+            timer_at: now,
+            idle_token: None,
+            job: None,
+        };
+        rec.timer_at = rec.next_deadline(config);
+        rec
+    }
+
     /// When the worker is removed if it stays silent.
     pub(crate) fn expires_at(&self, config: &BrokerConfig) -> Instant {
         let window = if self.job.is_some() { config.busy_timeout() } else { config.idle_worker_timeout() };
@@ -150,19 +228,7 @@ impl Broker {
         if service.starts_with(MMI_PREFIX) {
             return self.misbehaved(from, Some(Command::Ready), Some(dialect), Misbehavior::ReservedService);
         }
-        let slot = if self.workers.len() >= self.config.max_workers {
-            Err(Limit::Workers)
-        } else if service.len() > self.config.max_service_name_bytes {
-            Err(Limit::ServiceName)
-        } else {
-            match self.service_slot(&service) {
-                Some(sid) => Ok(sid),
-                // A real worker before made-up names: make room.
-                None if self.evict_workerless() => self.service_slot(&service).ok_or(Limit::Services),
-                None => Err(Limit::Services),
-            }
-        };
-        let service_id = match slot {
+        let service_id = match self.worker_slot(&service) {
             Ok(sid) => sid,
             Err(limit) => {
                 self.send(from.clone(), dialect, BrokerCommand::Disconnect);
@@ -174,26 +240,30 @@ impl Broker {
         let service = name.clone();
         s.workers += 1;
         s.workerless = None;
-        let gen = self.next_gen;
+        let rec = WorkerRec::new(service.clone(), service_id, dialect, self.next_gen, self.now, &self.config);
         self.next_gen += 1;
-        let now = self.now;
-        let mut rec = WorkerRec {
-            service: service.clone(),
-            service_id,
-            dialect,
-            gen,
-            last_heard: now,
-            next_heartbeat: add_saturating(now, self.config.heartbeat_interval),
-            timer_at: now,
-            idle_token: None,
-            job: None,
-        };
-        rec.timer_at = rec.next_deadline(&self.config);
-        self.worker_timers.push(rec.timer_at, (from.clone(), gen));
+        self.worker_timers.push(rec.timer_at, (from.clone(), rec.gen));
         let worker = self.workers.insert(from.clone(), rec);
         self.events.push_back(BrokerEvent::WorkerReady { worker: from, service, dialect });
         self.make_idle(worker);
         self.dispatch(service_id, None);
+    }
+
+    /// The slab index of the service a new worker registers for, if the
+    /// limits let it.
+    fn worker_slot(&mut self, service: &Bytes) -> Result<usize, Limit> {
+        if self.workers.len() >= self.config.max_workers {
+            Err(Limit::Workers)
+        } else if service.len() > self.config.max_service_name_bytes {
+            Err(Limit::ServiceName)
+        } else {
+            match self.service_slot(service) {
+                Some(sid) => Ok(sid),
+                // A real worker before made-up names: make room.
+                None if self.evict_workerless() => self.service_slot(service).ok_or(Limit::Services),
+                None => Err(Limit::Services),
+            }
+        }
     }
 
     /// Forgets a worker. Its request, if it held one, goes back to the head
