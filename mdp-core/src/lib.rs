@@ -112,6 +112,7 @@ pub mod client;
 pub mod codec;
 mod config;
 mod hash;
+mod lazy;
 mod peer;
 mod rng;
 mod slab;

@@ -9,8 +9,9 @@
 //!
 //! An index stays valid while its entry lives. When an entry is removed its
 //! slot is reused by a later insert, so a link that may outlive its target
-//! must be checked against something the target holds (the broker's idle
-//! list entries carry the worker's idle token, which is never reused).
+//! must be checked against something the target holds: the broker's lazy
+//! queues (`crate::lazy`) name records by slot and token, and a record
+//! keeps the token of its live entry.
 //! Storage is bounded by the most entries ever held at once: free slots are
 //! reused before the `Vec` grows.
 
@@ -129,20 +130,21 @@ impl<K: Hash + Eq + Clone, V> Slab<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let id = self.ids.remove(key)?;
-        self.free_slot(id)
+        self.free_slot(id).map(|(_, v)| v)
     }
 
-    /// Removes the entry at index `id`, if that slot is in use.
-    pub(crate) fn remove_at(&mut self, id: usize) -> Option<V> {
+    /// Removes the entry at index `id`, if that slot is in use, and returns
+    /// its key and value.
+    pub(crate) fn remove_at(&mut self, id: usize) -> Option<(K, V)> {
         let (key, _) = self.slots.get(id)?.as_ref()?;
         self.ids.remove(key);
         self.free_slot(id)
     }
 
-    fn free_slot(&mut self, id: usize) -> Option<V> {
-        let (_, v) = self.slots.get_mut(id)?.take()?;
+    fn free_slot(&mut self, id: usize) -> Option<(K, V)> {
+        let entry = self.slots.get_mut(id)?.take()?;
         self.free.push(id);
-        Some(v)
+        Some(entry)
     }
 
     /// Every entry, in index order.
@@ -172,7 +174,7 @@ mod tests {
         assert_eq!(s.at(a), None);
         assert_eq!(s.id(&1), None);
         assert_eq!(s.insert(3, "c"), a, "a free slot is reused before growing");
-        assert_eq!(s.remove_at(b), Some("b"));
+        assert_eq!(s.remove_at(b), Some((2, "b")));
         assert_eq!(s.remove_at(b), None);
         assert_eq!(s.len(), 1);
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![(&3, &"c")]);

@@ -4,19 +4,22 @@
 //! of requests to a service, not one per request: a queue is in deadline
 //! order, so only its front can be due) and move often (every message from a
 //! worker pushes its expiry later). Re-keying a heap on every message would
-//! cost O(log n) each time, so this queue is *lazy*: an entry may be stale,
-//! and its owner checks on [`pop_due`] whether it still means anything,
-//! re-inserting it with the real deadline if that moved later. Each live
-//! timer has one live entry, so a tick costs O(log n) per timer that is
-//! actually due and never scans every timer. Stale entries are dropped when
-//! they outnumber live ones (the broker's `compact_timers`), so the queue
-//! stays proportional to what the broker holds.
+//! cost O(log n) each time, so this queue is *lazy* (`crate::lazy`): each
+//! push issues a [`Token`], the timer's owner keeps the token of its live
+//! entry, and on [`pop_due`] the owner checks whether the entry is still
+//! the live one, pushing a new entry if the real deadline moved later. Each
+//! live timer has one live entry, so a tick costs O(log n) per timer that
+//! is actually due and never scans every timer. Stale entries are swept out
+//! when they outnumber live ones (the broker's `compact_timers`), so the
+//! queue stays proportional to what the broker holds.
 //!
 //! [`pop_due`]: DeadlineQueue::pop_due
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+use crate::lazy::{compaction_due, Token, Tokens};
 
 /// `at + d`, or the latest instant after `at` that can be represented if that
 /// overflows: a timer set so far away never fires in practice, and an
@@ -37,47 +40,82 @@ pub(crate) fn add_saturating(at: Instant, d: Duration) -> Instant {
     t
 }
 
-/// A min-heap of `(deadline, key)`, with stale entries allowed.
+/// One entry: ordered by deadline, then by token, which is unique, so keys
+/// are never compared.
 #[derive(Debug)]
-pub(crate) struct DeadlineQueue<K: Ord> {
-    heap: BinaryHeap<Reverse<(Instant, K)>>,
+struct Entry<K> {
+    at: Instant,
+    token: Token,
+    key: K,
 }
 
-impl<K: Ord> Default for DeadlineQueue<K> {
-    fn default() -> Self {
-        DeadlineQueue { heap: BinaryHeap::new() }
+impl<K> PartialEq for Entry<K> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.token) == (other.at, other.token)
     }
 }
 
-impl<K: Ord> DeadlineQueue<K> {
-    /// Adds an entry.
-    pub(crate) fn push(&mut self, at: Instant, key: K) {
-        self.heap.push(Reverse((at, key)));
+impl<K> Eq for Entry<K> {}
+
+impl<K> PartialOrd for Entry<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K> Ord for Entry<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.token).cmp(&(other.at, other.token))
+    }
+}
+
+/// A min-heap of `(deadline, token, key)`, with stale entries allowed.
+#[derive(Debug)]
+pub(crate) struct DeadlineQueue<K> {
+    heap: BinaryHeap<Reverse<Entry<K>>>,
+    tokens: Tokens,
+}
+
+impl<K> Default for DeadlineQueue<K> {
+    fn default() -> Self {
+        DeadlineQueue { heap: BinaryHeap::new(), tokens: Tokens::default() }
+    }
+}
+
+impl<K> DeadlineQueue<K> {
+    /// Adds an entry; the timer's owner keeps the token to know it later.
+    pub(crate) fn push(&mut self, at: Instant, key: K) -> Token {
+        let token = self.tokens.issue();
+        self.heap.push(Reverse(Entry { at, token, key }));
+        token
     }
 
     /// The earliest deadline, stale or not.
     pub(crate) fn peek(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap.peek().map(|Reverse(e)| e.at)
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Token, K)> {
         if self.peek()? <= now {
-            self.heap.pop().map(|Reverse(entry)| entry)
+            self.heap.pop().map(|Reverse(e)| (e.token, e.key))
         } else {
             None
         }
     }
 
     /// Number of entries, stale ones included.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
-    /// Drops the entries `live` rejects. O(n); callers run it only when
-    /// stale entries outnumber live ones, so its cost is amortised.
-    pub(crate) fn retain(&mut self, mut live: impl FnMut(&K) -> bool) {
-        self.heap.retain(|Reverse((_, k))| live(k));
+    /// Sweeps out the entries `is_live` rejects, if [`compaction_due`] says
+    /// so for `live` live entries. O(n) when it sweeps, so amortised O(1).
+    pub(crate) fn compact(&mut self, live: usize, mut is_live: impl FnMut(&K, Token) -> bool) {
+        if compaction_due(self.heap.len(), live) {
+            self.heap.retain(|Reverse(e)| is_live(&e.key, e.token));
+        }
     }
 }
 
@@ -91,17 +129,31 @@ mod tests {
     fn pops_in_deadline_order_and_only_when_due() {
         let t0 = Instant::now();
         let mut q = DeadlineQueue::default();
-        q.push(t0 + Duration::from_secs(3), 'c');
-        q.push(t0 + Duration::from_secs(1), 'a');
+        let c = q.push(t0 + Duration::from_secs(3), 'c');
+        let a = q.push(t0 + Duration::from_secs(1), 'a');
         q.push(t0 + Duration::from_secs(2), 'b');
+        assert_ne!(a, c);
         assert_eq!(q.peek(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(q.pop_due(t0), None);
         let now = t0 + Duration::from_secs(2);
-        assert_eq!(q.pop_due(now).map(|e| e.1), Some('a'));
+        assert_eq!(q.pop_due(now), Some((a, 'a')));
         assert_eq!(q.pop_due(now).map(|e| e.1), Some('b'));
         assert_eq!(q.pop_due(now), None);
-        q.retain(|k| *k != 'c');
-        assert_eq!(q.len(), 0);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn equal_deadlines_pop_in_push_order_and_compaction_keeps_live_entries() {
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::default();
+        let tokens: Vec<Token> = (0..100).map(|k| q.push(t0, k)).collect();
+        // Only the entry of key 7 is live: the rest are swept out.
+        q.compact(1, |k, t| *k == 7 && t == tokens[7]);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pop_due(t0), Some((tokens[7], 7)));
+        let (first, second) = (q.push(t0, 1), q.push(t0, 2));
+        assert_eq!(q.pop_due(t0), Some((first, 1)));
+        assert_eq!(q.pop_due(t0), Some((second, 2)));
     }
 
     #[test]

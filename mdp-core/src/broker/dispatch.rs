@@ -1,7 +1,7 @@
 //! Handing requests to idle workers, and taking them back when a worker
 //! finishes or is lost.
 
-use super::service::Request;
+use super::service::{Books, Request};
 use super::worker::{Job, Progress};
 use super::{Broker, BrokerEvent, DropReason, Transmit};
 use crate::time::add_saturating;
@@ -27,12 +27,9 @@ impl Broker {
     }
 
     pub(super) fn make_idle(&mut self, wid: usize) {
-        let token = self.next_seq;
-        self.next_seq += 1;
         let Some(w) = self.workers.at_mut(wid) else { return };
-        w.idle_token = Some(token);
         if let Some(s) = self.services.at_mut(w.service_id) {
-            s.push_idle(wid, token);
+            w.idle_token = Some(s.push_idle(wid));
         }
     }
 
@@ -84,7 +81,7 @@ impl Broker {
         let workers = &self.workers;
         // An entry is stale if its worker left the list since (it died, and
         // its slot may hold another worker by now).
-        s.take_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)))
+        s.take_idle(|&wid, token| workers.at(wid).is_some_and(|w| w.is_idle_entry(sid, token)))
     }
 
     /// Hands `request` to the worker at slab index `wid`, just taken off
@@ -101,10 +98,8 @@ impl Broker {
         let client = request.client.clone();
         w.job = Some(Job::new(request, self.now));
         // A busy window shorter than the idle one moves the expiry earlier.
-        let deadline = w.next_deadline(&self.config);
-        if deadline < w.timer_at {
-            w.timer_at = deadline;
-            self.worker_timers.push(deadline, (id.clone(), w.gen));
+        if w.next_deadline(&self.config) < w.timer_at {
+            w.arm(id, &self.config, &mut self.worker_timers);
         }
         self.busy_workers += 1;
         self.stats.dispatched += 1;
@@ -117,10 +112,7 @@ impl Broker {
     /// index `sid`.
     fn put_back(&mut self, sid: usize, request: Request) {
         let Some((service, s)) = self.services.entry_at_mut(sid) else { return };
-        let client = request.client.clone();
-        if let Some(at) = s.requeue(request, &mut self.totals) {
-            self.request_timers.push(at, (service.clone(), client));
-        }
+        s.requeue(request, Books { totals: &mut self.totals, timers: &mut self.request_timers, service });
     }
 
     /// A request whose worker was lost: back to the head of the queue, or

@@ -50,10 +50,11 @@ pub use config::BrokerConfig;
 pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
 
 use crate::hash::Seeded;
+use crate::lazy::Ring;
 use crate::slab::Slab;
 use crate::time::DeadlineQueue;
 use crate::{BrokerCommand, Command, ConfigError, Dialect, Multipart, PeerCommand, PeerId};
-use service::{Service, Tally};
+use service::{RequestTimers, Service, Tally};
 use worker::WorkerRec;
 
 /// A message for the transport to send.
@@ -97,21 +98,19 @@ pub struct Broker {
     services: Slab<Bytes, Service>,
     /// Keys every map (the services' client maps too).
     seed: Seeded,
-    worker_timers: DeadlineQueue<(PeerId, u64)>,
-    request_timers: DeadlineQueue<QueueKey>,
+    /// One live entry per worker, whose token the worker keeps.
+    worker_timers: DeadlineQueue<PeerId>,
+    /// One live entry per client queue that holds requests.
+    request_timers: RequestTimers,
     transmits: std::collections::VecDeque<Transmit>,
     events: std::collections::VecDeque<BrokerEvent>,
     stats: BrokerStats,
     busy_workers: usize,
     /// The sum of the services' tallies, written only by `Service`.
     totals: Tally,
-    /// Services without workers, by slab index and token, in the order they
-    /// became worker-less: the eviction order. Stale entries (the service
-    /// got a worker, or is gone) are skipped, and dropped when they
-    /// outnumber the services.
-    workerless: std::collections::VecDeque<(usize, u64)>,
-    next_gen: u64,
-    next_seq: u64,
+    /// Services without workers, by slab index, in the order they became
+    /// worker-less: the eviction order. Each such service keeps its token.
+    workerless: Ring<usize>,
 }
 
 impl Broker {
@@ -127,15 +126,13 @@ impl Broker {
             services: Slab::new(seed),
             seed,
             worker_timers: DeadlineQueue::default(),
-            request_timers: DeadlineQueue::default(),
+            request_timers: RequestTimers::default(),
             transmits: Default::default(),
             events: Default::default(),
             stats: BrokerStats::default(),
             busy_workers: 0,
             totals: Tally::default(),
-            workerless: Default::default(),
-            next_gen: 0,
-            next_seq: 0,
+            workerless: Ring::default(),
         })
     }
 
@@ -208,11 +205,11 @@ impl Broker {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         let now = self.now;
-        while let Some((at, (id, gen))) = self.worker_timers.pop_due(now) {
-            self.worker_timer(id, gen, at);
+        while let Some((token, id)) = self.worker_timers.pop_due(now) {
+            self.worker_timer(id, token);
         }
-        while let Some((at, (service, client))) = self.request_timers.pop_due(now) {
-            self.request_timer(service, client, at);
+        while let Some((token, (service, client))) = self.request_timers.pop_due(now) {
+            self.request_timer(service, client, token);
         }
         self.compact_timers();
     }
@@ -249,7 +246,7 @@ impl Broker {
         // Every request was dropped, and every service forgotten.
         debug_assert_eq!(self.totals, Tally::default());
         self.workerless.clear();
-        self.request_timers = DeadlineQueue::default();
+        self.request_timers = RequestTimers::default();
         self.worker_timers = DeadlineQueue::default();
     }
 
@@ -346,7 +343,9 @@ impl Broker {
 
     fn forget_if_unused(&mut self, sid: usize) {
         if self.services.at(sid).is_some_and(Service::is_unused) {
-            self.services.remove_at(sid);
+            if let Some((_, s)) = self.services.remove_at(sid) {
+                self.forget_workerless(s.workerless);
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::mmi::MMI_PREFIX;
-use super::service::{Request, Service, Tally};
+use super::service::{Books, Request, Service, Tally};
 use super::{Broker, BrokerConfig, Limit};
 use crate::time::add_saturating;
 use crate::{Dialect, Multipart, PeerId};
@@ -42,12 +42,8 @@ impl Broker {
         if admitted == Admitted::AtOnce {
             return self.dispatch(sid, Some(request));
         }
-        let client = request.client.clone();
-        if let Some(at) = s.enqueue(request, &mut self.totals) {
-            // The timer holds the service's own name, not this message's
-            // copy of it.
-            self.request_timers.push(at, (name.clone(), client));
-        }
+        // The timers hold the service's own name, not this message's copy.
+        s.enqueue(request, Books { totals: &mut self.totals, timers: &mut self.request_timers, service: name });
         // Without an idle worker there is nothing to dispatch, and the
         // service holds this request, so it stays.
         let idle = s.idle_workers() > 0;

@@ -26,9 +26,27 @@ use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::BrokerConfig;
+use bytes::Bytes;
+
+use super::{BrokerConfig, QueueKey};
 use crate::hash::{Map, Seeded};
+use crate::lazy::{Ring, Token};
+use crate::time::DeadlineQueue;
 use crate::{Dialect, Multipart, PeerId};
+
+/// The broker's request timers: one live entry per client queue that holds
+/// requests, for its front request's deadline.
+pub(crate) type RequestTimers = DeadlineQueue<QueueKey>;
+
+/// What a service's queue methods keep up to date besides the service
+/// itself: the broker's totals, and its request timers, whose keys name the
+/// service.
+pub(crate) struct Books<'a> {
+    pub(crate) totals: &'a mut Tally,
+    pub(crate) timers: &'a mut RequestTimers,
+    /// The service's own name (the broker's key for it).
+    pub(crate) service: &'a Bytes,
+}
 
 /// A request waiting for, or held by, a worker.
 #[derive(Debug)]
@@ -101,25 +119,43 @@ struct ClientQueue {
     requests: VecDeque<Request>,
     /// How many of this client's requests to this service workers hold.
     in_flight: usize,
-    /// Set while the client has a turn in the service's round-robin ring;
-    /// matches the ring entry that is live. Every client with requests
-    /// queued and room for one more in flight has a turn.
-    turn: Option<u64>,
-    /// The deadline of this queue's live expiry timer entry. One entry per
-    /// queue, not per request: the queue is in deadline order, so only its
-    /// front can be due. Entries at other times are stale.
-    timer_at: Option<Instant>,
+    /// Set while the client has a turn in the service's round-robin ring:
+    /// the token of its live entry there. Every client with requests queued
+    /// and room for one more in flight has a turn.
+    turn: Option<Token>,
+    /// This queue's live expiry timer entry: its deadline and token. One
+    /// entry per queue, not per request: the queue is in deadline order, so
+    /// only its front can be due.
+    timer: Option<(Instant, Token)>,
 }
 
 impl ClientQueue {
-    /// A request with `deadline` joined the queue: returns the time for a new
-    /// timer entry if the live one (if any) would fire too late.
-    fn arm(&mut self, deadline: Instant) -> Option<Instant> {
-        if self.timer_at.is_some_and(|t| t <= deadline) {
-            return None;
+    /// A request with `deadline` joined `client`'s queue: pushes a new timer
+    /// entry if the live one (if any) would fire too late.
+    fn arm(&mut self, deadline: Instant, client: &PeerId, books: &mut Books) {
+        if self.timer.is_some_and(|(at, _)| at <= deadline) {
+            return;
         }
-        self.timer_at = Some(deadline);
-        Some(deadline)
+        let token = books.timers.push(deadline, (books.service.clone(), client.clone()));
+        self.timer = Some((deadline, token));
+    }
+
+    /// Gives `client` (whose queue this is) a turn, at the back of the ring
+    /// or, for a re-queued request, at the front, unless it has one already.
+    fn give_turn(&mut self, turns: &mut Ring<PeerId>, client: &PeerId, place: Place) {
+        if self.turn.is_none() {
+            self.turn = Some(match place {
+                Place::Front => turns.push_front(client.clone()),
+                Place::Back => turns.push_back(client.clone()),
+            });
+        }
+    }
+
+    /// Takes the client's turn away; its ring entry turns stale.
+    fn revoke_turn(&mut self, turns: &mut Ring<PeerId>) {
+        if self.turn.take().is_some() {
+            turns.forget();
+        }
     }
 
     /// Nothing queued and nothing in flight: the entry can go (a ring entry
@@ -138,62 +174,23 @@ enum Place {
     Back,
 }
 
-/// The round-robin ring of clients waiting for a turn. Entries carry the
-/// client's turn token; an entry whose token no longer matches the client's
-/// (the client was served, or its requests expired) is stale and skipped.
-#[derive(Debug, Default)]
-struct Turns {
-    ring: VecDeque<(PeerId, u64)>,
-    live: usize,
-    next: u64,
-}
-
-impl Turns {
-    /// Gives `client` (whose queue is `q`) a turn, at the back of the ring or,
-    /// for a re-queued request, at the front, unless it has one already.
-    fn give(&mut self, client: &PeerId, q: &mut ClientQueue, place: Place) {
-        if q.turn.is_some() {
-            return;
-        }
-        q.turn = Some(self.next);
-        let entry = (client.clone(), self.next);
-        self.next += 1;
-        self.live += 1;
-        match place {
-            Place::Front => self.ring.push_front(entry),
-            Place::Back => self.ring.push_back(entry),
-        }
-    }
-
-    /// Takes `q`'s turn away; its ring entry turns stale.
-    fn revoke(&mut self, q: &mut ClientQueue) {
-        if q.turn.take().is_some() {
-            self.live -= 1;
-        }
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct Service {
     /// Registered workers, idle or busy.
     pub(crate) workers: usize,
     /// Idle workers (their index in the broker's worker slab), least
-    /// recently used first. Entries carry the worker's idle token; an entry
-    /// whose token no longer matches is stale (the worker died, and its slot
-    /// may hold another worker by now) and is skipped, so removal is O(1).
-    idle: VecDeque<(usize, u64)>,
-    idle_live: usize,
+    /// recently used first; each worker keeps its entry's token while idle.
+    idle: Ring<usize>,
     /// Clients with queued requests and room for one more in flight, in
     /// turn order.
-    turns: Turns,
+    turns: Ring<PeerId>,
     clients: Map<PeerId, ClientQueue>,
     /// What this service queues and holds; written only together with the
     /// broker's sum, by the methods below.
     tally: Tally,
     /// Set while the service has no workers: its token in the broker's
-    /// queue of worker-less services, oldest first, the eviction order.
-    /// Entries whose token no longer matches are stale.
-    pub(crate) workerless: Option<u64>,
+    /// ring of worker-less services, oldest first, the eviction order.
+    pub(crate) workerless: Option<Token>,
     /// Most requests of one client at workers at once.
     max_in_flight: usize,
 }
@@ -203,9 +200,8 @@ impl Service {
     pub(crate) fn new(seed: Seeded, max_in_flight: usize) -> Self {
         Service {
             workers: 0,
-            idle: VecDeque::new(),
-            idle_live: 0,
-            turns: Turns::default(),
+            idle: Ring::default(),
+            turns: Ring::default(),
             clients: Map::with_hasher(seed),
             tally: Tally::default(),
             workerless: None,
@@ -253,33 +249,25 @@ impl Service {
     }
 
     pub(crate) fn idle_workers(&self) -> usize {
-        self.idle_live
+        self.idle.live()
     }
 
-    pub(crate) fn push_idle(&mut self, worker: usize, token: u64) {
-        self.idle.push_back((worker, token));
-        self.idle_live += 1;
+    /// Adds the worker at slab index `worker` to the back of the idle list;
+    /// it keeps the token while it is idle.
+    pub(crate) fn push_idle(&mut self, worker: usize) -> Token {
+        self.idle.push_back(worker)
     }
 
     /// Takes the least recently used idle worker off the list, skipping
-    /// stale entries (`live` tells them apart by the worker's token).
-    pub(crate) fn take_idle(&mut self, mut live: impl FnMut(usize, u64) -> bool) -> Option<usize> {
-        while let Some((worker, token)) = self.idle.pop_front() {
-            if live(worker, token) {
-                self.idle_live -= 1;
-                return Some(worker);
-            }
-        }
-        None
+    /// stale entries (`is_live` tells them apart).
+    pub(crate) fn take_idle(&mut self, is_live: impl FnMut(&usize, Token) -> bool) -> Option<usize> {
+        self.idle.pop(is_live)
     }
 
-    /// An idle worker died: its entry is now stale. Compacts the list when
-    /// stale entries outnumber live ones, so it stays O(live) in size.
-    pub(crate) fn forget_idle(&mut self, mut valid: impl FnMut(usize, u64) -> bool) {
-        self.idle_live -= 1;
-        if self.idle.len() > 2 * self.idle_live + 8 {
-            self.idle.retain(|(w, t)| valid(*w, *t));
-        }
+    /// An idle worker died, and dropped its token: its entry is now stale.
+    pub(crate) fn forget_idle(&mut self, is_live: impl FnMut(&usize, Token) -> bool) {
+        self.idle.forget();
+        self.idle.compact(is_live);
     }
 
     /// If a request from `client` can go to a worker at once, without
@@ -290,7 +278,7 @@ impl Service {
     /// every queued request belongs to a client with no room in flight, so
     /// this jumps no one.)
     pub(crate) fn begin_at_once(&mut self, client: &PeerId) -> bool {
-        if self.idle_live == 0 {
+        if self.idle.live() == 0 {
             return false;
         }
         let q = self.clients.entry(client.clone()).or_default();
@@ -304,7 +292,7 @@ impl Service {
 
     /// Queues a request at the back of its client's FIFO. Returns the time
     /// for a new expiry timer entry of the queue, if it needs one.
-    pub(crate) fn enqueue(&mut self, mut request: Request, total: &mut Tally) -> Option<Instant> {
+    pub(crate) fn enqueue(&mut self, mut request: Request, mut books: Books) {
         // The frames' buffer still has room for the header frames decoding
         // removed: 32 bytes a frame that a waiting request need not hold.
         request.body.shrink_to_fit();
@@ -318,40 +306,40 @@ impl Service {
         }
         let charge = request.charge;
         q.requests.push_back(request);
-        let timer = q.arm(deadline);
+        q.arm(deadline, &client, &mut books);
         if q.in_flight < self.max_in_flight {
-            self.turns.give(&client, q, Place::Back);
+            q.give_turn(&mut self.turns, &client, Place::Back);
         }
-        self.count_queued(charge, total);
-        timer
+        self.count_queued(charge, books.totals);
     }
 
     /// Puts a request whose worker was lost back at the head of the queue:
     /// first in its client's FIFO, and its client first in turn. Returns the
     /// time for a new expiry timer entry of the queue, if it needs one.
-    pub(crate) fn requeue(&mut self, request: Request, total: &mut Tally) -> Option<Instant> {
+    pub(crate) fn requeue(&mut self, request: Request, mut books: Books) {
         let client = request.client.clone();
         let q = self.clients.entry(client.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
         let deadline = request.deadline;
         let charge = request.charge;
         q.requests.push_front(request);
-        let timer = q.arm(deadline);
-        self.turns.give(&client, q, Place::Front);
-        self.count_queued(charge, total);
-        timer
+        q.arm(deadline, &client, &mut books);
+        q.give_turn(&mut self.turns, &client, Place::Front);
+        self.count_queued(charge, books.totals);
     }
 
     /// The next request to dispatch: the front of the queue of the next
     /// client in turn. Counts it in flight; the client goes to the back of
     /// the ring if it has more queued and room for more in flight.
     pub(crate) fn next_request(&mut self, total: &mut Tally) -> Option<Request> {
-        while let Some((client, token)) = self.turns.ring.pop_front() {
+        while let Some((client, token)) = self.turns.pop_front() {
+            // One lookup for the check and the change: hence not `pop`.
             let Some(q) = self.clients.get_mut(&client) else { continue };
             if q.turn != Some(token) {
                 continue;
             }
-            self.turns.revoke(q);
+            q.turn = None;
+            self.turns.took();
             if q.in_flight >= self.max_in_flight {
                 // It gets a turn back when one of its requests is over.
                 continue;
@@ -365,9 +353,9 @@ impl Service {
             q.in_flight += 1;
             if q.requests.is_empty() {
                 // Nothing left to expire: the timer entry goes stale.
-                q.timer_at = None;
+                q.timer = None;
             } else if q.in_flight < self.max_in_flight {
-                self.turns.give(&client, q, Place::Back);
+                q.give_turn(&mut self.turns, &client, Place::Back);
             }
             self.count_unqueued(request.charge, total);
             return Some(request);
@@ -382,69 +370,61 @@ impl Service {
         q.in_flight = q.in_flight.saturating_sub(1);
         if !q.requests.is_empty() {
             let client = e.key().clone();
-            self.turns.give(&client, e.into_mut(), Place::Back);
+            e.into_mut().give_turn(&mut self.turns, &client, Place::Back);
         } else if q.in_flight == 0 {
-            let mut q = e.remove();
-            self.turns.revoke(&mut q);
+            e.remove().revoke_turn(&mut self.turns);
             self.compact_ring();
         }
     }
 
-    /// Compacts the ring when stale entries outnumber live ones, so it
-    /// stays O(live) in size.
+    /// Sweeps stale turns out of the ring, if that is due.
     fn compact_ring(&mut self) {
-        if self.turns.ring.len() > 2 * self.turns.live + 8 {
-            let clients = &self.clients;
-            self.turns.ring.retain(|(c, t)| clients.get(c).is_some_and(|q| q.turn == Some(*t)));
-        }
+        let clients = &self.clients;
+        self.turns.compact(|c, t| clients.get(c).is_some_and(|q| q.turn == Some(t)));
     }
 
-    /// The expiry timer entry of `client`'s queue, set for `at`, fired:
+    /// The expiry timer entry of `client`'s queue with `token` fired:
     /// removes the requests due at `now` (queues are in deadline order, so
-    /// they are at the front) into `expired`, and returns the time for the
-    /// queue's next entry, if it still holds requests. A stale entry does
-    /// nothing.
+    /// they are at the front) into `expired`, and arms the queue's next
+    /// entry if it still holds requests. A stale entry does nothing.
     pub(crate) fn expire(
         &mut self,
         client: &PeerId,
-        at: Instant,
+        token: Token,
         now: Instant,
         expired: &mut Vec<Request>,
-        total: &mut Tally,
-    ) -> Option<Instant> {
-        let q = self.clients.get_mut(client)?;
-        if q.timer_at != Some(at) {
-            return None;
+        mut books: Books,
+    ) {
+        let Some(q) = self.clients.get_mut(client) else { return };
+        if q.timer.map(|(_, t)| t) != Some(token) {
+            return;
         }
-        q.timer_at = None;
+        q.timer = None;
         while q.requests.front().is_some_and(|r| r.deadline <= now) {
             if let Some(r) = q.requests.pop_front() {
                 // `count_unqueued`, on the fields: `q` borrows the client map.
-                for t in [&mut self.tally, &mut *total] {
+                for t in [&mut self.tally, &mut *books.totals] {
                     t.queued -= 1;
                     t.queued_bytes -= r.charge;
                 }
                 expired.push(r);
             }
         }
-        let next = q.requests.front().map(|r| r.deadline);
-        if let Some(next) = next {
-            q.timer_at = Some(next);
-            return Some(next);
+        if let Some(next) = q.requests.front().map(|r| r.deadline) {
+            return q.arm(next, client, &mut books);
         }
         // Nothing queued: no turn either, so a later request of this client
         // queues behind those that came before it.
-        self.turns.revoke(q);
+        q.revoke_turn(&mut self.turns);
         if q.is_idle() {
             self.clients.remove(client);
         }
         self.compact_ring();
-        None
     }
 
-    /// Every live expiry timer entry, to rebuild the timer queue.
-    pub(crate) fn timers(&self) -> impl Iterator<Item = (Instant, &PeerId)> {
-        self.clients.iter().filter_map(|(client, q)| Some((q.timer_at?, client)))
+    /// The token of `client`'s live expiry timer entry, if it has one.
+    pub(crate) fn timer_of(&self, client: &PeerId) -> Option<Token> {
+        Some(self.clients.get(client)?.timer?.1)
     }
 
     /// Empties every queue (for shutdown and eviction, when no worker holds
@@ -454,7 +434,7 @@ impl Service {
         total.queued_bytes -= self.tally.queued_bytes;
         self.tally.queued = 0;
         self.tally.queued_bytes = 0;
-        self.turns = Turns::default();
+        self.turns.clear();
         self.clients.drain().flat_map(|(_, q)| q.requests)
     }
 }

@@ -4,16 +4,17 @@
 
 use bytes::Bytes;
 
+use super::service::Books;
 use super::{Broker, BrokerEvent, Farewell, GoneReason};
-use crate::time::{add_saturating, DeadlineQueue};
-use crate::BrokerCommand;
-use crate::PeerId;
-use std::time::Instant;
+use crate::lazy::Token;
+use crate::time::add_saturating;
+use crate::{BrokerCommand, PeerId};
 
 impl Broker {
-    pub(super) fn worker_timer(&mut self, id: PeerId, gen: u64, at: Instant) {
+    /// The timer entry `token` of worker `id` fired.
+    pub(super) fn worker_timer(&mut self, id: PeerId, token: Token) {
         let now = self.now;
-        let Some(w) = self.workers.get_mut(&id).filter(|w| w.gen == gen && w.timer_at == at) else { return };
+        let Some(w) = self.workers.get_mut(&id).filter(|w| w.timer == token) else { return };
         if w.expires_at(&self.config) <= now {
             return self.remove_worker(&id, GoneReason::Expired, Farewell::Disconnect);
         }
@@ -25,20 +26,19 @@ impl Broker {
         if heartbeat {
             w.next_heartbeat = add_saturating(now, self.config.heartbeat_interval);
         }
-        w.timer_at = w.next_deadline(&self.config);
-        self.worker_timers.push(w.timer_at, (id.clone(), gen));
+        w.arm(&id, &self.config, &mut self.worker_timers);
         if heartbeat {
             self.send(id, dialect, BrokerCommand::Heartbeat);
         }
     }
 
-    /// The expiry timer of `client`'s queue for `service`, set for `at`.
-    pub(super) fn request_timer(&mut self, service: Bytes, client: PeerId, at: Instant) {
+    /// The expiry timer entry `token` of `client`'s queue for `service`
+    /// fired.
+    pub(super) fn request_timer(&mut self, service: Bytes, client: PeerId, token: Token) {
         let Some((sid, s)) = self.services.get_full_mut(&service) else { return };
         let mut expired = Vec::new();
-        if let Some(next) = s.expire(&client, at, self.now, &mut expired, &mut self.totals) {
-            self.request_timers.push(next, (service.clone(), client));
-        }
+        let books = Books { totals: &mut self.totals, timers: &mut self.request_timers, service: &service };
+        s.expire(&client, token, self.now, &mut expired, books);
         for r in expired {
             self.stats.expired += 1;
             self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });
@@ -50,20 +50,13 @@ impl Broker {
     /// dropped once they outnumber live ones, so the timer queues stay
     /// proportional to what the broker holds, whatever the message rate.
     pub(super) fn compact_timers(&mut self) {
-        if self.worker_timers.len() > 2 * self.workers.len() + 64 {
-            let workers = &self.workers;
-            self.worker_timers.retain(|(id, gen)| workers.get(id).is_some_and(|w| w.gen == *gen));
-        }
-        // A queue has at most one live entry, and only while it holds
-        // requests: rebuild from the queues when stale entries pile up.
-        if self.request_timers.len() > 2 * self.totals.queued() + 64 {
-            let mut live = DeadlineQueue::default();
-            for (name, s) in self.services.iter() {
-                for (at, client) in s.timers() {
-                    live.push(at, (name.clone(), client.clone()));
-                }
-            }
-            self.request_timers = live;
-        }
+        let workers = &self.workers;
+        self.worker_timers.compact(workers.len(), |id, t| workers.get(id).is_some_and(|w| w.timer == t));
+        // A queue has a live entry only while it holds requests, so there
+        // are at most as many live entries as queued requests.
+        let services = &self.services;
+        self.request_timers.compact(self.totals.queued(), |(name, client), t| {
+            services.get(name).and_then(|s| s.timer_of(client)) == Some(t)
+        });
     }
 }

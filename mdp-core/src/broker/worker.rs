@@ -8,7 +8,8 @@ use bytes::Bytes;
 use super::mmi::MMI_PREFIX;
 use super::service::{frames_charge, Request, Service};
 use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior, Part};
-use crate::time::add_saturating;
+use crate::lazy::Token;
+use crate::time::{add_saturating, DeadlineQueue};
 use crate::{BrokerCommand, Command, Dialect, Multipart, PeerId};
 
 #[derive(Debug)]
@@ -18,20 +19,20 @@ pub(crate) struct WorkerRec {
     /// worker is registered, as a service with workers is never removed.
     pub(crate) service_id: usize,
     pub(crate) dialect: Dialect,
-    /// Tells this registration apart from earlier ones of the same identity,
-    /// so that a stale timer entry cannot touch a newer worker.
-    pub(crate) gen: u64,
     pub(crate) last_heard: Instant,
     /// When the broker must send a HEARTBEAT if it sends nothing else.
     pub(crate) next_heartbeat: Instant,
-    /// The deadline of this worker's live timer entry. Deadlines usually
-    /// move later and the entry is re-checked lazily when it fires; when one
-    /// moves earlier (a busy window shorter than the idle one) a new entry is
-    /// pushed and older ones are recognised as stale by this field.
+    /// The token of this worker's live entry in the broker's worker timers,
+    /// and its deadline. Deadlines usually move later, and the entry is
+    /// re-checked when it fires; when one moves earlier (a busy window
+    /// shorter than the idle one) a new entry replaces it. Tokens are never
+    /// reused, so an entry of an earlier registration of the same identity
+    /// cannot touch this one.
+    pub(crate) timer: Token,
     pub(crate) timer_at: Instant,
-    /// Set while the worker is in its service's idle list; matches the
-    /// list entry that is live.
-    pub(crate) idle_token: Option<u64>,
+    /// Set while the worker is in its service's idle list: the token of its
+    /// live entry there.
+    pub(crate) idle_token: Option<Token>,
     /// Boxed: an idle worker then costs a pointer, not a whole request.
     pub(crate) job: Option<Box<Job>>,
 }
@@ -141,29 +142,44 @@ impl Job {
 }
 
 impl WorkerRec {
-    /// A worker of `service` (at slab index `service_id`) that registered
-    /// at `now`, idle, with its first timer deadline in `timer_at`.
+    /// Worker `id` of `service` (at slab index `service_id`), registered
+    /// at `now` and idle, with its first entry pushed to `timers`.
     pub(crate) fn new(
-        service: Bytes,
-        service_id: usize,
+        id: &PeerId,
+        (service, service_id): (Bytes, usize),
         dialect: Dialect,
-        gen: u64,
         now: Instant,
         config: &BrokerConfig,
+        timers: &mut DeadlineQueue<PeerId>,
     ) -> Self {
         let mut rec = WorkerRec {
             service,
             service_id,
             dialect,
-            gen,
             last_heard: now,
             next_heartbeat: add_saturating(now, config.heartbeat_interval),
+            // Placeholders, set by `arm` before anyone sees them.
+            timer: Token::default(),
             timer_at: now,
             idle_token: None,
             job: None,
         };
-        rec.timer_at = rec.next_deadline(config);
+        rec.arm(id, config, timers);
         rec
+    }
+
+    /// Pushes a timer entry for the worker's next deadline, which becomes
+    /// its live one (the one before, if any, turns stale).
+    pub(crate) fn arm(&mut self, id: &PeerId, config: &BrokerConfig, timers: &mut DeadlineQueue<PeerId>) {
+        self.timer_at = self.next_deadline(config);
+        self.timer = timers.push(self.timer_at, id.clone());
+    }
+
+    /// Whether this worker, of the service at slab index `sid`, holds the
+    /// idle-list entry `token` of that service. (Tokens are unique within
+    /// one service's list; slots in the worker slab are shared by all.)
+    pub(crate) fn is_idle_entry(&self, sid: usize, token: Token) -> bool {
+        self.service_id == sid && self.idle_token == Some(token)
     }
 
     /// When the worker is removed if it stays silent.
@@ -239,10 +255,10 @@ impl Broker {
         let Some((name, s)) = self.services.entry_at_mut(service_id) else { return };
         let service = name.clone();
         s.workers += 1;
-        s.workerless = None;
-        let rec = WorkerRec::new(service.clone(), service_id, dialect, self.next_gen, self.now, &self.config);
-        self.next_gen += 1;
-        self.worker_timers.push(rec.timer_at, (from.clone(), rec.gen));
+        let was_workerless = s.workerless.take();
+        let slot = (service.clone(), service_id);
+        let rec = WorkerRec::new(&from, slot, dialect, self.now, &self.config, &mut self.worker_timers);
+        self.forget_workerless(was_workerless);
         let worker = self.workers.insert(from.clone(), rec);
         self.events.push_back(BrokerEvent::WorkerReady { worker: from, service, dialect });
         self.make_idle(worker);
@@ -311,8 +327,8 @@ impl Broker {
         s.workers -= 1;
         let workerless = s.workers == 0;
         if w.idle_token.is_some() {
-            let workers = &self.workers;
-            s.forget_idle(|wid, token| workers.at(wid).is_some_and(|w| w.idle_token == Some(token)));
+            let (workers, sid) = (&self.workers, w.service_id);
+            s.forget_idle(|&wid, token| workers.at(wid).is_some_and(|w| w.is_idle_entry(sid, token)));
         }
         if workerless {
             self.mark_workerless(w.service_id);
