@@ -115,6 +115,7 @@ mod hash;
 mod lazy;
 mod peer;
 mod rng;
+mod shell;
 mod slab;
 mod time;
 pub mod worker;
@@ -127,11 +128,12 @@ pub use peer::{PeerId, PeerTransmit};
 pub use rng::SplitMix64;
 
 pub use client::{
-    Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientTransmit, ClientUsageError, FailReason, Lane,
-    RequestId,
+    Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientTimer, ClientTransmit, ClientUsageError, FailReason,
+    Lane, RequestId,
 };
 pub use worker::{
-    Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
+    Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerTimer,
+    WorkerUsageError,
 };
 
 pub use codec::{BrokerCommand, Command, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};

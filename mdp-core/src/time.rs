@@ -1,4 +1,15 @@
-//! Deadline-ordered queues for timers.
+//! Timers, and the one rule for deadlines too far away.
+//!
+//! Two shapes, for two sizes:
+//! * [`TimerTable`]: a client's or a worker's few timers, each named by why
+//!   it is set (a [`WorkerTimer`], a request's id). Exact: setting a timer
+//!   replaces its deadline, so the earliest entry is always a live one.
+//! * [`DeadlineQueue`]: the broker's many, lazily re-checked (below).
+//!
+//! A deadline too far away for `Instant` to hold never comes: [`deadline`]
+//! returns `None` for it, and no timer is set.
+//!
+//! [`WorkerTimer`]: crate::WorkerTimer
 //!
 //! Timers in the broker are many (one per worker, and one per client's queue
 //! of requests to a service, not one per request: a queue is in deadline
@@ -16,7 +27,7 @@
 //! [`pop_due`]: DeadlineQueue::pop_due
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::{Duration, Instant};
 
 use crate::lazy::{compaction_due, Token, Tokens};
@@ -38,6 +49,12 @@ pub(crate) fn add_saturating(at: Instant, d: Duration) -> Instant {
         }
     }
     t
+}
+
+/// `at + d`, or `None` (never) if that is too far away for `Instant` to
+/// hold: an application may well configure `Duration::MAX` to mean "never".
+pub(crate) fn deadline(at: Instant, d: Duration) -> Option<Instant> {
+    at.checked_add(d)
 }
 
 /// One entry: ordered by deadline, then by token, which is unique, so keys
@@ -119,6 +136,60 @@ impl<K> DeadlineQueue<K> {
     }
 }
 
+/// Timers named by `K`, the reason each is set: at most one deadline per
+/// reason. O(log n) to set, clear or find the earliest.
+#[derive(Debug, Clone)]
+pub(crate) struct TimerTable<K> {
+    by_reason: BTreeMap<K, Instant>,
+    by_time: BTreeSet<(Instant, K)>,
+}
+
+impl<K> Default for TimerTable<K> {
+    fn default() -> Self {
+        TimerTable { by_reason: BTreeMap::new(), by_time: BTreeSet::new() }
+    }
+}
+
+impl<K: Ord + Copy> TimerTable<K> {
+    /// Sets (or moves) the timer for `reason` to `at`; `None` (never)
+    /// clears it.
+    pub(crate) fn set(&mut self, reason: K, at: Option<Instant>) {
+        self.clear(reason);
+        if let Some(at) = at {
+            self.by_reason.insert(reason, at);
+            self.by_time.insert((at, reason));
+        }
+    }
+
+    /// Clears the timer for `reason`, if set.
+    pub(crate) fn clear(&mut self, reason: K) {
+        if let Some(old) = self.by_reason.remove(&reason) {
+            self.by_time.remove(&(old, reason));
+        }
+    }
+
+    /// Clears every timer.
+    pub(crate) fn clear_all(&mut self) {
+        self.by_reason.clear();
+        self.by_time.clear();
+    }
+
+    /// When the timer for `reason` fires, if it is set.
+    pub(crate) fn get(&self, reason: K) -> Option<Instant> {
+        self.by_reason.get(&reason).copied()
+    }
+
+    /// The earliest timer and why it is set.
+    pub(crate) fn next(&self) -> Option<(Instant, K)> {
+        self.by_time.first().copied()
+    }
+
+    /// The reasons whose timers are due at `now`, earliest first.
+    pub(crate) fn due(&self, now: Instant) -> impl Iterator<Item = K> + '_ {
+        self.by_time.iter().take_while(move |(at, _)| *at <= now).map(|(_, k)| *k)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // a test starts its virtual clock from the real one
 mod tests {
@@ -154,6 +225,27 @@ mod tests {
         let (first, second) = (q.push(t0, 1), q.push(t0, 2));
         assert_eq!(q.pop_due(t0), Some((first, 1)));
         assert_eq!(q.pop_due(t0), Some((second, 2)));
+    }
+
+    #[test]
+    fn a_timer_table_keeps_one_deadline_per_reason() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut t = TimerTable::default();
+        t.set('a', Some(t0 + s(5)));
+        t.set('b', Some(t0 + s(3)));
+        assert_eq!(t.next(), Some((t0 + s(3), 'b')));
+        t.set('b', Some(t0 + s(9))); // moved later: 'a' is now the earliest
+        assert_eq!(t.next(), Some((t0 + s(5), 'a')));
+        assert_eq!(t.get('b'), Some(t0 + s(9)));
+        assert_eq!(t.due(t0 + s(9)).collect::<Vec<_>>(), ['a', 'b']);
+        t.clear('a');
+        assert_eq!(t.due(t0 + s(8)).count(), 0);
+        t.set('b', None); // never
+        assert_eq!(t.get('b'), None);
+        t.set('c', Some(t0));
+        t.clear_all();
+        assert_eq!(t.next(), None);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientUsageError, Command, ConfigError,
-    Dialect, FailReason, Lane, Multipart, PeerTransmit, RequestId,
+    BrokerCommand, Client, ClientConfig, ClientDiscardReason, ClientEvent, ClientTimer, ClientUsageError, Command,
+    ConfigError, Dialect, FailReason, Lane, Multipart, PeerTransmit, RequestId,
 };
 use proptest::prelude::*;
 
@@ -905,4 +905,23 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn next_timer_names_the_request_that_times_out_first() {
+    let t0 = Instant::now();
+    let mut c = client(Dialect::V02, t0);
+    let first = ask(&mut c, t0, b"echo", b"x");
+    let second = ask(&mut c, t0 + ms(10), b"time", b"y");
+    assert_eq!(c.next_timer(), Some((t0 + TIMEOUT, ClientTimer::RequestTimeout(first))));
+    // The first is answered: its timer goes, the second's is next.
+    receive(&mut c, t0 + ms(20), final_(Dialect::V02, b"echo", b"x"));
+    assert_eq!(c.next_timer(), Some((t0 + ms(10) + TIMEOUT, ClientTimer::RequestTimeout(second))));
+    // A request waiting in the client has no timer until it is sent.
+    let waiting = queue(&mut c, t0 + ms(30), b"time", b"z");
+    c.cancel(t0 + ms(40), second);
+    drain(&mut c);
+    assert_eq!(c.next_timer(), Some((t0 + ms(40) + TIMEOUT, ClientTimer::RequestTimeout(waiting))));
+    receive(&mut c, t0 + ms(50), final_(Dialect::V02, b"time", b"z"));
+    assert_eq!(c.next_timer(), None);
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mdp_core::{
     Backoff, BrokerCommand, ConfigError, Dialect, DisconnectReason, Multipart, PeerTransmit, ReplyToken, Worker,
-    WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerUsageError,
+    WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerTimer, WorkerUsageError,
 };
 use proptest::prelude::*;
 
@@ -729,4 +729,26 @@ fn backoff_default_values() {
     assert_eq!((b.initial, b.max, b.jitter, b.seed), (ms(1000), ms(30000), 0.25, 0));
     let c = config(Dialect::V01);
     assert_eq!((c.heartbeat_interval, c.liveness), (INTERVAL, 3));
+}
+
+#[test]
+fn next_timer_says_why_each_deadline_is_set() {
+    let t0 = Instant::now();
+    let mut c = exact(Dialect::V02);
+    c.liveness = 2;
+    let mut w = start(c, t0);
+    // READY just went out: the heartbeat comes before the broker's silence.
+    assert_eq!(w.next_timer(), Some((t0 + INTERVAL, WorkerTimer::Heartbeat)));
+    // Heartbeats go out while the broker stays silent; then it is given up.
+    w.handle_timeout(t0 + INTERVAL);
+    drain(&mut w);
+    assert_eq!(w.next_timer(), Some((t0 + INTERVAL * 2, WorkerTimer::BrokerSilence)));
+    w.handle_timeout(t0 + INTERVAL * 2);
+    let (_, events) = drain(&mut w);
+    assert_eq!(events, [disconnected(DisconnectReason::BrokerSilent, None)]);
+    // Waiting out the first backoff (1 s, no jitter): READY is next.
+    assert_eq!(w.next_timer(), Some((t0 + INTERVAL * 2 + ms(1000), WorkerTimer::Register)));
+    assert_eq!(w.poll_timeout(), Some(t0 + INTERVAL * 2 + ms(1000)));
+    w.disconnect(t0 + INTERVAL * 2);
+    assert_eq!(w.next_timer(), None);
 }

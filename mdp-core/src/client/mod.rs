@@ -11,6 +11,7 @@
 //! [`poll_transmit`](Client::poll_transmit) and
 //! [`poll_event`](Client::poll_event) until both return `None`, then sleeps
 //! until [`poll_timeout`](Client::poll_timeout) or the next message.
+//! ([`next_timer`](Client::next_timer) says why that deadline is set.)
 //!
 //! ## Lanes
 //!
@@ -133,10 +134,14 @@
 //! one event and holds on to nothing else, so whatever the broker sends, a
 //! caller that drains after every input keeps memory bounded.
 
+// The public API is here; the rules for lanes and the wire are in
+// `lanes`, reply matching in `replies`.
 mod config;
 mod event;
+mod lanes;
+mod replies;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -144,9 +149,11 @@ use bytes::Bytes;
 pub use config::ClientConfig;
 pub use event::{ClientDiscardReason, ClientEvent, ClientUsageError, FailReason, RequestId};
 
-use crate::codec::{BrokerCommand, Command, Dialect, Found, Multipart, PeerCommand};
+use crate::codec::{BrokerCommand, Dialect, Multipart};
 use crate::config::ConfigError;
 use crate::hash::{Map, Seeded};
+use crate::shell::{Shell, Unreadable};
+use crate::time::TimerTable;
 use crate::PeerTransmit;
 
 /// One of a client's connections to the broker: `Lane(0)` to
@@ -164,6 +171,15 @@ pub struct ClientTransmit {
     pub lane: Lane,
     /// What to do on it.
     pub transmit: PeerTransmit,
+}
+
+/// Why a [`Client`] has a deadline set ([`Client::next_timer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ClientTimer {
+    /// The request on the wire times out: its lane is replaced and it is
+    /// sent again, or fails.
+    RequestTimeout(RequestId),
 }
 
 /// Why the client replaces a lane's connection and resends what was on it.
@@ -186,10 +202,9 @@ struct Pending {
     /// How many times it was sent.
     tries: u32,
     /// The lane it is on the wire on; `None` while it waits in the client.
+    /// While it is on the wire, a `RequestTimeout` timer is set for it
+    /// (unless its timeout is too far away for `Instant`: never).
     lane: Option<usize>,
-    /// When the current send times out (`None`: not sent, or too far away
-    /// for `Instant`).
-    deadline: Option<Instant>,
     /// Whether PARTIALs of the current send were delivered.
     parts_delivered: bool,
 }
@@ -213,8 +228,6 @@ impl ServiceState {
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    /// The latest `now` passed in; time never goes back from it.
-    now: Instant,
     next_id: u64,
     /// Outstanding requests, oldest first.
     pending: BTreeMap<RequestId, Pending>,
@@ -222,10 +235,8 @@ pub struct Client {
     services: Map<Bytes, ServiceState>,
     /// Per lane, the requests on the wire on it, in the order they were sent.
     lanes: Vec<Vec<RequestId>>,
-    /// The deadline of every request on the wire that has one.
-    deadlines: BTreeSet<(Instant, RequestId)>,
-    transmits: VecDeque<ClientTransmit>,
-    events: VecDeque<ClientEvent>,
+    timers: TimerTable<ClientTimer>,
+    shell: Shell<ClientTransmit, ClientEvent>,
 }
 
 impl Client {
@@ -235,16 +246,14 @@ impl Client {
         config.validate()?;
         Ok(Client {
             lanes: vec![Vec::new(); config.lanes],
+            shell: Shell::new(now, config.dialect),
             config,
-            now,
             next_id: 0,
             pending: BTreeMap::new(),
             // Service names come from the application, not from peers, so a
             // fixed key is enough (and keeps runs reproducible).
             services: Map::with_hasher(Seeded::new(0)),
-            deadlines: BTreeSet::new(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            timers: TimerTable::default(),
         })
     }
 
@@ -290,12 +299,11 @@ impl Client {
     /// Fails for an empty service or body, and when `max_outstanding`
     /// requests are outstanding.
     pub fn request(&mut self, now: Instant, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
-        let now = self.advance(now);
+        let now = self.shell.advance(now);
         self.check_request(&service, &body)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let pending =
-            Pending { service: service.clone(), body, tries: 1, lane: None, deadline: None, parts_delivered: false };
+        let pending = Pending { service: service.clone(), body, tries: 1, lane: None, parts_delivered: false };
         self.pending.insert(id, pending);
         let lanes = self.lanes.len();
         let state = self
@@ -318,8 +326,8 @@ impl Client {
     /// connection, using no try. Then the next request waiting for a lane
     /// goes out.
     pub fn cancel(&mut self, now: Instant, id: RequestId) -> bool {
-        let now = self.advance(now);
-        self.events.retain(|e| e.id() != Some(id));
+        let now = self.shell.advance(now);
+        self.shell.retain_events(|e| e.id() != Some(id));
         let Some((service, lane)) = self.forget(id) else { return false };
         if let Some(lane) = lane {
             self.reconnect(now, lane, Resend::Cancelled);
@@ -330,16 +338,13 @@ impl Client {
 
     /// Takes in a message the broker sent on `lane`.
     pub fn handle_message(&mut self, now: Instant, lane: Lane, frames: Multipart) {
-        self.advance(now);
+        self.shell.advance(now);
         if lane.0 >= self.lanes.len() {
             return self.discard(ClientDiscardReason::NoSuchLane { lane, lanes: self.lanes.len() });
         }
-        let command = match BrokerCommand::decode(frames) {
-            Err(e) => return self.discard(ClientDiscardReason::Malformed(e)),
-            Ok((found, _)) if found != self.config.dialect => {
-                return self.discard(ClientDiscardReason::WrongDialect { expected: self.config.dialect, found });
-            }
-            Ok((_, command)) => command,
+        let command = match self.shell.read(frames) {
+            Ok(command) => command,
+            Err(unreadable) => return self.discard(unreadable.into()),
         };
         match command {
             BrokerCommand::Partial { service, body } => self.partial(lane.0, service, body),
@@ -352,13 +357,9 @@ impl Client {
     /// timed out, resends, fails requests out of tries. Calling it early or
     /// twice does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.advance(now);
-        let mut due: Vec<usize> = self
-            .deadlines
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, id)| self.pending.get(id)?.lane)
-            .collect();
+        let now = self.shell.advance(now);
+        let lane_of = |ClientTimer::RequestTimeout(id)| self.pending.get(&id)?.lane;
+        let mut due: Vec<usize> = self.timers.due(now).filter_map(lane_of).collect();
         due.sort_unstable();
         due.dedup();
         for lane in due {
@@ -379,7 +380,7 @@ impl Client {
     /// Call it once per connection, not for a connection still being
     /// dialled. A lane this client does not have is ignored.
     pub fn handle_connection_lost(&mut self, now: Instant, lane: Lane) {
-        let now = self.advance(now);
+        let now = self.shell.advance(now);
         if lane.0 < self.lanes.len() {
             self.reconnect(now, lane.0, Resend::ConnectionLost);
         }
@@ -389,222 +390,33 @@ impl Client {
 
     /// The next transmit to perform, in order.
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
-        self.transmits.pop_front()
+        self.shell.poll_transmit()
     }
 
     /// The next event for the application, in order.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.shell.poll_event()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the
     /// earliest deadline of a request on the wire, never earlier than the
     /// latest `now` passed in. `None` when nothing is on the wire.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(at, _)| (*at).max(self.now))
+        self.next_timer().map(|(at, _)| at)
     }
 
-    // ---- requests and lanes ----
-
-    fn check_request(&self, service: &Bytes, body: &Multipart) -> Result<(), ClientUsageError> {
-        if service.is_empty() {
-            return Err(ClientUsageError::EmptyService);
-        }
-        if body.is_empty() {
-            return Err(ClientUsageError::EmptyBody);
-        }
-        if self.pending.len() >= self.config.max_outstanding {
-            return Err(ClientUsageError::TooManyOutstanding { max: self.config.max_outstanding });
-        }
-        Ok(())
+    /// The deadline [`poll_timeout`](Self::poll_timeout) returns, and why
+    /// it is set.
+    pub fn next_timer(&self) -> Option<(Instant, ClientTimer)> {
+        self.timers.next().map(|(at, why)| (at.max(self.shell.now()), why))
     }
+}
 
-    /// Moves the clock forward (never back) and returns the time to use.
-    fn advance(&mut self, now: Instant) -> Instant {
-        self.now = self.now.max(now);
-        self.now
-    }
-
-    /// The lane a request for a service in `state` may go on now: one with
-    /// nothing on the wire for it (in the majortomo dialect, nothing at
-    /// all), the least loaded first.
-    fn free_lane(&self, state: &ServiceState) -> Option<usize> {
-        let majortomo = self.config.dialect == Dialect::Majortomo;
-        (0..self.lanes.len())
-            .filter(|&lane| state.on_lane[lane].is_none() && (!majortomo || self.lanes[lane].is_empty()))
-            .min_by_key(|&lane| self.lanes[lane].len())
-    }
-
-    /// Sends the requests waiting for `service` while a lane can take them.
-    fn send_waiting(&mut self, now: Instant, service: &Bytes) {
-        while self.send_next(now, service) {}
-    }
-
-    /// Sends the oldest request waiting for `service`, if a lane can take
-    /// it; returns whether it went.
-    fn send_next(&mut self, now: Instant, service: &Bytes) -> bool {
-        let Some(state) = self.services.get(service) else { return false };
-        let (Some(&id), Some(lane)) = (state.waiting.front(), self.free_lane(state)) else { return false };
-        if let Some(state) = self.services.get_mut(service) {
-            state.waiting.pop_front();
-            state.on_lane[lane] = Some(id);
+impl From<Unreadable> for ClientDiscardReason {
+    fn from(u: Unreadable) -> Self {
+        match u {
+            Unreadable::Malformed(e) => ClientDiscardReason::Malformed(e),
+            Unreadable::WrongDialect { expected, found } => ClientDiscardReason::WrongDialect { expected, found },
         }
-        self.lanes[lane].push(id);
-        if let Some(p) = self.pending.get_mut(&id) {
-            p.lane = Some(lane);
-        }
-        self.transmit_request(id, now);
-        true
-    }
-
-    /// A lane slot of `service` was freed (a request answered, failed or
-    /// cancelled): the next request waiting for it may go out. In the
-    /// majortomo dialect the freed lane can take any service: the oldest
-    /// waiting requests go first, whatever their service.
-    fn after_freed(&mut self, now: Instant, service: &Bytes) {
-        if self.config.dialect != Dialect::Majortomo {
-            return self.send_waiting(now, service);
-        }
-        while let Some(oldest) = self.oldest_waiting() {
-            if !self.send_next(now, &oldest) {
-                return;
-            }
-        }
-    }
-
-    /// The service of the oldest request waiting in the client.
-    fn oldest_waiting(&self) -> Option<Bytes> {
-        let fronts = self.services.iter().filter_map(|(name, s)| Some((*s.waiting.front()?, name)));
-        fronts.min_by_key(|(id, _)| *id).map(|(_, name)| name.clone())
-    }
-
-    /// Sends (or resends) request `id` on its lane and starts its deadline.
-    fn transmit_request(&mut self, id: RequestId, now: Instant) {
-        let Some(p) = self.pending.get_mut(&id) else { return };
-        let Some(lane) = p.lane else { return };
-        if let Some(old) = p.deadline.take() {
-            self.deadlines.remove(&(old, id));
-        }
-        p.deadline = now.checked_add(self.config.timeout);
-        if let Some(at) = p.deadline {
-            self.deadlines.insert((at, id));
-        }
-        p.parts_delivered = false;
-        let command = PeerCommand::Request { service: p.service.clone(), body: p.body.clone() };
-        // `check_request` ruled out the only failures (empty service, empty
-        // body), so nothing is lost here.
-        if let Ok(frames) = command.encode(self.config.dialect) {
-            self.transmits.push_back(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Send(frames) });
-        }
-    }
-
-    /// Replaces `lane`'s connection and resends (or fails) every request on
-    /// the wire on it, in the order they were put on the lane (a resend
-    /// keeps its place).
-    fn reconnect(&mut self, now: Instant, lane: usize, why: Resend) {
-        self.transmits.push_back(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
-        let on_lane = self.lanes[lane].clone();
-        for id in on_lane {
-            self.retry(id, now, why);
-        }
-    }
-
-    /// After a reconnect: fail `id` if this send used a try (it timed out,
-    /// or its connection was lost) and none is left, else send it again on
-    /// the new connection. A request resent only because another on its lane
-    /// timed out or was cancelled uses no try.
-    fn retry(&mut self, id: RequestId, now: Instant, why: Resend) {
-        let Some(p) = self.pending.get_mut(&id) else { return };
-        let used_try = match why {
-            Resend::ConnectionLost => true,
-            Resend::Timeout => p.deadline.is_some_and(|d| d <= now),
-            Resend::Cancelled => false,
-        };
-        if used_try && p.tries >= self.config.tries {
-            let reason = match (why, self.config.tries) {
-                (Resend::Timeout, 1) => FailReason::Timeout,
-                (Resend::Timeout, tries) => FailReason::RetriesExhausted { tries },
-                (_, tries) => FailReason::ConnectionLost { tries },
-            };
-            self.events.push_back(ClientEvent::Failed { id, reason });
-            return self.complete(id, now);
-        }
-        if used_try {
-            p.tries += 1;
-        }
-        if p.parts_delivered {
-            self.events.push_back(ClientEvent::Restarted { id });
-        }
-        self.transmit_request(id, now);
-    }
-
-    /// Removes `id` from every record; returns its service and the lane it
-    /// was on the wire on.
-    fn forget(&mut self, id: RequestId) -> Option<(Bytes, Option<usize>)> {
-        let p = self.pending.remove(&id)?;
-        if let Some(at) = p.deadline {
-            self.deadlines.remove(&(at, id));
-        }
-        if let Some(lane) = p.lane {
-            self.lanes[lane].retain(|&other| other != id);
-        }
-        if let Some(state) = self.services.get_mut(&p.service) {
-            match p.lane {
-                Some(lane) => state.on_lane[lane] = None,
-                None => state.waiting.retain(|&other| other != id),
-            }
-            if state.is_empty() {
-                // Keep the map to services with requests outstanding.
-                self.services.remove(&p.service);
-            }
-        }
-        Some((p.service, p.lane))
-    }
-
-    /// `id` is answered or failed: forget it, and send the next request
-    /// waiting for its lane slot.
-    fn complete(&mut self, id: RequestId, now: Instant) {
-        if let Some((service, _)) = self.forget(id) {
-            self.after_freed(now, &service);
-        }
-    }
-
-    // ---- replies ----
-
-    /// The request a reply on `lane` naming `service` (or none, in the
-    /// majortomo dialect) belongs to: the one on the wire for that service
-    /// on that lane.
-    fn matching(&self, lane: usize, service: Option<&Bytes>) -> Option<RequestId> {
-        match service {
-            Some(service) => self.services.get(service)?.on_lane[lane],
-            None => self.lanes[lane].first().copied(),
-        }
-    }
-
-    fn partial(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
-        let Some(id) = self.matching(lane, service.as_ref()) else {
-            return self.unmatched(Command::Partial, lane, service);
-        };
-        if let Some(p) = self.pending.get_mut(&id) {
-            p.parts_delivered = true;
-        }
-        self.events.push_back(ClientEvent::Partial { id, body });
-    }
-
-    fn reply(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
-        let Some(id) = self.matching(lane, service.as_ref()) else {
-            return self.unmatched(Command::Final, lane, service);
-        };
-        self.events.push_back(ClientEvent::Reply { id, body });
-        let now = self.now;
-        self.complete(id, now);
-    }
-
-    fn unmatched(&mut self, command: Command, lane: usize, service: Option<Bytes>) {
-        self.discard(ClientDiscardReason::Unmatched { command, service: service.map(Found), lane: Lane(lane) });
-    }
-
-    fn discard(&mut self, reason: ClientDiscardReason) {
-        self.events.push_back(ClientEvent::Discarded { reason });
     }
 }
