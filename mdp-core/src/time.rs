@@ -32,29 +32,32 @@ use std::time::{Duration, Instant};
 
 use crate::lazy::{compaction_due, Token, Tokens};
 
-/// `at + d`, or the latest instant after `at` that can be represented if that
-/// overflows: a timer set so far away never fires in practice, and an
-/// application may well configure `Duration::MAX` to mean "never".
-pub(crate) fn add_saturating(at: Instant, d: Duration) -> Instant {
-    if let Some(t) = at.checked_add(d) {
-        return t;
-    }
-    // Add ever smaller steps: at most one success per step size after the
-    // first failure, so this takes about 2 × 96 tries at worst.
-    let (mut t, mut step) = (at, d / 2);
-    while !step.is_zero() {
-        match t.checked_add(step) {
-            Some(later) => t = later,
-            None => step /= 2,
-        }
-    }
-    t
-}
-
 /// `at + d`, or `None` (never) if that is too far away for `Instant` to
 /// hold: an application may well configure `Duration::MAX` to mean "never".
 pub(crate) fn deadline(at: Instant, d: Duration) -> Option<Instant> {
     at.checked_add(d)
+}
+
+/// Whether `deadline` has come at `now`; never, for a deadline that is never.
+pub(crate) fn passed(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|at| at <= now)
+}
+
+/// Whether deadline `a` comes before `b`, a deadline that is never coming
+/// after every other.
+pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a < b,
+        (a, b) => a.is_some() && b.is_none(),
+    }
+}
+
+/// The earlier of two deadlines, either of which may be never.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One entry: ordered by deadline, then by token, which is unique, so keys
@@ -249,12 +252,17 @@ mod tests {
     }
 
     #[test]
-    fn add_saturating_adds_or_stops_at_the_last_instant() {
+    fn too_far_away_is_never() {
         let t0 = Instant::now();
-        assert_eq!(add_saturating(t0, Duration::from_secs(5)), t0 + Duration::from_secs(5));
-        let far = add_saturating(t0, Duration::MAX);
-        assert!(far > t0 + Duration::from_secs(1 << 40));
-        assert_eq!(far.checked_add(Duration::from_nanos(1)), None);
-        assert_eq!(add_saturating(far, Duration::from_secs(1)), far);
+        let soon = deadline(t0, Duration::from_secs(5));
+        assert_eq!(soon, Some(t0 + Duration::from_secs(5)));
+        assert_eq!(deadline(t0, Duration::MAX), None);
+        assert!(passed(soon, t0 + Duration::from_secs(5)) && !passed(soon, t0));
+        assert!(!passed(None, t0 + Duration::from_secs(1 << 40)));
+        assert_eq!(earliest(None, soon), soon);
+        assert_eq!(earliest(soon, Some(t0)), Some(t0));
+        assert_eq!(earliest(None, None), None);
+        assert!(earlier(Some(t0), soon) && earlier(soon, None));
+        assert!(!earlier(soon, soon) && !earlier(None, soon) && !earlier(None, None));
     }
 }

@@ -4,7 +4,7 @@
 use super::service::{Books, Request};
 use super::worker::{Job, Progress};
 use super::{Broker, BrokerEvent, DropReason, Transmit};
-use crate::time::add_saturating;
+use crate::time::{deadline, earlier, passed};
 
 impl Broker {
     /// The request of the worker at slab index `wid` is answered: the
@@ -93,12 +93,12 @@ impl Broker {
         }
         request.dispatches += 1;
         w.idle_token = None;
-        w.next_heartbeat = add_saturating(self.now, self.config.heartbeat_interval);
+        w.next_heartbeat = deadline(self.now, self.config.heartbeat_interval);
         let frames = crate::codec::worker_request(w.dialect, request.client.0.clone(), &request.body);
         let client = request.client.clone();
         w.job = Some(Job::new(request, self.now));
         // A busy window shorter than the idle one moves the expiry earlier.
-        if w.next_deadline(&self.config) < w.timer_at {
+        if earlier(w.next_deadline(&self.config), w.timer_at) {
             w.arm(id, &self.config, &mut self.worker_timers);
         }
         self.busy_workers += 1;
@@ -132,7 +132,7 @@ impl Broker {
             s.finish(client.clone());
             self.stats.dropped += 1;
             BrokerEvent::RequestDropped { client, service, reason }
-        } else if request.deadline <= self.now {
+        } else if passed(request.deadline, self.now) {
             s.finish(client.clone());
             self.stats.expired += 1;
             BrokerEvent::RequestExpired { client, service }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::mmi::MMI_PREFIX;
 use super::service::{Books, Request, Service, Tally};
 use super::{Broker, BrokerConfig, Limit};
-use crate::time::add_saturating;
+use crate::time::deadline;
 use crate::{Dialect, Multipart, PeerId};
 
 /// Where an admitted request goes.
@@ -37,7 +37,7 @@ impl Broker {
                 return self.limit_hit(client, limit);
             }
         };
-        let deadline = add_saturating(self.now, self.config.request_timeout);
+        let deadline = deadline(self.now, self.config.request_timeout);
         let request = Request { client, dialect, body, deadline, dispatches: 0, charge };
         if admitted == Admitted::AtOnce {
             return self.dispatch(sid, Some(request));

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use super::{BrokerConfig, QueueKey};
 use crate::hash::{Map, Seeded};
 use crate::lazy::{Ring, Token};
-use crate::time::DeadlineQueue;
+use crate::time::{passed, DeadlineQueue};
 use crate::{Dialect, Multipart, PeerId};
 
 /// The broker's request timers: one live entry per client queue that holds
@@ -55,7 +55,7 @@ pub(crate) struct Request {
     pub(crate) dialect: Dialect,
     pub(crate) body: Multipart,
     /// When it expires if it is still queued.
-    pub(crate) deadline: Instant,
+    pub(crate) deadline: Option<Instant>,
     /// How many times it has been handed to a worker.
     pub(crate) dispatches: u32,
     /// What it is charged against the byte budget: see [`Request::charge`].
@@ -132,7 +132,9 @@ struct ClientQueue {
 impl ClientQueue {
     /// A request with `deadline` joined `client`'s queue: pushes a new timer
     /// entry if the live one (if any) would fire too late.
-    fn arm(&mut self, deadline: Instant, client: &PeerId, books: &mut Books) {
+    /// A deadline that is never needs no entry.
+    fn arm(&mut self, deadline: Option<Instant>, client: &PeerId, books: &mut Books) {
+        let Some(deadline) = deadline else { return };
         if self.timer.is_some_and(|(at, _)| at <= deadline) {
             return;
         }
@@ -400,7 +402,7 @@ impl Service {
             return;
         }
         q.timer = None;
-        while q.requests.front().is_some_and(|r| r.deadline <= now) {
+        while q.requests.front().is_some_and(|r| passed(r.deadline, now)) {
             if let Some(r) = q.requests.pop_front() {
                 // `count_unqueued`, on the fields: `q` borrows the client map.
                 for t in [&mut self.tally, &mut *books.totals] {
@@ -410,8 +412,8 @@ impl Service {
                 expired.push(r);
             }
         }
-        if let Some(next) = q.requests.front().map(|r| r.deadline) {
-            return q.arm(next, client, &mut books);
+        if let Some(front) = q.requests.front() {
+            return q.arm(front.deadline, client, &mut books);
         }
         // Nothing queued: no turn either, so a later request of this client
         // queues behind those that came before it.

@@ -7,24 +7,24 @@ use bytes::Bytes;
 use super::service::Books;
 use super::{Broker, BrokerEvent, Farewell, GoneReason};
 use crate::lazy::Token;
-use crate::time::add_saturating;
+use crate::time::{deadline, passed};
 use crate::{BrokerCommand, PeerId};
 
 impl Broker {
     /// The timer entry `token` of worker `id` fired.
     pub(super) fn worker_timer(&mut self, id: PeerId, token: Token) {
         let now = self.now;
-        let Some(w) = self.workers.get_mut(&id).filter(|w| w.timer == token) else { return };
-        if w.expires_at(&self.config) <= now {
+        let Some(w) = self.workers.get_mut(&id).filter(|w| w.timer == Some(token)) else { return };
+        if passed(w.expires_at(&self.config), now) {
             return self.remove_worker(&id, GoneReason::Expired, Farewell::Disconnect);
         }
-        if w.job_deadline(&self.config).is_some_and(|d| d <= now) {
+        if passed(w.job_deadline(&self.config), now) {
             return self.remove_worker(&id, GoneReason::JobTooLong, Farewell::Disconnect);
         }
         let dialect = w.dialect;
-        let heartbeat = w.next_heartbeat <= now;
+        let heartbeat = passed(w.next_heartbeat, now);
         if heartbeat {
-            w.next_heartbeat = add_saturating(now, self.config.heartbeat_interval);
+            w.next_heartbeat = deadline(now, self.config.heartbeat_interval);
         }
         w.arm(&id, &self.config, &mut self.worker_timers);
         if heartbeat {
@@ -51,7 +51,7 @@ impl Broker {
     /// proportional to what the broker holds, whatever the message rate.
     pub(super) fn compact_timers(&mut self) {
         let workers = &self.workers;
-        self.worker_timers.compact(workers.len(), |id, t| workers.get(id).is_some_and(|w| w.timer == t));
+        self.worker_timers.compact(workers.len(), |id, t| workers.get(id).is_some_and(|w| w.timer == Some(t)));
         // A queue has a live entry only while it holds requests, so there
         // are at most as many live entries as queued requests.
         let services = &self.services;

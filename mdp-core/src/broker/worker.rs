@@ -9,7 +9,7 @@ use super::mmi::MMI_PREFIX;
 use super::service::{frames_charge, Request, Service};
 use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior, Part};
 use crate::lazy::Token;
-use crate::time::{add_saturating, DeadlineQueue};
+use crate::time::{deadline, earliest, DeadlineQueue};
 use crate::{BrokerCommand, Command, Dialect, Multipart, PeerId};
 
 #[derive(Debug)]
@@ -21,15 +21,15 @@ pub(crate) struct WorkerRec {
     pub(crate) dialect: Dialect,
     pub(crate) last_heard: Instant,
     /// When the broker must send a HEARTBEAT if it sends nothing else.
-    pub(crate) next_heartbeat: Instant,
+    pub(crate) next_heartbeat: Option<Instant>,
     /// The token of this worker's live entry in the broker's worker timers,
     /// and its deadline. Deadlines usually move later, and the entry is
     /// re-checked when it fires; when one moves earlier (a busy window
     /// shorter than the idle one) a new entry replaces it. Tokens are never
     /// reused, so an entry of an earlier registration of the same identity
     /// cannot touch this one.
-    pub(crate) timer: Token,
-    pub(crate) timer_at: Instant,
+    pub(crate) timer: Option<Token>,
+    pub(crate) timer_at: Option<Instant>,
     /// Set while the worker is in its service's idle list: the token of its
     /// live entry there.
     pub(crate) idle_token: Option<Token>,
@@ -157,10 +157,10 @@ impl WorkerRec {
             service_id,
             dialect,
             last_heard: now,
-            next_heartbeat: add_saturating(now, config.heartbeat_interval),
-            // Placeholders, set by `arm` before anyone sees them.
-            timer: Token::default(),
-            timer_at: now,
+            next_heartbeat: deadline(now, config.heartbeat_interval),
+            // Set by `arm`, below.
+            timer: None,
+            timer_at: None,
             idle_token: None,
             job: None,
         };
@@ -170,9 +170,10 @@ impl WorkerRec {
 
     /// Pushes a timer entry for the worker's next deadline, which becomes
     /// its live one (the one before, if any, turns stale).
+    /// A deadline that is never gets no entry.
     pub(crate) fn arm(&mut self, id: &PeerId, config: &BrokerConfig, timers: &mut DeadlineQueue<PeerId>) {
         self.timer_at = self.next_deadline(config);
-        self.timer = timers.push(self.timer_at, id.clone());
+        self.timer = self.timer_at.map(|at| timers.push(at, id.clone()));
     }
 
     /// Whether this worker, of the service at slab index `sid`, holds the
@@ -183,21 +184,21 @@ impl WorkerRec {
     }
 
     /// When the worker is removed if it stays silent.
-    pub(crate) fn expires_at(&self, config: &BrokerConfig) -> Instant {
+    pub(crate) fn expires_at(&self, config: &BrokerConfig) -> Option<Instant> {
         let window = if self.job.is_some() { config.busy_timeout() } else { config.idle_worker_timeout() };
-        add_saturating(self.last_heard, window)
+        deadline(self.last_heard, window)
     }
 
     /// When the job it holds has taken too long, if there is a limit.
     pub(crate) fn job_deadline(&self, config: &BrokerConfig) -> Option<Instant> {
         let job = self.job.as_ref()?;
-        job.started.checked_add(config.max_job_time?)
+        deadline(job.started, config.max_job_time?)
     }
 
     /// The worker's next deadline, for its timer entry.
-    pub(crate) fn next_deadline(&self, config: &BrokerConfig) -> Instant {
-        let next = self.expires_at(config).min(self.next_heartbeat);
-        self.job_deadline(config).map_or(next, |job| next.min(job))
+    pub(crate) fn next_deadline(&self, config: &BrokerConfig) -> Option<Instant> {
+        let next = earliest(self.expires_at(config), self.next_heartbeat);
+        earliest(next, self.job_deadline(config))
     }
 }
 
