@@ -7,7 +7,8 @@ use bytes::Bytes;
 use mdp_core::client::{ClientConfig, ClientEvent, ClientUsageError, FailReason, RequestId};
 use mdp_core::{Lane, Multipart, PeerTransmit};
 
-use crate::socket::{poll, poll_ms, Connection};
+use crate::poll::{earliest, poll, poll_ms};
+use crate::socket::Connection;
 use crate::AdapterError;
 
 /// What went wrong with a request.
@@ -161,7 +162,7 @@ impl Client {
     /// events. Only the lanes the poll found ready are read, so a wake-up
     /// costs a call per ready socket, not per lane.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
-        let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
+        let ms = poll_ms(earliest(Some(deadline), self.core.poll_timeout()), Instant::now());
         let mut items: Vec<zmq::PollItem<'_>> =
             self.lanes.iter().map(|conn| conn.socket.as_poll_item(conn.events())).collect();
         poll(&mut items, ms)?;

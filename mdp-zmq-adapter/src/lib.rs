@@ -38,6 +38,8 @@
 mod broker;
 mod client;
 mod error;
+mod message;
+mod poll;
 mod socket;
 mod worker;
 

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent};
 use mdp_core::{Multipart, PeerTransmit};
 
-use crate::socket::{poll, poll_ms, Connection};
+use crate::poll::{poll, poll_ms};
+use crate::socket::Connection;
 use crate::AdapterError;
 
 /// Streams PARTIAL replies from inside a handler (MDP/0.2 dialects).
@@ -161,7 +162,7 @@ impl Link {
 
     /// Waits for input or the core's next timer, then handles what came.
     fn wait_and_serve(&mut self) -> Result<(), AdapterError> {
-        let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
+        let ms = poll_ms(self.core.poll_timeout(), Instant::now());
         poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
         self.serve_ready()
     }
