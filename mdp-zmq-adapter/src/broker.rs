@@ -1,14 +1,13 @@
 //! The broker runner: one ROUTER socket, one [`Broker`].
 
 use std::iter;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mdp_core::{Broker, BrokerConfig, BrokerEvent, Multipart, PeerId, Transmit};
 
 use crate::message::{recv_message, send_message, Sent};
 use crate::poll::{poll, poll_ms};
-use crate::AdapterError;
+use crate::{AdapterError, StopHandle};
 
 /// Messages read per wake-up before timers get a turn, so a flood of input
 /// cannot starve heartbeats.
@@ -20,6 +19,7 @@ pub struct BrokerRunner {
     socket: zmq::Socket,
     broker: Broker,
     endpoints: Vec<String>,
+    stop: StopHandle,
 }
 
 impl BrokerRunner {
@@ -78,7 +78,7 @@ impl BrokerRunner {
             let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
             bound.push(last.unwrap_or_else(|_| endpoint.clone()));
         }
-        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound })
+        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound, stop: StopHandle::new() })
     }
 
     /// The endpoints bound, with any wildcard port resolved.
@@ -91,10 +91,17 @@ impl BrokerRunner {
         &self.broker
     }
 
-    /// Runs until `stop` is set, then sends DISCONNECT to every worker and
-    /// returns. Every [`BrokerEvent`] is passed to `on_event`.
-    pub fn run(&mut self, stop: &AtomicBool, mut on_event: impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
-        while !stop.load(Ordering::Relaxed) {
+    /// A handle that makes [`run`](Self::run) return; take it before `run`
+    /// (which borrows the runner) and keep it on another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Runs until [`StopHandle::stop`] is called on a handle from
+    /// [`stop_handle`](Self::stop_handle), then sends DISCONNECT to every
+    /// worker and returns. Every [`BrokerEvent`] is passed to `on_event`.
+    pub fn run(&mut self, mut on_event: impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
+        while !self.stop.is_stopped() {
             self.wait()?;
             let mut read = 0;
             while read < READ_BATCH {

@@ -41,9 +41,11 @@ mod error;
 mod message;
 mod poll;
 mod socket;
+mod stop;
 mod worker;
 
 pub use broker::BrokerRunner;
 pub use client::{Client, ClientError, Parts};
 pub use error::AdapterError;
+pub use stop::StopHandle;
 pub use worker::{PartSink, Worker};

@@ -19,7 +19,6 @@
 //! it and never wait for it. Moving a ZeroMQ socket between threads is
 //! allowed behind a full memory barrier, which the mutex provides.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use mdp_core::{Multipart, PeerTransmit};
 
 use crate::poll::{poll, poll_ms};
 use crate::socket::Connection;
-use crate::AdapterError;
+use crate::{AdapterError, StopHandle};
 
 /// Streams PARTIAL replies from inside a handler (MDP/0.2 dialects).
 pub struct PartSink<'a> {
@@ -51,22 +50,24 @@ impl PartSink<'_> {
 pub struct Worker {
     endpoint: String,
     config: WorkerConfig,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
 }
 
 impl Worker {
     /// A worker for `config.service` at the broker `endpoint`.
     pub fn new(endpoint: &str, config: WorkerConfig) -> Self {
-        Worker { endpoint: endpoint.to_owned(), config, stop: Arc::new(AtomicBool::new(false)) }
+        Worker { endpoint: endpoint.to_owned(), config, stop: StopHandle::new() }
     }
 
-    /// Set it to make [`run`](Self::run) send DISCONNECT and return (once
-    /// the handler call in progress, if any, returns).
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+    /// A handle that makes [`run`](Self::run) send DISCONNECT and return
+    /// (once the handler call in progress, if any, returns); take it before
+    /// `run`, which consumes the worker.
+    pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
     }
 
-    /// Serves requests until the stop flag is set. The handler gets each
+    /// Serves requests until [`StopHandle::stop`] is called on a handle from
+    /// [`stop_handle`](Self::stop_handle). The handler gets each
     /// request's frames and returns the reply's (the FINAL); it may stream
     /// PARTIALs first through the [`PartSink`]. It runs on the calling
     /// thread, one request at a time; heartbeats flow however long it takes
@@ -104,11 +105,11 @@ fn keeper_period(config: &WorkerConfig) -> Duration {
 
 /// The serving loop: wait for a request with the lock held, run the handler
 /// without it, answer with it.
-fn serve<H>(link: &Mutex<Link>, stop: &AtomicBool, handler: &mut H) -> Result<(), AdapterError>
+fn serve<H>(link: &Mutex<Link>, stop: &StopHandle, handler: &mut H) -> Result<(), AdapterError>
 where
     H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
 {
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_stopped() {
         let (job, body) = {
             let mut guard = lock(link);
             if let Some(e) = guard.failed.take() {
@@ -249,18 +250,18 @@ impl Link {
 
 /// The keeper thread; stopping and joining it is this guard's drop.
 struct Keeper {
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Keeper {
     fn start(link: Arc<Mutex<Link>>, period: Duration) -> Result<Keeper, AdapterError> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = StopHandle::new();
         let stopped = stop.clone();
         let thread = thread::Builder::new()
             .name("mdp-worker-keep".into())
             .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
+                while !stopped.is_stopped() {
                     thread::park_timeout(period);
                     keep(&link);
                 }
@@ -284,7 +285,7 @@ fn keep(link: &Mutex<Link>) {
 
 impl Drop for Keeper {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
