@@ -50,7 +50,7 @@ fn every_worker_at_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error>
     let mut stops = Vec::new();
     let mut workers = Vec::new();
     for w in 1..=SLOW_WORKERS {
-        let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(b"slow"), Dialect::V02));
+        let worker = Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(b"slow"), Dialect::V02))?;
         stops.push(worker.stop_handle());
         let (busy, peak) = (busy.clone(), peak.clone());
         workers.push(thread::spawn(move || {
@@ -100,15 +100,15 @@ fn every_worker_at_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error>
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut broker = BrokerRunner::bind(Default::default(), &["tcp://127.0.0.1:*".to_owned()])?;
+    let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], Default::default())?;
     let endpoint = broker.endpoints()[0].clone();
     println!("broker listening on {endpoint}\n");
     println!("{:>20} {:>11} {:<34}    reply", "client dialect", "service", "request");
     let stop_broker = broker.stop_handle();
     let broker_thread = thread::spawn(move || broker.run(|_| {}));
 
-    let echo = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02));
-    let square_worker = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"square"), Dialect::V01));
+    let echo = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02))?;
+    let square_worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"square"), Dialect::V01))?;
     let stops = [echo.stop_handle(), square_worker.stop_handle()];
     let workers = [
         thread::spawn(move || {

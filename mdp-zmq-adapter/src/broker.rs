@@ -26,6 +26,10 @@ impl BrokerRunner {
     /// Binds a ROUTER socket to every endpoint (`tcp://127.0.0.1:5555`,
     /// `ipc://…`, `tcp://127.0.0.1:*` for any free port).
     ///
+    /// A configuration that cannot work is refused before any socket is
+    /// made, with [`AdapterError::Config`] carrying the core's
+    /// [`mdp_core::ConfigError`].
+    ///
     /// Unless `config` sets [`BrokerConfig::hash_seed`], the broker's hash
     /// of peer identities is seeded from the operating system's randomness,
     /// so that peers cannot plan collisions.
@@ -59,7 +63,7 @@ impl BrokerRunner {
     /// message until its last frame arrives, and has no limit on the number
     /// of frames); the core applies [`BrokerConfig::max_message_frames`]
     /// and `max_message_bytes` to it once it is read.
-    pub fn bind(mut config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
+    pub fn bind(endpoints: &[impl AsRef<str>], mut config: BrokerConfig) -> Result<Self, AdapterError> {
         config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
         // A configuration that cannot work is refused before any socket.
         let broker = Broker::new(config, Instant::now())?;
@@ -73,10 +77,10 @@ impl BrokerRunner {
         socket.set_router_mandatory(true).map_err(AdapterError::zmq("set ROUTER_MANDATORY"))?;
         socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
         let mut bound = Vec::new();
-        for endpoint in endpoints {
+        for endpoint in endpoints.iter().map(AsRef::as_ref) {
             socket.bind(endpoint).map_err(AdapterError::zmq(format!("bind {endpoint}")))?;
             let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
-            bound.push(last.unwrap_or_else(|_| endpoint.clone()));
+            bound.push(last.unwrap_or_else(|_| endpoint.to_owned()));
         }
         Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound, stop: StopHandle::new() })
     }

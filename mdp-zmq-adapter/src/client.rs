@@ -47,6 +47,10 @@ pub enum ClientError {
 /// With one lane the client has one request per service on the wire at a
 /// time; with `L` lanes, up to `L` per service are served at once, by as
 /// many workers.
+///
+/// It has no run loop, so it needs no [`StopHandle`](crate::StopHandle):
+/// it does its work inside the calls, each of which returns by the timeout
+/// passed to it. Dropping it closes its sockets.
 pub struct Client {
     _ctx: zmq::Context,
     lanes: Vec<Connection>,
@@ -58,6 +62,10 @@ pub struct Client {
 impl Client {
     /// Connects to a broker (`tcp://127.0.0.1:5555`) with
     /// `config.lanes` connections.
+    ///
+    /// A configuration that cannot work is refused here, with
+    /// [`ClientError::Config`] carrying the core's [`mdp_core::ConfigError`],
+    /// before any socket is made.
     pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Self, ClientError> {
         let core = mdp_core::Client::new(config, Instant::now())?;
         let ctx = zmq::Context::new();

@@ -24,6 +24,22 @@
 //! leave them to. (The monitor is read every 50 ms, not polled: each socket
 //! in a poll costs every wake-up some system calls.)
 //!
+//! # One shape for the three
+//!
+//! * **Made** by a constructor that takes the endpoint(s), then the core's
+//!   configuration, and returns a `Result`: [`BrokerRunner::bind`] (it
+//!   binds its ROUTER), [`Client::connect`] and [`Worker::connect`] (they
+//!   connect DEALERs). A configuration the core would refuse is refused
+//!   there, before any socket, with the core's [`mdp_core::ConfigError`]
+//!   as it is: [`AdapterError::Config`] (broker and worker) or
+//!   [`ClientError::Config`] (the client, whose calls all return
+//!   [`ClientError`]).
+//! * **Stopped** through a [`StopHandle`], which the two that have a run
+//!   loop hand out the same way: [`BrokerRunner::stop_handle`] and
+//!   [`Worker::stop_handle`]. Take it before `run` and call
+//!   [`StopHandle::stop`] from any thread (a Ctrl-C handler, say). The
+//!   client has no run loop: each of its calls returns by its own timeout.
+//!
 //! The `zmq` crate builds its own libzmq, so nothing needs installing.
 //!
 //! # Features

@@ -48,15 +48,23 @@ impl PartSink<'_> {
 /// A blocking MDP worker: registers one service and answers its requests
 /// with a handler.
 pub struct Worker {
-    endpoint: String,
+    conn: Connection,
     config: WorkerConfig,
     stop: StopHandle,
 }
 
 impl Worker {
-    /// A worker for `config.service` at the broker `endpoint`.
-    pub fn new(endpoint: &str, config: WorkerConfig) -> Self {
-        Worker { endpoint: endpoint.to_owned(), config, stop: StopHandle::new() }
+    /// A worker for `config.service`, connected to the broker at `endpoint`
+    /// (`tcp://127.0.0.1:5555`). It registers (sends READY) when
+    /// [`run`](Self::run) starts, so the broker hands it nothing before.
+    ///
+    /// A configuration that cannot work is refused here, with
+    /// [`AdapterError::Config`] carrying the core's
+    /// [`mdp_core::ConfigError`], before any socket is made.
+    pub fn connect(endpoint: &str, config: WorkerConfig) -> Result<Self, AdapterError> {
+        config.validate()?;
+        let conn = Connection::open(&zmq::Context::new(), endpoint)?;
+        Ok(Worker { conn, config, stop: StopHandle::new() })
     }
 
     /// A handle that makes [`run`](Self::run) send DISCONNECT and return
@@ -76,12 +84,12 @@ impl Worker {
     where
         H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
     {
+        // The core starts its clocks now, not at connect: the broker has
+        // heard nothing from this worker yet.
         let core = mdp_core::Worker::new(self.config.clone(), Instant::now())?;
-        let ctx = zmq::Context::new();
-        let conn = Connection::open(&ctx, &self.endpoint)?;
         let link = Arc::new(Mutex::new(Link {
             core,
-            conn,
+            conn: self.conn,
             pending: None,
             current: None,
             next_job: 0,

@@ -201,7 +201,7 @@ fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
     let spawn_worker = |service: &'static [u8]| {
         let mut config = WorkerConfig::new(Bytes::from_static(service), Dialect::V02);
         config.heartbeat_interval = slow;
-        let worker = Worker::new(&endpoint, config);
+        let worker = Worker::connect(&endpoint, config).unwrap();
         let stop = worker.stop_handle();
         (stop, std::thread::spawn(move || worker.run(|body, _| body).unwrap()))
     };

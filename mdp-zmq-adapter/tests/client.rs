@@ -27,7 +27,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let mut runner = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], BrokerConfig::default()).unwrap();
         let endpoint = runner.endpoints()[0].clone();
         let stop = runner.stop_handle();
         let broker = thread::spawn(move || runner.run(|_| {}).unwrap());
@@ -39,7 +39,7 @@ impl Setup {
     where
         H: FnMut(Multipart, &PartSink<'_>) -> Multipart + Send + 'static,
     {
-        let worker = Worker::new(&self.endpoint, WorkerConfig::new(b(service), Dialect::V02));
+        let worker = Worker::connect(&self.endpoint, WorkerConfig::new(b(service), Dialect::V02)).unwrap();
         let stop = worker.stop_handle();
         self.workers.push((stop, thread::spawn(move || worker.run(handler).unwrap())));
     }

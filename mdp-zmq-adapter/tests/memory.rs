@@ -32,7 +32,7 @@ fn a_frame_larger_than_max_message_bytes_is_refused_before_it_is_read() {
     let limit = 64 << 10;
     let mut config = BrokerConfig::default();
     config.max_message_bytes = limit;
-    let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+    let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
     let endpoint = runner.endpoints()[0].clone();
     let events = Arc::new(Mutex::new(Vec::new()));
     let stop = runner.stop_handle();
@@ -155,7 +155,7 @@ fn a_flood_of_large_requests_stays_within_the_byte_budget() {
     let charge = BODY + 5 + 2 * BrokerConfig::FRAME_OVERHEAD;
     let fitted = limits.max_queued_bytes / charge;
     let got = Arc::new(AtomicUsize::new(0));
-    let worker = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"nobody"), Dialect::V02));
+    let worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"nobody"), Dialect::V02)).unwrap();
     let nobody_stop = worker.stop_handle();
     let nobody = {
         let got = got.clone();

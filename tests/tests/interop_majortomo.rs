@@ -115,7 +115,7 @@ impl OurBroker {
         // apart (NOTES.md); give it majortomo's own 10 s window.
         let mut config = BrokerConfig::default();
         config.liveness = 4;
-        let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
         let endpoint = runner.endpoints()[0].clone();
         let stop = runner.stop_handle();
         let thread = thread::spawn(move || runner.run(|_| {}).unwrap());
@@ -157,7 +157,7 @@ fn their_client(endpoint: &str) -> Script {
 
 /// Our worker applying the rule, on its own thread.
 fn our_worker(endpoint: &str, dialect: Dialect) -> (StopHandle, thread::JoinHandle<()>) {
-    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), dialect));
+    let worker = Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), dialect)).unwrap();
     let stop = worker.stop_handle();
     let handle = thread::spawn(move || {
         worker

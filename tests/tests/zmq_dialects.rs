@@ -25,7 +25,7 @@ impl TestBroker {
     }
 
     fn with_config(config: BrokerConfig) -> Self {
-        let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
         let endpoint = runner.endpoints()[0].clone();
 
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -47,7 +47,7 @@ impl Drop for TestBroker {
 /// A worker of `service` in `dialect` that answers each request with
 /// `[tag, frames...]`, streaming one PARTIAL `[tag, "part"]` first in 0.2.
 fn spawn_worker(endpoint: &str, service: &'static str, dialect: Dialect) -> (StopHandle, thread::JoinHandle<()>) {
-    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), dialect));
+    let worker = Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), dialect)).unwrap();
     let stop = worker.stop_handle();
     let tag = Bytes::from(format!("{dialect}"));
     let handle = thread::spawn(move || {
@@ -158,7 +158,7 @@ fn heartbeats_flow_while_a_slow_handler_works() {
     let broker = TestBroker::with_config(config);
     let mut worker_config = WorkerConfig::new(Bytes::from_static(b"slow"), Dialect::V01);
     worker_config.heartbeat_interval = Duration::from_millis(50);
-    let worker = Worker::new(&broker.endpoint, worker_config);
+    let worker = Worker::connect(&broker.endpoint, worker_config).unwrap();
     let stop = worker.stop_handle();
     let handle = thread::spawn(move || {
         worker
@@ -185,7 +185,9 @@ fn heartbeats_flow_while_a_slow_handler_works() {
 #[test]
 fn a_majortomo_worker_serves_every_client_dialect() {
     let broker = TestBroker::start();
-    let worker = Worker::new(&broker.endpoint, WorkerConfig::new(Bytes::from_static(b"inline"), Dialect::Majortomo));
+    let worker =
+        Worker::connect(&broker.endpoint, WorkerConfig::new(Bytes::from_static(b"inline"), Dialect::Majortomo))
+            .unwrap();
     let stop = worker.stop_handle();
     let handle = thread::spawn(move || {
         worker

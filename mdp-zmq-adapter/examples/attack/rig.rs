@@ -252,7 +252,8 @@ pub fn barrier(socket: &zmq::Socket, limit: Duration) {
 
 /// An echo worker for `service`, on its own thread, until the flag is set.
 pub fn echo_worker(endpoint: &str, service: &'static str) -> (StopHandle, JoinHandle<()>) {
-    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), Dialect::V02));
+    let worker =
+        Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), Dialect::V02)).unwrap();
     let stop = worker.stop_handle();
     (stop, thread::spawn(move || worker.run(|body, _| body).unwrap()))
 }

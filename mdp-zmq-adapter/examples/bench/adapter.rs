@@ -2,7 +2,7 @@
 //! per [`Client`] (pipelining with `send`/`recv`, `spec.lanes` lanes), and
 //! [`Worker`]s whose handler echoes the body (after sleeping the service
 //! time, if any). Each client and worker has its own ZeroMQ context, as
-//! `Client::connect` and `Worker::run` make one; a client's lanes share it.
+//! `Client::connect` and `Worker::connect` make one; a client's lanes share it.
 //! For `fanout-dealer` the client is the raw proxy's DEALER client
 //! (`raw::client`), sending MDP requests straight to our broker. With
 //! `spec.external` (the `external` transport) the same workers and clients
@@ -31,7 +31,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     let mut worker_stops = Vec::new();
     let mut workers = Vec::new();
     for w in 0..spec.workers {
-        let worker = Worker::new(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect));
+        let worker = Worker::connect(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect))?;
         worker_stops.push(worker.stop_handle());
         let service_time = spec.service_time;
         workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || {
@@ -75,7 +75,7 @@ fn start_broker(spec: &Spec) -> Result<(String, StopHandle, BrokerThread), BoxEr
     let (bound_tx, bound_rx) = mpsc::channel();
     let config = spec.broker_config();
     let broker_thread = thread::Builder::new().name(BROKER.into()).spawn(move || {
-        let mut broker = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()])?;
+        let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config)?;
         let _ = bound_tx.send((broker.endpoints()[0].clone(), broker.stop_handle()));
         broker.run(|_| {})
     })?;

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut runner = match BrokerRunner::bind(config, &args.bind) {
+    let mut runner = match BrokerRunner::bind(&args.bind, config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mdp-broker: {e}");
