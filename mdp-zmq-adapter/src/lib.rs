@@ -2,9 +2,18 @@
 //!
 //! A thin layer that moves frames between libzmq sockets and the
 //! [`mdp_core`] state machines. It holds no protocol logic: parsing,
-//! heartbeats, retries and expiry all live in the core. Each piece follows
-//! the core's loop: feed input, drain transmits and events, then poll the
-//! socket until the core's next deadline.
+//! heartbeats, retries, expiry, cancelling, and telling an answer to the
+//! current request from a stale one all live in the core. Each piece
+//! follows the core's loop: feed input, drain transmits and events, then
+//! poll the socket until the core's next deadline.
+//!
+//! What the adapter does add is plumbing around the core's decisions: a
+//! bounded backlog of messages a full pipe refused (sent in order later),
+//! the socket monitor that reports a lost connection, the worker's keeper
+//! thread, and, in the blocking [`Client`], a wait bounded by each call's
+//! timeout, after which it cancels the request through
+//! [`mdp_core::Client::cancel`] and keeps events for other requests until
+//! they are asked for.
 //!
 //! * [`BrokerRunner`]: a ROUTER socket bound to one or more endpoints,
 //!   driving a [`mdp_core::Broker`]. It never blocks on a send.

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent};
+use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
 use mdp_core::{Multipart, PeerTransmit};
 
 use crate::poll::{poll, poll_ms};
@@ -32,7 +32,7 @@ use crate::{AdapterError, StopHandle};
 
 /// Streams PARTIAL replies from inside a handler (MDP/0.2 dialects).
 pub struct PartSink<'a> {
-    job: u64,
+    token: &'a ReplyToken,
     link: &'a Mutex<Link>,
 }
 
@@ -41,7 +41,7 @@ impl PartSink<'_> {
     /// In MDP/0.1 the core rejects PARTIAL, and the part is logged and
     /// dropped.
     pub fn send(&self, body: Multipart) {
-        lock(self.link).answer(self.job, body, false);
+        lock(self.link).answer(self.token, body, false);
     }
 }
 
@@ -87,15 +87,7 @@ impl Worker {
         // The core starts its clocks now, not at connect: the broker has
         // heard nothing from this worker yet.
         let core = mdp_core::Worker::new(self.config.clone(), Instant::now())?;
-        let link = Arc::new(Mutex::new(Link {
-            core,
-            conn: self.conn,
-            pending: None,
-            current: None,
-            next_job: 0,
-            in_handler: false,
-            failed: None,
-        }));
+        let link = Arc::new(Mutex::new(Link { core, conn: self.conn, pending: None, in_handler: false, failed: None }));
         let _keeper = Keeper::start(link.clone(), keeper_period(&self.config))?;
         let result = serve(&link, &self.stop, &mut handler);
         let mut link = lock(&link);
@@ -118,7 +110,7 @@ where
     H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
 {
     while !stop.is_stopped() {
-        let (job, body) = {
+        let (token, body) = {
             let mut guard = lock(link);
             if let Some(e) = guard.failed.take() {
                 return Err(e);
@@ -129,10 +121,10 @@ where
             };
             request
         };
-        let reply = handler(body, &PartSink { job, link });
+        let reply = handler(body, &PartSink { token: &token, link });
         let mut guard = lock(link);
         guard.in_handler = false;
-        guard.answer(job, reply, true);
+        guard.answer(&token, reply, true);
     }
     Ok(())
 }
@@ -149,10 +141,7 @@ struct Link {
     core: mdp_core::Worker,
     conn: Connection,
     /// A request the core handed out that the handler has not started.
-    pending: Option<(u64, ReplyToken, Multipart)>,
-    /// The request at the handler, by job number.
-    current: Option<(u64, ReplyToken)>,
-    next_job: u64,
+    pending: Option<(ReplyToken, Multipart)>,
     /// The handler is running: the keeper does the housekeeping.
     in_handler: bool,
     /// A socket error seen where it could not be returned (in the keeper,
@@ -161,12 +150,11 @@ struct Link {
 }
 
 impl Link {
-    /// Moves the pending request to the handler: its job number and body.
-    fn start_request(&mut self) -> Option<(u64, Multipart)> {
-        let (job, token, body) = self.pending.take()?;
-        self.current = Some((job, token));
+    /// Moves the pending request to the handler: its token and body.
+    fn start_request(&mut self) -> Option<(ReplyToken, Multipart)> {
+        let request = self.pending.take()?;
         self.in_handler = true;
-        Some((job, body))
+        Some(request)
     }
 
     /// Waits for input or the core's next timer, then handles what came.
@@ -195,20 +183,21 @@ impl Link {
         self.failed.take().map_or(Ok(()), Err)
     }
 
-    /// Passes a part of the answer to job `job` to the core, if that is
-    /// still the request in progress (a reconnect may have dropped it).
-    fn answer(&mut self, job: u64, body: Multipart, last: bool) {
-        let Some((current, token)) = &self.current else { return };
-        if *current != job {
-            return;
-        }
+    /// Passes a part of the answer to the request `token` names to the
+    /// core. The core tells whether that is still the request in progress:
+    /// a reconnect while the handler ran drops it, and the core then
+    /// refuses the answer, as it must, since it could not reach the client.
+    fn answer(&mut self, token: &ReplyToken, body: Multipart, last: bool) {
         let now = Instant::now();
         let result = if last { self.core.reply(now, token, body) } else { self.core.partial(now, token, body) };
-        if last {
-            self.current = None;
-        }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "worker could not send the handler's answer");
+        match result {
+            Ok(()) => {}
+            // Expected after a reconnect (the latest dropped request, or an
+            // older one): the Disconnected event was logged already.
+            Err(e @ (WorkerUsageError::RequestDropped | WorkerUsageError::StaleToken)) => {
+                tracing::debug!(error = %e, "the handler's answer is for a dropped request");
+            }
+            Err(e) => tracing::warn!(error = %e, "worker could not send the handler's answer"),
         }
         self.flush();
     }
@@ -239,15 +228,13 @@ impl Link {
                 if self.pending.is_some() {
                     tracing::error!("worker core handed out a request while one was pending; the older is dropped");
                 }
-                let job = self.next_job;
-                self.next_job += 1;
-                self.pending = Some((job, token, body));
+                self.pending = Some((token, body));
             }
             WorkerEvent::Disconnected { reason, dropped } => {
                 tracing::info!(%reason, dropped = dropped.is_some(), "worker reconnecting");
-                // Both belonged to the old connection: their answers could
-                // no longer be sent.
-                self.current = None;
+                // A request not yet started belonged to the old connection:
+                // the core would refuse its answer, so the handler is not
+                // called for it. One at the handler is refused in `answer`.
                 self.pending = None;
             }
             WorkerEvent::Discarded { reason } => tracing::debug!(%reason, "worker dropped a message"),
