@@ -49,6 +49,34 @@
 //!   [`StopHandle::stop`] from any thread (a Ctrl-C handler, say). The
 //!   client has no run loop: each of its calls returns by its own timeout.
 //!
+//! ```
+//! use std::thread;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use mdp_core::{BrokerConfig, ClientConfig, Dialect, WorkerConfig};
+//! use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
+//!
+//! let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], BrokerConfig::default())?;
+//! let endpoint = broker.endpoints()[0].clone();
+//! let stop_broker = broker.stop_handle();
+//! let broker = thread::spawn(move || broker.run(|_| {}));
+//!
+//! let worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02))?;
+//! let stop_worker = worker.stop_handle();
+//! let worker = thread::spawn(move || worker.run(|body, _| body));
+//!
+//! let mut client = Client::connect(&endpoint, ClientConfig::new(Dialect::V01))?;
+//! let reply = client.request("echo", vec![Bytes::from_static(b"hi")], Duration::from_secs(10))?;
+//! assert_eq!(reply, [Bytes::from_static(b"hi")]);
+//!
+//! stop_worker.stop();
+//! worker.join().expect("worker thread")?;
+//! stop_broker.stop();
+//! broker.join().expect("broker thread")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The `zmq` crate builds its own libzmq, so nothing needs installing.
 //!
 //! # Features
