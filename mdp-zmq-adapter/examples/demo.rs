@@ -12,7 +12,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -50,8 +50,8 @@ fn every_worker_at_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error>
     let mut stops = Vec::new();
     let mut workers = Vec::new();
     for w in 1..=SLOW_WORKERS {
-        let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(b"slow"), Dialect::V02));
-        stops.push(worker.stop_flag());
+        let worker = Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(b"slow"), Dialect::V02))?;
+        stops.push(worker.stop_handle());
         let (busy, peak) = (busy.clone(), peak.clone());
         workers.push(thread::spawn(move || {
             worker.run(move |_, _| {
@@ -91,7 +91,7 @@ fn every_worker_at_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error>
         (SLOW * REQUESTS as u32).as_secs_f64()
     );
     for s in &stops {
-        s.store(true, Ordering::Relaxed);
+        s.stop();
     }
     for w in workers {
         w.join().expect("worker thread")?;
@@ -100,17 +100,16 @@ fn every_worker_at_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error>
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut broker = BrokerRunner::bind(Default::default(), &["tcp://127.0.0.1:*".to_owned()])?;
+    let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], Default::default())?;
     let endpoint = broker.endpoints()[0].clone();
     println!("broker listening on {endpoint}\n");
     println!("{:>20} {:>11} {:<34}    reply", "client dialect", "service", "request");
-    let stop_broker = Arc::new(AtomicBool::new(false));
-    let stop = stop_broker.clone();
-    let broker_thread = thread::spawn(move || broker.run(&stop, |_| {}));
+    let stop_broker = broker.stop_handle();
+    let broker_thread = thread::spawn(move || broker.run(|_| {}));
 
-    let echo = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02));
-    let square_worker = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"square"), Dialect::V01));
-    let stops = [echo.stop_flag(), square_worker.stop_flag()];
+    let echo = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02))?;
+    let square_worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"square"), Dialect::V01))?;
+    let stops = [echo.stop_handle(), square_worker.stop_handle()];
     let workers = [
         thread::spawn(move || {
             echo.run(|body, parts| {
@@ -142,12 +141,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     every_worker_at_once(&endpoint)?;
 
     for s in &stops {
-        s.store(true, Ordering::Relaxed);
+        s.stop();
     }
     for w in workers {
         w.join().expect("worker thread")?;
     }
-    stop_broker.store(true, Ordering::Relaxed);
+    stop_broker.stop();
     broker_thread.join().expect("broker thread")?;
     println!("done");
     Ok(())

@@ -1,16 +1,14 @@
 //! The broker runner: one ROUTER socket, one [`Broker`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::iter;
+use std::time::Instant;
 
-use bytes::Bytes;
-use mdp_core::{Broker, BrokerConfig, BrokerEvent, PeerId, Transmit};
+use mdp_core::{Broker, BrokerConfig, BrokerEvent, Multipart, PeerId, Transmit};
 
-use crate::AdapterError;
+use crate::message::{recv_message, send_message, Sent};
+use crate::poll::{poll, poll_ms};
+use crate::{AdapterError, StopHandle};
 
-/// Longest wait in one poll, so that a stop request is seen promptly even
-/// when no timer is due.
-const MAX_POLL: Duration = Duration::from_millis(100);
 /// Messages read per wake-up before timers get a turn, so a flood of input
 /// cannot starve heartbeats.
 const READ_BATCH: usize = 1024;
@@ -21,11 +19,16 @@ pub struct BrokerRunner {
     socket: zmq::Socket,
     broker: Broker,
     endpoints: Vec<String>,
+    stop: StopHandle,
 }
 
 impl BrokerRunner {
     /// Binds a ROUTER socket to every endpoint (`tcp://127.0.0.1:5555`,
     /// `ipc://…`, `tcp://127.0.0.1:*` for any free port).
+    ///
+    /// A configuration that cannot work is refused before any socket is
+    /// made, with [`AdapterError::Config`] carrying the core's
+    /// [`mdp_core::ConfigError`].
     ///
     /// Unless `config` sets [`BrokerConfig::hash_seed`], the broker's hash
     /// of peer identities is seeded from the operating system's randomness,
@@ -60,7 +63,7 @@ impl BrokerRunner {
     /// message until its last frame arrives, and has no limit on the number
     /// of frames); the core applies [`BrokerConfig::max_message_frames`]
     /// and `max_message_bytes` to it once it is read.
-    pub fn bind(mut config: BrokerConfig, endpoints: &[String]) -> Result<Self, AdapterError> {
+    pub fn bind(endpoints: &[impl AsRef<str>], mut config: BrokerConfig) -> Result<Self, AdapterError> {
         config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
         // A configuration that cannot work is refused before any socket.
         let broker = Broker::new(config, Instant::now())?;
@@ -74,12 +77,12 @@ impl BrokerRunner {
         socket.set_router_mandatory(true).map_err(AdapterError::zmq("set ROUTER_MANDATORY"))?;
         socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
         let mut bound = Vec::new();
-        for endpoint in endpoints {
+        for endpoint in endpoints.iter().map(AsRef::as_ref) {
             socket.bind(endpoint).map_err(AdapterError::zmq(format!("bind {endpoint}")))?;
             let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
-            bound.push(last.unwrap_or_else(|_| endpoint.clone()));
+            bound.push(last.unwrap_or_else(|_| endpoint.to_owned()));
         }
-        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound })
+        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound, stop: StopHandle::new() })
     }
 
     /// The endpoints bound, with any wildcard port resolved.
@@ -92,10 +95,17 @@ impl BrokerRunner {
         &self.broker
     }
 
-    /// Runs until `stop` is set, then sends DISCONNECT to every worker and
-    /// returns. Every [`BrokerEvent`] is passed to `on_event`.
-    pub fn run(&mut self, stop: &AtomicBool, mut on_event: impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
-        while !stop.load(Ordering::Relaxed) {
+    /// A handle that makes [`run`](Self::run) return; take it before `run`
+    /// (which borrows the runner) and keep it on another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Runs until [`StopHandle::stop`] is called on a handle from
+    /// [`stop_handle`](Self::stop_handle), then sends DISCONNECT to every
+    /// worker and returns. Every [`BrokerEvent`] is passed to `on_event`.
+    pub fn run(&mut self, mut on_event: impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
+        while !self.stop.is_stopped() {
             self.wait()?;
             let mut read = 0;
             while read < READ_BATCH {
@@ -113,35 +123,13 @@ impl BrokerRunner {
 
     /// Waits for input or the broker's next deadline.
     fn wait(&self) -> Result<(), AdapterError> {
-        let now = Instant::now();
-        let until = self.broker.poll_timeout().map_or(MAX_POLL, |t| t.saturating_duration_since(now));
-        let ms = until.min(MAX_POLL).as_millis() as i64;
-        let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
-        match zmq::poll(&mut items, ms) {
-            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
-            Err(e) => Err(AdapterError::zmq("poll")(e)),
-        }
+        let ms = poll_ms(self.broker.poll_timeout(), Instant::now());
+        poll(&mut [self.socket.as_poll_item(zmq::POLLIN)], ms)
     }
 
     /// One message without blocking: the identity, then the MDP frames.
-    /// libzmq delivers a multipart message whole or not at all, so once its
-    /// first frame is read the rest are there.
-    fn recv(&self) -> Result<Option<(PeerId, Vec<Bytes>)>, AdapterError> {
-        let mut frames = Vec::new();
-        loop {
-            let msg = match self.socket.recv_msg(zmq::DONTWAIT) {
-                Ok(msg) => msg,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) if frames.is_empty() => return Ok(None),
-                // A signal between two frames: the rest is still there.
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => return Err(AdapterError::zmq("recv")(e)),
-            };
-            let more = msg.get_more();
-            frames.push(frame(msg));
-            if !more {
-                break;
-            }
-        }
+    fn recv(&self) -> Result<Option<(PeerId, Multipart)>, AdapterError> {
+        let Some(frames) = recv_message(&self.socket).map_err(AdapterError::zmq("recv"))? else { return Ok(None) };
         let mut frames = frames.into_iter();
         let Some(identity) = frames.next() else { return Ok(None) };
         Ok(Some((PeerId(identity), frames.collect())))
@@ -161,51 +149,28 @@ impl BrokerRunner {
     /// Sends without blocking. A peer that is gone or whose pipe is full is
     /// reported, not waited for.
     fn send(&mut self, t: Transmit) -> Result<(), AdapterError> {
-        match send_routed(&self.socket, &t) {
-            Ok(()) => Ok(()),
+        // The identity frame first: the ROUTER routes by it and keeps it
+        // off the wire.
+        let frames = iter::once(t.to.0.as_ref()).chain(t.frames.iter().map(|f| f.as_ref()));
+        match send_message(&self.socket, frames) {
+            Ok(Sent::All) => Ok(()),
             // Either way the message is lost. For a worker that would leave
             // it holding a request it never got, while its heartbeats keep
             // it alive: so the core forgets it and re-queues the request. A
             // live worker then gets DISCONNECT on its next HEARTBEAT and
             // registers again. A client simply retries.
-            Err(zmq::Error::EHOSTUNREACH) => {
+            Ok(Sent::Refused(zmq::Error::EHOSTUNREACH)) => {
                 tracing::debug!(peer = %t.to, "peer unreachable; message dropped");
                 self.broker.handle_unreachable(Instant::now(), &t.to);
                 Ok(())
             }
-            Err(zmq::Error::EAGAIN) => {
+            Ok(Sent::Refused(zmq::Error::EAGAIN)) => {
                 tracing::warn!(peer = %t.to, "peer's pipe is full; message dropped");
                 self.broker.handle_unreachable(Instant::now(), &t.to);
                 Ok(())
             }
-            Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),
+            Ok(Sent::Refused(e)) | Err(e) => Err(AdapterError::zmq(format!("send to {}", t.to))(e)),
         }
-    }
-}
-
-/// Frames at least this long are handed to the core without a copy. libzmq's
-/// decoder reads frames shorter than its 8 KiB input batch into one shared
-/// buffer, and keeping such a frame would keep the whole buffer; a frame of
-/// at least 8 KiB never fits there and has an allocation of its own.
-const ZERO_COPY_MIN: usize = 8192;
-
-/// A libzmq message as the buffer of a [`Bytes`].
-struct Frame(zmq::Message);
-
-impl AsRef<[u8]> for Frame {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// One received frame as `Bytes`: a large one as it is (so a flood of large
-/// requests costs the broker's thread no copy, and it keeps ahead of
-/// libzmq's reading), a small one copied into a buffer of its own size.
-fn frame(msg: zmq::Message) -> Bytes {
-    if msg.len() >= ZERO_COPY_MIN {
-        Bytes::from_owner(Frame(msg))
-    } else {
-        Bytes::copy_from_slice(&msg)
     }
 }
 
@@ -216,19 +181,6 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     h.finish()
-}
-
-/// Identity frame, then the message. Only the first frame can fail for
-/// routing reasons; once it is accepted the rest of the message follows.
-fn send_routed(socket: &zmq::Socket, t: &Transmit) -> Result<(), zmq::Error> {
-    let more = if t.frames.is_empty() { 0 } else { zmq::SNDMORE };
-    socket.send(t.to.0.as_ref(), zmq::DONTWAIT | more)?;
-    let last = t.frames.len().saturating_sub(1);
-    for (i, frame) in t.frames.iter().enumerate() {
-        let flags = if i == last { 0 } else { zmq::SNDMORE };
-        socket.send(frame.as_ref(), flags)?;
-    }
-    Ok(())
 }
 
 fn log_event(event: &BrokerEvent) {

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use mdp_core::client::{ClientConfig, ClientEvent, ClientUsageError, FailReason, RequestId};
 use mdp_core::{Lane, Multipart, PeerTransmit};
 
-use crate::socket::{poll, poll_ms, Connection};
+use crate::poll::{earliest, poll, poll_ms};
+use crate::socket::Connection;
 use crate::AdapterError;
 
 /// What went wrong with a request.
@@ -46,6 +47,10 @@ pub enum ClientError {
 /// With one lane the client has one request per service on the wire at a
 /// time; with `L` lanes, up to `L` per service are served at once, by as
 /// many workers.
+///
+/// It has no run loop, so it needs no [`StopHandle`](crate::StopHandle):
+/// it does its work inside the calls, each of which returns by the timeout
+/// passed to it. Dropping it closes its sockets.
 pub struct Client {
     _ctx: zmq::Context,
     lanes: Vec<Connection>,
@@ -57,6 +62,10 @@ pub struct Client {
 impl Client {
     /// Connects to a broker (`tcp://127.0.0.1:5555`) with
     /// `config.lanes` connections.
+    ///
+    /// A configuration that cannot work is refused here, with
+    /// [`ClientError::Config`] carrying the core's [`mdp_core::ConfigError`],
+    /// before any socket is made.
     pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Self, ClientError> {
         let core = mdp_core::Client::new(config, Instant::now())?;
         let ctx = zmq::Context::new();
@@ -161,7 +170,7 @@ impl Client {
     /// events. Only the lanes the poll found ready are read, so a wake-up
     /// costs a call per ready socket, not per lane.
     fn step(&mut self, deadline: Instant) -> Result<(), ClientError> {
-        let ms = poll_ms(Instant::now(), &[Some(deadline), self.core.poll_timeout()]);
+        let ms = poll_ms(earliest(Some(deadline), self.core.poll_timeout()), Instant::now());
         let mut items: Vec<zmq::PollItem<'_>> =
             self.lanes.iter().map(|conn| conn.socket.as_poll_item(conn.events())).collect();
         poll(&mut items, ms)?;

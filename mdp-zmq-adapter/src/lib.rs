@@ -2,9 +2,18 @@
 //!
 //! A thin layer that moves frames between libzmq sockets and the
 //! [`mdp_core`] state machines. It holds no protocol logic: parsing,
-//! heartbeats, retries and expiry all live in the core. Each piece follows
-//! the core's loop: feed input, drain transmits and events, then poll the
-//! socket until the core's next deadline.
+//! heartbeats, retries, expiry, cancelling, and telling an answer to the
+//! current request from a stale one all live in the core. Each piece
+//! follows the core's loop: feed input, drain transmits and events, then
+//! poll the socket until the core's next deadline.
+//!
+//! What the adapter does add is plumbing around the core's decisions: a
+//! bounded backlog of messages a full pipe refused (sent in order later),
+//! the socket monitor that reports a lost connection, the worker's keeper
+//! thread, and, in the blocking [`Client`], a wait bounded by each call's
+//! timeout, after which it cancels the request through
+//! [`mdp_core::Client::cancel`] and keeps events for other requests until
+//! they are asked for.
 //!
 //! * [`BrokerRunner`]: a ROUTER socket bound to one or more endpoints,
 //!   driving a [`mdp_core::Broker`]. It never blocks on a send.
@@ -24,6 +33,50 @@
 //! leave them to. (The monitor is read every 50 ms, not polled: each socket
 //! in a poll costs every wake-up some system calls.)
 //!
+//! # One shape for the three
+//!
+//! * **Made** by a constructor that takes the endpoint(s), then the core's
+//!   configuration, and returns a `Result`: [`BrokerRunner::bind`] (it
+//!   binds its ROUTER), [`Client::connect`] and [`Worker::connect`] (they
+//!   connect DEALERs). A configuration the core would refuse is refused
+//!   there, before any socket, with the core's [`mdp_core::ConfigError`]
+//!   as it is: [`AdapterError::Config`] (broker and worker) or
+//!   [`ClientError::Config`] (the client, whose calls all return
+//!   [`ClientError`]).
+//! * **Stopped** through a [`StopHandle`], which the two that have a run
+//!   loop hand out the same way: [`BrokerRunner::stop_handle`] and
+//!   [`Worker::stop_handle`]. Take it before `run` and call
+//!   [`StopHandle::stop`] from any thread (a Ctrl-C handler, say). The
+//!   client has no run loop: each of its calls returns by its own timeout.
+//!
+//! ```
+//! use std::thread;
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use mdp_core::{BrokerConfig, ClientConfig, Dialect, WorkerConfig};
+//! use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
+//!
+//! let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], BrokerConfig::default())?;
+//! let endpoint = broker.endpoints()[0].clone();
+//! let stop_broker = broker.stop_handle();
+//! let broker = thread::spawn(move || broker.run(|_| {}));
+//!
+//! let worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02))?;
+//! let stop_worker = worker.stop_handle();
+//! let worker = thread::spawn(move || worker.run(|body, _| body));
+//!
+//! let mut client = Client::connect(&endpoint, ClientConfig::new(Dialect::V01))?;
+//! let reply = client.request("echo", vec![Bytes::from_static(b"hi")], Duration::from_secs(10))?;
+//! assert_eq!(reply, [Bytes::from_static(b"hi")]);
+//!
+//! stop_worker.stop();
+//! worker.join().expect("worker thread")?;
+//! stop_broker.stop();
+//! broker.join().expect("broker thread")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The `zmq` crate builds its own libzmq, so nothing needs installing.
 //!
 //! # Features
@@ -38,10 +91,14 @@
 mod broker;
 mod client;
 mod error;
+mod message;
+mod poll;
 mod socket;
+mod stop;
 mod worker;
 
 pub use broker::BrokerRunner;
 pub use client::{Client, ClientError, Parts};
 pub use error::AdapterError;
+pub use stop::StopHandle;
 pub use worker::{PartSink, Worker};

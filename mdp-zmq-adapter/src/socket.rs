@@ -5,13 +5,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mdp_core::Multipart;
 
+use crate::message::{recv_message, send_message, Sent};
 use crate::AdapterError;
-
-/// Longest wait in one poll, so that a stop request is seen promptly.
-pub(crate) const MAX_POLL: Duration = Duration::from_millis(100);
 
 /// Most messages held back while the socket's pipe is full.
 const MAX_BACKLOG: usize = 10_000;
@@ -106,28 +103,18 @@ impl Connection {
 
     /// One message without blocking.
     pub(crate) fn try_recv(&self) -> Result<Option<Multipart>, AdapterError> {
-        match self.socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(parts) => Ok(Some(parts.into_iter().map(Bytes::from).collect())),
-            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
-            Err(e) => Err(AdapterError::zmq("recv")(e)),
-        }
+        recv_message(&self.socket).map_err(AdapterError::zmq("recv"))
     }
 }
 
 /// Sends one message if the socket takes it now; `false` if its pipe is
-/// full. Only the first frame can be refused: once it is taken, libzmq
-/// takes the rest of the message.
+/// full (a DEALER refuses nothing else).
 fn send_now(socket: &zmq::Socket, frames: &Multipart) -> Result<bool, AdapterError> {
-    let last = frames.len().saturating_sub(1);
-    for (i, frame) in frames.iter().enumerate() {
-        let more = if i == last { 0 } else { zmq::SNDMORE };
-        match socket.send(frame.as_ref(), zmq::DONTWAIT | more) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) if i == 0 => return Ok(false),
-            Err(e) => return Err(AdapterError::zmq("send")(e)),
-        }
+    match send_message(socket, frames.iter().map(|f| f.as_ref())) {
+        Ok(Sent::All) => Ok(true),
+        Ok(Sent::Refused(zmq::Error::EAGAIN)) => Ok(false),
+        Ok(Sent::Refused(e)) | Err(e) => Err(AdapterError::zmq("send")(e)),
     }
-    Ok(true)
 }
 
 /// A DEALER connected to `endpoint`, and a PAIR on its monitor.
@@ -148,20 +135,4 @@ fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<(zmq::Socket, zmq::Socke
 fn next_monitor() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Milliseconds to poll for: until `deadline` (or the core's timer), capped.
-pub(crate) fn poll_ms(now: Instant, deadlines: &[Option<Instant>]) -> i64 {
-    let wait = deadlines.iter().flatten().map(|d| d.saturating_duration_since(now)).min().unwrap_or(MAX_POLL);
-    // Round up so a deadline 0.3 ms away is not polled for 0 ms in a loop.
-    let wait = wait.min(MAX_POLL);
-    (wait.as_micros().div_ceil(1000)) as i64
-}
-
-/// Polls the given items, treating EINTR as a wake-up.
-pub(crate) fn poll(items: &mut [zmq::PollItem<'_>], ms: i64) -> Result<(), AdapterError> {
-    match zmq::poll(items, ms) {
-        Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
-        Err(e) => Err(AdapterError::zmq("poll")(e)),
-    }
 }

@@ -19,20 +19,20 @@
 //! it and never wait for it. Moving a ZeroMQ socket between threads is
 //! allowed behind a full memory barrier, which the mutex provides.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent};
+use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
 use mdp_core::{Multipart, PeerTransmit};
 
-use crate::socket::{poll, poll_ms, Connection};
-use crate::AdapterError;
+use crate::poll::{poll, poll_ms};
+use crate::socket::Connection;
+use crate::{AdapterError, StopHandle};
 
 /// Streams PARTIAL replies from inside a handler (MDP/0.2 dialects).
 pub struct PartSink<'a> {
-    job: u64,
+    token: &'a ReplyToken,
     link: &'a Mutex<Link>,
 }
 
@@ -41,31 +41,41 @@ impl PartSink<'_> {
     /// In MDP/0.1 the core rejects PARTIAL, and the part is logged and
     /// dropped.
     pub fn send(&self, body: Multipart) {
-        lock(self.link).answer(self.job, body, false);
+        lock(self.link).answer(self.token, body, false);
     }
 }
 
 /// A blocking MDP worker: registers one service and answers its requests
 /// with a handler.
 pub struct Worker {
-    endpoint: String,
+    conn: Connection,
     config: WorkerConfig,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
 }
 
 impl Worker {
-    /// A worker for `config.service` at the broker `endpoint`.
-    pub fn new(endpoint: &str, config: WorkerConfig) -> Self {
-        Worker { endpoint: endpoint.to_owned(), config, stop: Arc::new(AtomicBool::new(false)) }
+    /// A worker for `config.service`, connected to the broker at `endpoint`
+    /// (`tcp://127.0.0.1:5555`). It registers (sends READY) when
+    /// [`run`](Self::run) starts, so the broker hands it nothing before.
+    ///
+    /// A configuration that cannot work is refused here, with
+    /// [`AdapterError::Config`] carrying the core's
+    /// [`mdp_core::ConfigError`], before any socket is made.
+    pub fn connect(endpoint: &str, config: WorkerConfig) -> Result<Self, AdapterError> {
+        config.validate()?;
+        let conn = Connection::open(&zmq::Context::new(), endpoint)?;
+        Ok(Worker { conn, config, stop: StopHandle::new() })
     }
 
-    /// Set it to make [`run`](Self::run) send DISCONNECT and return (once
-    /// the handler call in progress, if any, returns).
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+    /// A handle that makes [`run`](Self::run) send DISCONNECT and return
+    /// (once the handler call in progress, if any, returns); take it before
+    /// `run`, which consumes the worker.
+    pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
     }
 
-    /// Serves requests until the stop flag is set. The handler gets each
+    /// Serves requests until [`StopHandle::stop`] is called on a handle from
+    /// [`stop_handle`](Self::stop_handle). The handler gets each
     /// request's frames and returns the reply's (the FINAL); it may stream
     /// PARTIALs first through the [`PartSink`]. It runs on the calling
     /// thread, one request at a time; heartbeats flow however long it takes
@@ -74,18 +84,10 @@ impl Worker {
     where
         H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
     {
+        // The core starts its clocks now, not at connect: the broker has
+        // heard nothing from this worker yet.
         let core = mdp_core::Worker::new(self.config.clone(), Instant::now())?;
-        let ctx = zmq::Context::new();
-        let conn = Connection::open(&ctx, &self.endpoint)?;
-        let link = Arc::new(Mutex::new(Link {
-            core,
-            conn,
-            pending: None,
-            current: None,
-            next_job: 0,
-            in_handler: false,
-            failed: None,
-        }));
+        let link = Arc::new(Mutex::new(Link { core, conn: self.conn, pending: None, in_handler: false, failed: None }));
         let _keeper = Keeper::start(link.clone(), keeper_period(&self.config))?;
         let result = serve(&link, &self.stop, &mut handler);
         let mut link = lock(&link);
@@ -103,12 +105,12 @@ fn keeper_period(config: &WorkerConfig) -> Duration {
 
 /// The serving loop: wait for a request with the lock held, run the handler
 /// without it, answer with it.
-fn serve<H>(link: &Mutex<Link>, stop: &AtomicBool, handler: &mut H) -> Result<(), AdapterError>
+fn serve<H>(link: &Mutex<Link>, stop: &StopHandle, handler: &mut H) -> Result<(), AdapterError>
 where
     H: FnMut(Multipart, &PartSink<'_>) -> Multipart,
 {
-    while !stop.load(Ordering::Relaxed) {
-        let (job, body) = {
+    while !stop.is_stopped() {
+        let (token, body) = {
             let mut guard = lock(link);
             if let Some(e) = guard.failed.take() {
                 return Err(e);
@@ -119,10 +121,10 @@ where
             };
             request
         };
-        let reply = handler(body, &PartSink { job, link });
+        let reply = handler(body, &PartSink { token: &token, link });
         let mut guard = lock(link);
         guard.in_handler = false;
-        guard.answer(job, reply, true);
+        guard.answer(&token, reply, true);
     }
     Ok(())
 }
@@ -139,10 +141,7 @@ struct Link {
     core: mdp_core::Worker,
     conn: Connection,
     /// A request the core handed out that the handler has not started.
-    pending: Option<(u64, ReplyToken, Multipart)>,
-    /// The request at the handler, by job number.
-    current: Option<(u64, ReplyToken)>,
-    next_job: u64,
+    pending: Option<(ReplyToken, Multipart)>,
     /// The handler is running: the keeper does the housekeeping.
     in_handler: bool,
     /// A socket error seen where it could not be returned (in the keeper,
@@ -151,17 +150,16 @@ struct Link {
 }
 
 impl Link {
-    /// Moves the pending request to the handler: its job number and body.
-    fn start_request(&mut self) -> Option<(u64, Multipart)> {
-        let (job, token, body) = self.pending.take()?;
-        self.current = Some((job, token));
+    /// Moves the pending request to the handler: its token and body.
+    fn start_request(&mut self) -> Option<(ReplyToken, Multipart)> {
+        let request = self.pending.take()?;
         self.in_handler = true;
-        Some((job, body))
+        Some(request)
     }
 
     /// Waits for input or the core's next timer, then handles what came.
     fn wait_and_serve(&mut self) -> Result<(), AdapterError> {
-        let ms = poll_ms(Instant::now(), &[self.core.poll_timeout()]);
+        let ms = poll_ms(self.core.poll_timeout(), Instant::now());
         poll(&mut [self.conn.socket.as_poll_item(self.conn.events())], ms)?;
         self.serve_ready()
     }
@@ -185,20 +183,21 @@ impl Link {
         self.failed.take().map_or(Ok(()), Err)
     }
 
-    /// Passes a part of the answer to job `job` to the core, if that is
-    /// still the request in progress (a reconnect may have dropped it).
-    fn answer(&mut self, job: u64, body: Multipart, last: bool) {
-        let Some((current, token)) = &self.current else { return };
-        if *current != job {
-            return;
-        }
+    /// Passes a part of the answer to the request `token` names to the
+    /// core. The core tells whether that is still the request in progress:
+    /// a reconnect while the handler ran drops it, and the core then
+    /// refuses the answer, as it must, since it could not reach the client.
+    fn answer(&mut self, token: &ReplyToken, body: Multipart, last: bool) {
         let now = Instant::now();
         let result = if last { self.core.reply(now, token, body) } else { self.core.partial(now, token, body) };
-        if last {
-            self.current = None;
-        }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "worker could not send the handler's answer");
+        match result {
+            Ok(()) => {}
+            // Expected after a reconnect (the latest dropped request, or an
+            // older one): the Disconnected event was logged already.
+            Err(e @ (WorkerUsageError::RequestDropped | WorkerUsageError::StaleToken)) => {
+                tracing::debug!(error = %e, "the handler's answer is for a dropped request");
+            }
+            Err(e) => tracing::warn!(error = %e, "worker could not send the handler's answer"),
         }
         self.flush();
     }
@@ -229,15 +228,13 @@ impl Link {
                 if self.pending.is_some() {
                     tracing::error!("worker core handed out a request while one was pending; the older is dropped");
                 }
-                let job = self.next_job;
-                self.next_job += 1;
-                self.pending = Some((job, token, body));
+                self.pending = Some((token, body));
             }
             WorkerEvent::Disconnected { reason, dropped } => {
                 tracing::info!(%reason, dropped = dropped.is_some(), "worker reconnecting");
-                // Both belonged to the old connection: their answers could
-                // no longer be sent.
-                self.current = None;
+                // A request not yet started belonged to the old connection:
+                // the core would refuse its answer, so the handler is not
+                // called for it. One at the handler is refused in `answer`.
                 self.pending = None;
             }
             WorkerEvent::Discarded { reason } => tracing::debug!(%reason, "worker dropped a message"),
@@ -248,18 +245,18 @@ impl Link {
 
 /// The keeper thread; stopping and joining it is this guard's drop.
 struct Keeper {
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Keeper {
     fn start(link: Arc<Mutex<Link>>, period: Duration) -> Result<Keeper, AdapterError> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = StopHandle::new();
         let stopped = stop.clone();
         let thread = thread::Builder::new()
             .name("mdp-worker-keep".into())
             .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
+                while !stopped.is_stopped() {
                     thread::park_timeout(period);
                     keep(&link);
                 }
@@ -283,7 +280,7 @@ fn keep(link: &Mutex<Link>) {
 
 impl Drop for Keeper {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();

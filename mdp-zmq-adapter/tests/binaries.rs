@@ -191,7 +191,6 @@ fn mdp_worker_call_and_service_against_mdp_broker() {
 fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
     use mdp_core::{ClientConfig, ClientEvent, WorkerConfig};
     use mdp_zmq_adapter::{Client, Worker};
-    use std::sync::atomic::Ordering;
 
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
     let slow = Duration::from_secs(30);
@@ -202,8 +201,8 @@ fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
     let spawn_worker = |service: &'static [u8]| {
         let mut config = WorkerConfig::new(Bytes::from_static(service), Dialect::V02);
         config.heartbeat_interval = slow;
-        let worker = Worker::new(&endpoint, config);
-        let stop = worker.stop_flag();
+        let worker = Worker::connect(&endpoint, config).unwrap();
+        let stop = worker.stop_handle();
         (stop, std::thread::spawn(move || worker.run(|body, _| body).unwrap()))
     };
     let mut broker = start_broker();
@@ -227,7 +226,7 @@ fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
     }
     assert_eq!(client.request("echo", body("after"), Duration::from_secs(10)).unwrap(), body("after"));
     for (stop, handle) in [echo, later] {
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         handle.join().unwrap();
     }
     drop(broker);

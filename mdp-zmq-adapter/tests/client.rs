@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{BrokerConfig, ClientConfig, Dialect, Multipart, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, PartSink, Worker};
+use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, PartSink, StopHandle, Worker};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,18 +20,17 @@ fn b(s: &str) -> Bytes {
 /// A broker on a free port and workers of one service, all stopped on drop.
 struct Setup {
     endpoint: String,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     broker: Option<thread::JoinHandle<()>>,
-    workers: Vec<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
+    workers: Vec<(StopHandle, thread::JoinHandle<()>)>,
 }
 
 impl Setup {
     fn new() -> Setup {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut runner = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], BrokerConfig::default()).unwrap();
         let endpoint = runner.endpoints()[0].clone();
-        let flag = stop.clone();
-        let broker = thread::spawn(move || runner.run(&flag, |_| {}).unwrap());
+        let stop = runner.stop_handle();
+        let broker = thread::spawn(move || runner.run(|_| {}).unwrap());
         Setup { endpoint, stop, broker: Some(broker), workers: Vec::new() }
     }
 
@@ -40,8 +39,8 @@ impl Setup {
     where
         H: FnMut(Multipart, &PartSink<'_>) -> Multipart + Send + 'static,
     {
-        let worker = Worker::new(&self.endpoint, WorkerConfig::new(b(service), Dialect::V02));
-        let stop = worker.stop_flag();
+        let worker = Worker::connect(&self.endpoint, WorkerConfig::new(b(service), Dialect::V02)).unwrap();
+        let stop = worker.stop_handle();
         self.workers.push((stop, thread::spawn(move || worker.run(handler).unwrap())));
     }
 
@@ -53,12 +52,12 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         for (stop, _) in &self.workers {
-            stop.store(true, Ordering::Relaxed);
+            stop.stop();
         }
         for (_, w) in self.workers.drain(..) {
             let _ = w.join();
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(b) = self.broker.take() {
             let _ = b.join();
         }

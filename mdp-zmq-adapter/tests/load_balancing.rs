@@ -5,7 +5,6 @@
 #![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -52,19 +51,16 @@ fn recv(socket: &zmq::Socket, deadline: Instant) -> Option<Vec<Bytes>> {
 /// replies it got. Checks that every request was answered once with its
 /// own body, and that all the workers were busy at once.
 fn every_worker_busy_at_once(client: impl FnOnce(&str, &BTreeSet<Bytes>) -> BTreeSet<Bytes>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut runner = BrokerRunner::bind(BrokerConfig::default(), &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+    let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], BrokerConfig::default()).unwrap();
     let endpoint = runner.endpoints()[0].clone();
-    let broker = {
-        let stop = stop.clone();
-        thread::spawn(move || runner.run(&stop, |_| {}))
-    };
+    let stop = runner.stop_handle();
+    let broker = thread::spawn(move || runner.run(|_| {}));
     let busy = Arc::new((Mutex::new(Busy::default()), Condvar::new()));
     let mut stops = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
-        let worker = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02));
-        stops.push(worker.stop_flag());
+        let worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02)).unwrap();
+        stops.push(worker.stop_handle());
         let busy = busy.clone();
         workers.push(thread::spawn(move || {
             worker.run(|body, _| {
@@ -79,12 +75,12 @@ fn every_worker_busy_at_once(client: impl FnOnce(&str, &BTreeSet<Bytes>) -> BTre
     let got = client(&endpoint, &sent);
 
     for s in &stops {
-        s.store(true, Ordering::Relaxed);
+        s.stop();
     }
     for w in workers {
         w.join().unwrap().unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     broker.join().unwrap().unwrap();
 
     assert_eq!(got, sent, "every request answered once, with its own body");
@@ -154,7 +150,7 @@ fn our_client_with_eight_lanes_keeps_all_eight_workers_busy() {
 
 #[test]
 fn the_runner_seeds_the_hash_from_the_os_unless_configured() {
-    let bind = |config| BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+    let bind = |config| BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
     let a = bind(BrokerConfig::default()).broker().config().hash_seed;
     let b = bind(BrokerConfig::default()).broker().config().hash_seed;
     assert!(a.is_some() && b.is_some());

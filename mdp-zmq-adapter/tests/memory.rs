@@ -8,7 +8,7 @@
 #[path = "../examples/attack/rig.rs"]
 mod rig;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,14 +32,14 @@ fn a_frame_larger_than_max_message_bytes_is_refused_before_it_is_read() {
     let limit = 64 << 10;
     let mut config = BrokerConfig::default();
     config.max_message_bytes = limit;
-    let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+    let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
     let endpoint = runner.endpoints()[0].clone();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = runner.stop_handle();
     let broker = {
-        let (events, stop) = (events.clone(), stop.clone());
+        let events = events.clone();
         thread::spawn(move || {
-            runner.run(&stop, |e| events.lock().unwrap().push(e.clone())).unwrap();
+            runner.run(|e| events.lock().unwrap().push(e.clone())).unwrap();
             runner
         })
     };
@@ -72,7 +72,7 @@ fn a_frame_larger_than_max_message_bytes_is_refused_before_it_is_read() {
     assert_eq!(event, Some(zmq::SocketEvent::DISCONNECTED as u16), "the peer is disconnected");
     // The DEALER redials; the broker serves it again (as a new peer).
     rig::barrier(&peer, Duration::from_secs(10));
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let runner = broker.join().unwrap();
     assert_eq!(limit_hits(), 1, "the oversized frame never reached the core");
     let stats = runner.broker().stats();
@@ -155,8 +155,8 @@ fn a_flood_of_large_requests_stays_within_the_byte_budget() {
     let charge = BODY + 5 + 2 * BrokerConfig::FRAME_OVERHEAD;
     let fitted = limits.max_queued_bytes / charge;
     let got = Arc::new(AtomicUsize::new(0));
-    let worker = Worker::new(&endpoint, WorkerConfig::new(Bytes::from_static(b"nobody"), Dialect::V02));
-    let nobody_stop = worker.stop_flag();
+    let worker = Worker::connect(&endpoint, WorkerConfig::new(Bytes::from_static(b"nobody"), Dialect::V02)).unwrap();
+    let nobody_stop = worker.stop_handle();
     let nobody = {
         let got = got.clone();
         thread::spawn(move || {
@@ -187,7 +187,7 @@ fn a_flood_of_large_requests_stays_within_the_byte_budget() {
     }
     assert_eq!(got.load(Ordering::Relaxed), fitted, "requests admitted within the byte budget");
     for (stop, handle) in [(nobody_stop, nobody), (echo_stop, echo)] {
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         handle.join().unwrap();
     }
 }

@@ -15,14 +15,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{BrokerConfig, ClientConfig, Dialect, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
+use mdp_zmq_adapter::{BrokerRunner, Client, StopHandle, Worker};
 
 const COUNT: usize = 1000;
 const PARTIALS: usize = 3;
@@ -106,7 +105,7 @@ fn final_part(req: &[Bytes]) -> Vec<Bytes> {
 /// Our broker on a free loopback port, on its own thread.
 struct OurBroker {
     endpoint: String,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -116,18 +115,17 @@ impl OurBroker {
         // apart (NOTES.md); give it majortomo's own 10 s window.
         let mut config = BrokerConfig::default();
         config.liveness = 4;
-        let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
         let endpoint = runner.endpoints()[0].clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = thread::spawn(move || runner.run(&flag, |_| {}).unwrap());
+        let stop = runner.stop_handle();
+        let thread = thread::spawn(move || runner.run(|_| {}).unwrap());
         OurBroker { endpoint, stop, thread: Some(thread) }
     }
 }
 
 impl Drop for OurBroker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -158,9 +156,9 @@ fn their_client(endpoint: &str) -> Script {
 }
 
 /// Our worker applying the rule, on its own thread.
-fn our_worker(endpoint: &str, dialect: Dialect) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
-    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), dialect));
-    let stop = worker.stop_flag();
+fn our_worker(endpoint: &str, dialect: Dialect) -> (StopHandle, thread::JoinHandle<()>) {
+    let worker = Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), dialect)).unwrap();
+    let stop = worker.stop_handle();
     let handle = thread::spawn(move || {
         worker
             .run(|req, parts| {
@@ -209,7 +207,7 @@ fn pairing_2_our_client_and_worker_through_their_broker() {
     let (_broker, endpoint) = their_broker();
     let (stop, worker) = our_worker(&endpoint, Dialect::Majortomo);
     our_client(&endpoint, Dialect::Majortomo);
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     worker.join().unwrap();
 }
 
@@ -229,6 +227,6 @@ fn pairing_4_their_client_with_our_worker_through_our_broker() {
     // An RFC 18 worker: our broker translates between the dialects.
     let (stop, worker) = our_worker(&broker.endpoint, Dialect::V02);
     assert_ok("majortomo client", their_client(&broker.endpoint).finish());
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     worker.join().unwrap();
 }

@@ -1,21 +1,20 @@
 //! Our MDP/0.1, RFC 18 and majortomo-dialect clients and workers, mixed on
 //! one broker over TCP loopback, through the libzmq adapter.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{BrokerConfig, BrokerEvent, ClientConfig, ClientEvent, Dialect, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, Worker};
+use mdp_zmq_adapter::{BrokerRunner, Client, StopHandle, Worker};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A broker on an OS-picked loopback port, running on its own thread.
 struct TestBroker {
     endpoint: String,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     events: Arc<Mutex<Vec<BrokerEvent>>>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -26,19 +25,19 @@ impl TestBroker {
     }
 
     fn with_config(config: BrokerConfig) -> Self {
-        let mut runner = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()]).unwrap();
+        let mut runner = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config).unwrap();
         let endpoint = runner.endpoints()[0].clone();
-        let stop = Arc::new(AtomicBool::new(false));
+
         let events = Arc::new(Mutex::new(Vec::new()));
-        let (flag, log) = (stop.clone(), events.clone());
-        let thread = thread::spawn(move || runner.run(&flag, |e| log.lock().unwrap().push(e.clone())).unwrap());
+        let (stop, log) = (runner.stop_handle(), events.clone());
+        let thread = thread::spawn(move || runner.run(|e| log.lock().unwrap().push(e.clone())).unwrap());
         TestBroker { endpoint, stop, events, thread: Some(thread) }
     }
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -47,9 +46,9 @@ impl Drop for TestBroker {
 
 /// A worker of `service` in `dialect` that answers each request with
 /// `[tag, frames...]`, streaming one PARTIAL `[tag, "part"]` first in 0.2.
-fn spawn_worker(endpoint: &str, service: &'static str, dialect: Dialect) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
-    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), dialect));
-    let stop = worker.stop_flag();
+fn spawn_worker(endpoint: &str, service: &'static str, dialect: Dialect) -> (StopHandle, thread::JoinHandle<()>) {
+    let worker = Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), dialect)).unwrap();
+    let stop = worker.stop_handle();
     let tag = Bytes::from(format!("{dialect}"));
     let handle = thread::spawn(move || {
         worker
@@ -107,7 +106,7 @@ fn every_dialect_served_by_every_dialect_over_tcp() {
     }
     assert_eq!(all_served_by.len(), 3, "requests reached workers of every dialect: {all_served_by:?}");
     for (stop, handle) in workers {
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         handle.join().unwrap();
     }
 }
@@ -146,7 +145,7 @@ fn parts_arrive_one_by_one_and_many_requests_can_be_outstanding() {
         assert_eq!(finals[&id][1..], body(1, i)[..], "request {i} got its own reply");
     }
     for (stop, handle) in [(stop_a, a), (stop_b, b)] {
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         handle.join().unwrap();
     }
 }
@@ -159,8 +158,8 @@ fn heartbeats_flow_while_a_slow_handler_works() {
     let broker = TestBroker::with_config(config);
     let mut worker_config = WorkerConfig::new(Bytes::from_static(b"slow"), Dialect::V01);
     worker_config.heartbeat_interval = Duration::from_millis(50);
-    let worker = Worker::new(&broker.endpoint, worker_config);
-    let stop = worker.stop_flag();
+    let worker = Worker::connect(&broker.endpoint, worker_config).unwrap();
+    let stop = worker.stop_handle();
     let handle = thread::spawn(move || {
         worker
             .run(|body, _| {
@@ -172,7 +171,7 @@ fn heartbeats_flow_while_a_slow_handler_works() {
     let mut client = Client::connect(&broker.endpoint, ClientConfig::new(Dialect::V01)).unwrap();
     let reply = client.request("slow", body(0, 0), WAIT).unwrap();
     assert_eq!(reply, body(0, 0));
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     handle.join().unwrap();
     let events = broker.events.lock().unwrap();
     let dispatched = events.iter().filter(|e| matches!(e, BrokerEvent::RequestDispatched { .. })).count();
@@ -186,8 +185,10 @@ fn heartbeats_flow_while_a_slow_handler_works() {
 #[test]
 fn a_majortomo_worker_serves_every_client_dialect() {
     let broker = TestBroker::start();
-    let worker = Worker::new(&broker.endpoint, WorkerConfig::new(Bytes::from_static(b"inline"), Dialect::Majortomo));
-    let stop = worker.stop_flag();
+    let worker =
+        Worker::connect(&broker.endpoint, WorkerConfig::new(Bytes::from_static(b"inline"), Dialect::Majortomo))
+            .unwrap();
+    let stop = worker.stop_handle();
     let handle = thread::spawn(move || {
         worker
             .run(|mut body, _| {
@@ -204,6 +205,6 @@ fn a_majortomo_worker_serves_every_client_dialect() {
             assert_eq!(reply[1..], body(c, i)[..], "{dialect} request {i}");
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     handle.join().unwrap();
 }

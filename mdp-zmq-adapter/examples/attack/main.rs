@@ -121,7 +121,7 @@ fn run(bin: &str, limits: &Limits, attack: &str, big_count: usize) {
             let answer = client.request("fresh", body.clone(), Duration::from_secs(10));
             assert_eq!(answer.as_ref().ok(), Some(&body), "the fresh worker does not serve");
             note = format!("fresh worker registered {registered:.1?} after it started, and served");
-            fresh.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            fresh.0.stop();
             fresh.1.join().unwrap();
         }
         other => panic!("unknown attack {other}: one of {ATTACKS:?}"),
@@ -157,7 +157,7 @@ fn run(bin: &str, limits: &Limits, attack: &str, big_count: usize) {
         );
     }
     for (stop, handle) in workers {
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.stop();
         handle.join().unwrap();
     }
 }

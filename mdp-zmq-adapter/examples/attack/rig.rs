@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{BrokerConfig, ClientConfig, Dialect, PeerCommand, WorkerConfig};
-use mdp_zmq_adapter::{Client, Worker};
+use mdp_zmq_adapter::{Client, StopHandle, Worker};
 
 /// A free loopback port: bind to port 0, read it, release it.
 pub fn free_port() -> u16 {
@@ -251,9 +251,10 @@ pub fn barrier(socket: &zmq::Socket, limit: Duration) {
 }
 
 /// An echo worker for `service`, on its own thread, until the flag is set.
-pub fn echo_worker(endpoint: &str, service: &'static str) -> (Arc<AtomicBool>, JoinHandle<()>) {
-    let worker = Worker::new(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), Dialect::V02));
-    let stop = worker.stop_flag();
+pub fn echo_worker(endpoint: &str, service: &'static str) -> (StopHandle, JoinHandle<()>) {
+    let worker =
+        Worker::connect(endpoint, WorkerConfig::new(Bytes::from_static(service.as_bytes()), Dialect::V02)).unwrap();
+    let stop = worker.stop_handle();
     (stop, thread::spawn(move || worker.run(|body, _| body).unwrap()))
 }
 

@@ -2,22 +2,21 @@
 //! per [`Client`] (pipelining with `send`/`recv`, `spec.lanes` lanes), and
 //! [`Worker`]s whose handler echoes the body (after sleeping the service
 //! time, if any). Each client and worker has its own ZeroMQ context, as
-//! `Client::connect` and `Worker::run` make one; a client's lanes share it.
+//! `Client::connect` and `Worker::connect` make one; a client's lanes share it.
 //! For `fanout-dealer` the client is the raw proxy's DEALER client
 //! (`raw::client`), sending MDP requests straight to our broker. With
 //! `spec.external` (the `external` transport) the same workers and clients
 //! use that broker, and ours is not started.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::client::RequestId;
 use mdp_core::{ClientConfig, ClientEvent, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, Worker};
+use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, StopHandle, Worker};
 
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
@@ -32,8 +31,8 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     let mut worker_stops = Vec::new();
     let mut workers = Vec::new();
     for w in 0..spec.workers {
-        let worker = Worker::new(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect));
-        worker_stops.push(worker.stop_flag());
+        let worker = Worker::connect(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect))?;
+        worker_stops.push(worker.stop_handle());
         let service_time = spec.service_time;
         workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || {
             worker.run(|body, _| {
@@ -54,13 +53,13 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     };
 
     for stop in &worker_stops {
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
     }
     for w in workers {
         w.join().expect("worker thread panicked")?;
     }
     if let Some((stop, thread)) = broker {
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         thread.join().expect("broker thread panicked")?;
     }
     clients
@@ -69,23 +68,19 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
 type BrokerThread = thread::JoinHandle<Result<(), mdp_zmq_adapter::AdapterError>>;
 
 /// Our broker on a thread of its own, bound to a free port: its endpoint,
-/// its stop flag and its thread.
-fn start_broker(spec: &Spec) -> Result<(String, Arc<AtomicBool>, BrokerThread), BoxError> {
+/// its stop handle and its thread.
+fn start_broker(spec: &Spec) -> Result<(String, StopHandle, BrokerThread), BoxError> {
     // The broker binds on its own thread, so that its ZeroMQ context's
     // threads are named after it (see `ProcStats`).
-    let broker_stop = Arc::new(AtomicBool::new(false));
-    let (endpoint_tx, endpoint_rx) = mpsc::channel();
+    let (bound_tx, bound_rx) = mpsc::channel();
     let config = spec.broker_config();
-    let broker_thread = {
-        let stop = broker_stop.clone();
-        thread::Builder::new().name(BROKER.into()).spawn(move || {
-            let mut broker = BrokerRunner::bind(config, &["tcp://127.0.0.1:*".to_owned()])?;
-            let _ = endpoint_tx.send(broker.endpoints()[0].clone());
-            broker.run(&stop, |_| {})
-        })?
-    };
-    match endpoint_rx.recv() {
-        Ok(endpoint) => Ok((endpoint, broker_stop, broker_thread)),
+    let broker_thread = thread::Builder::new().name(BROKER.into()).spawn(move || {
+        let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config)?;
+        let _ = bound_tx.send((broker.endpoints()[0].clone(), broker.stop_handle()));
+        broker.run(|_| {})
+    })?;
+    match bound_rx.recv() {
+        Ok((endpoint, stop)) => Ok((endpoint, stop, broker_thread)),
         Err(_) => {
             Err(broker_thread.join().expect("broker thread panicked").err().map_or("no broker".into(), Into::into))
         }

@@ -3,8 +3,6 @@
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -135,21 +133,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
-        eprintln!("mdp-broker: cannot handle signals: {e}");
-        return ExitCode::FAILURE;
-    }
-    let mut runner = match BrokerRunner::bind(config, &args.bind) {
+    let mut runner = match BrokerRunner::bind(&args.bind, config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mdp-broker: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let stop = runner.stop_handle();
+    if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+        eprintln!("mdp-broker: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing::warn!(endpoints = ?runner.endpoints(), "mdp-broker listening");
-    match runner.run(&stop, |_| {}) {
+    match runner.run(|_| {}) {
         Ok(()) => {
             tracing::warn!(stats = ?runner.broker().stats(), "mdp-broker stopped");
             ExitCode::SUCCESS

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -188,9 +187,10 @@ fn run(args: &Args) -> Result<(), String> {
         }
         Command::Worker { kind: WorkerKind::Echo, service } => {
             let service = Bytes::from(service.clone().unwrap_or_else(|| "echo".to_owned()));
-            let worker = Worker::new(&args.broker, WorkerConfig::new(service, args.dialect.into()));
-            let stop = worker.stop_flag();
-            ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).map_err(|e| e.to_string())?;
+            let worker = Worker::connect(&args.broker, WorkerConfig::new(service, args.dialect.into()))
+                .map_err(|e| e.to_string())?;
+            let stop = worker.stop_handle();
+            ctrlc::set_handler(move || stop.stop()).map_err(|e| e.to_string())?;
             worker.run(|body, _| body).map_err(|e| e.to_string())
         }
     }
