@@ -1,7 +1,8 @@
 //! Handing requests to idle workers, and taking them back when a worker
 //! finishes or is lost.
 
-use super::service::{Books, Request};
+use super::request::Request;
+use super::service::Books;
 use super::worker::{Job, Progress};
 use super::{Broker, BrokerEvent, DropReason, Transmit};
 use crate::time::{deadline, earlier, passed};

@@ -26,7 +26,7 @@
 //! notes on fairness and order.
 //!
 //! The code is split by what each part handles: `request` (a client's
-//! request and its limits), `dispatch` (requests to idle workers and back),
+//! request, what it is charged, and its limits), `dispatch` (requests to idle workers and back),
 //! `reply` (a worker's answer, joined for MDP/0.1 clients), `worker`
 //! (registration and removal), `timers`, `mmi`, `eviction` (services without
 //! workers), and `service` (one service's queues and idle list).

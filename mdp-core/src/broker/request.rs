@@ -1,13 +1,45 @@
-//! A client's request: the limits it must pass, and whether it waits in a
-//! queue or goes to an idle worker at once.
+//! A client's request: its record and what it is charged, the limits it
+//! must pass, and whether it waits in a queue or goes to an idle worker at
+//! once.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::mmi::MMI_PREFIX;
-use super::service::{Books, Request, Service, Tally};
+use super::service::{Books, Service, Tally};
 use super::{Broker, BrokerConfig, Limit};
 use crate::time::deadline;
 use crate::{Dialect, Multipart, PeerId};
+
+/// A request waiting for, or held by, a worker.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) client: PeerId,
+    pub(crate) dialect: Dialect,
+    pub(crate) body: Multipart,
+    /// When it expires if it is still queued.
+    pub(crate) deadline: Option<Instant>,
+    /// How many times it has been handed to a worker.
+    pub(crate) dispatches: u32,
+    /// What it is charged against the byte budget: see [`Request::charge`].
+    pub(crate) charge: usize,
+}
+
+impl Request {
+    /// The bytes a request from `client` with `body` is charged against
+    /// [`BrokerConfig::max_queued_bytes`](BrokerConfig::max_queued_bytes):
+    /// the identity and every body frame, each with the frame overhead.
+    pub(crate) fn charge(client: &PeerId, body: &Multipart) -> usize {
+        client.0.len() + BrokerConfig::FRAME_OVERHEAD + frames_charge(body)
+    }
+}
+
+/// What `frames` are charged against the byte budget: their bytes, plus the
+/// frame overhead for each.
+pub(crate) fn frames_charge(frames: &Multipart) -> usize {
+    frames.iter().map(|f| f.len() + BrokerConfig::FRAME_OVERHEAD).sum()
+}
 
 /// Where an admitted request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,11 +28,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{BrokerConfig, QueueKey};
+use super::request::Request;
+use super::QueueKey;
 use crate::hash::{Map, Seeded};
 use crate::lazy::{Ring, Token};
 use crate::time::{passed, DeadlineQueue};
-use crate::{Dialect, Multipart, PeerId};
+use crate::PeerId;
 
 /// The broker's request timers: one live entry per client queue that holds
 /// requests, for its front request's deadline.
@@ -46,35 +47,6 @@ pub(crate) struct Books<'a> {
     pub(crate) timers: &'a mut RequestTimers,
     /// The service's own name (the broker's key for it).
     pub(crate) service: &'a Bytes,
-}
-
-/// A request waiting for, or held by, a worker.
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) client: PeerId,
-    pub(crate) dialect: Dialect,
-    pub(crate) body: Multipart,
-    /// When it expires if it is still queued.
-    pub(crate) deadline: Option<Instant>,
-    /// How many times it has been handed to a worker.
-    pub(crate) dispatches: u32,
-    /// What it is charged against the byte budget: see [`Request::charge`].
-    pub(crate) charge: usize,
-}
-
-impl Request {
-    /// The bytes a request from `client` with `body` is charged against
-    /// [`BrokerConfig::max_queued_bytes`](super::BrokerConfig::max_queued_bytes):
-    /// the identity and every body frame, each with the frame overhead.
-    pub(crate) fn charge(client: &PeerId, body: &Multipart) -> usize {
-        client.0.len() + BrokerConfig::FRAME_OVERHEAD + frames_charge(body)
-    }
-}
-
-/// What `frames` are charged against the byte budget: their bytes, plus the
-/// frame overhead for each.
-pub(crate) fn frames_charge(frames: &Multipart) -> usize {
-    frames.iter().map(|f| f.len() + BrokerConfig::FRAME_OVERHEAD).sum()
 }
 
 /// Requests queued, and the bytes charged for them and for those workers

@@ -6,7 +6,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::mmi::MMI_PREFIX;
-use super::service::{frames_charge, Request, Service};
+use super::request::{frames_charge, Request};
+use super::service::Service;
 use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior, Part};
 use crate::lazy::Token;
 use crate::time::{deadline, earliest, DeadlineQueue};
