@@ -81,12 +81,12 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use mdp_core::client::{ClientDiscardReason, ClientUsageError, FailReason, RequestId};
-use mdp_core::codec::Found;
+use mdp_core::Found;
 use mdp_core::{
     BrokerCommand, Client, ClientConfig, ClientEvent, ClientTransmit, Command, ConfigError, Dialect, Lane, Multipart,
     PeerCommand, PeerTransmit,
 };
+use mdp_core::{ClientDiscardReason, ClientUsageError, FailReason, RequestId};
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
 /// Services requests go to: a few, and an empty one.

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use mdp_core::worker::{Backoff, ReplyToken, WorkerUsageError};
+use mdp_core::{Backoff, ReplyToken, WorkerUsageError};
 use mdp_core::{
     BrokerCommand, ConfigError, Dialect, Multipart, PeerCommand, PeerTransmit, Worker, WorkerConfig, WorkerEvent,
 };
@@ -130,7 +130,7 @@ fn refusal(c: &WorkerConfig) -> Option<ConfigError> {
     if c.service.is_empty() {
         Some(ConfigError::EmptyService)
     } else if c.service.starts_with(b"mmi.") {
-        Some(ConfigError::ReservedService(mdp_core::codec::Found(c.service.clone())))
+        Some(ConfigError::ReservedService(mdp_core::Found(c.service.clone())))
     } else if c.heartbeat_interval.is_zero() {
         Some(ConfigError::Zero("heartbeat_interval"))
     } else if c.liveness == 0 {

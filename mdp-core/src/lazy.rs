@@ -25,9 +25,8 @@
 
 use std::collections::VecDeque;
 
-/// Names one entry of a lazy queue: see the [module docs](self). The
-/// default is only a placeholder, for a record being built.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Names one entry of a lazy queue: see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Token(u64);
 
 /// Issues a queue's tokens, each once.

@@ -9,6 +9,32 @@
 //!
 //! ## The codec
 //!
+//! MDP has two sub-protocols (client and worker) and two directions. The
+//! codec splits commands by direction, because that is what each role sees:
+//!
+//! * [`PeerCommand`]: what a client or a worker sends **to the broker**.
+//! * [`BrokerCommand`]: what the broker sends **to a client or a worker**.
+//!
+//! Splitting by direction also resolves the one place where MDP frames are
+//! ambiguous: in MDP/0.1 a client REQUEST and the broker's REPLY have the same
+//! frames (`""`, `MDPC01`, service, body). [`PeerCommand::decode`] reads them as
+//! a request, [`BrokerCommand::decode`] as a reply.
+//!
+//! Across dialects there is no ambiguity: the leading empty frame and the
+//! protocol header (`MDPC01`/`MDPW01`/`MDPC02`/`MDPW02`) always tell them
+//! apart, so every frame list decodes to at most one dialect:
+//!
+//! | first frames            | dialect                |
+//! |-------------------------|------------------------|
+//! | `""`, `MDPC01`/`MDPW01` | [`Dialect::V01`]       |
+//! | `MDPC02`/`MDPW02`       | [`Dialect::V02`]       |
+//! | `""`, `MDPC02`/`MDPW02` | [`Dialect::Majortomo`] |
+//!
+//! Decoding never copies a frame: services, addresses and bodies are
+//! [`Bytes`](bytes::Bytes) handles into the frames passed in. It never panics; bad input is
+//! a [`DecodeError`] that names the frame, what was expected and what was
+//! found.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use mdp_core::{Dialect, PeerCommand};
@@ -107,9 +133,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod broker;
-pub mod client;
-pub mod codec;
+mod broker;
+mod client;
+mod codec;
 mod config;
 mod hash;
 mod lazy;
@@ -118,7 +144,7 @@ mod rng;
 mod shell;
 mod slab;
 mod time;
-pub mod worker;
+mod worker;
 
 pub use broker::{
     Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior, Transmit,
@@ -136,4 +162,7 @@ pub use worker::{
     WorkerUsageError,
 };
 
-pub use codec::{BrokerCommand, Command, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
+pub use codec::{
+    BrokerCommand, Command, DecodeError, Dialect, EncodeError, Found, Multipart, PeerCommand, MDPC01, MDPC02, MDPW01,
+    MDPW02,
+};

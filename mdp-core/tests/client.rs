@@ -111,7 +111,7 @@ fn got_partial(id: RequestId, body: &'static [u8]) -> ClientEvent {
 }
 
 fn unmatched(command: Command, service: Option<&'static [u8]>) -> ClientEvent {
-    let service = service.map(|s| mdp_core::codec::Found(b(s)));
+    let service = service.map(|s| mdp_core::Found(b(s)));
     ClientEvent::Discarded { reason: ClientDiscardReason::Unmatched { command, service, lane: Lane(0) } }
 }
 
@@ -290,7 +290,7 @@ fn max_outstanding_is_enforced() {
 fn error_messages_say_what_was_wrong() {
     let err = ClientUsageError::TooManyOutstanding { max: 2 };
     assert_eq!(err.to_string(), "2 requests are outstanding already (max_outstanding)");
-    let found = Some(mdp_core::codec::Found(b(b"a")));
+    let found = Some(mdp_core::Found(b(b"a")));
     let reason = ClientDiscardReason::Unmatched { command: Command::Final, service: found, lane: Lane(0) };
     assert_eq!(reason.to_string(), "FINAL from service \"a\" on lane 0 matches no request on the wire");
     let reason = ClientDiscardReason::Unmatched { command: Command::Partial, service: None, lane: Lane(3) };
@@ -587,7 +587,7 @@ fn a_reply_on_a_lane_with_nothing_on_the_wire_for_its_service_is_discarded() {
     c.handle_message(t0, Lane(1), final_(d, b"echo", b"r"));
     let reason = ClientDiscardReason::Unmatched {
         command: Command::Final,
-        service: Some(mdp_core::codec::Found(b(b"echo"))),
+        service: Some(mdp_core::Found(b(b"echo"))),
         lane: Lane(1),
     };
     assert_eq!(drain_lanes(&mut c), (vec![], vec![ClientEvent::Discarded { reason }]));

@@ -6,7 +6,7 @@
 #![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 use bytes::Bytes;
-use mdp_core::codec::Found;
+use mdp_core::Found;
 use mdp_core::{BrokerCommand, Command, DecodeError, Dialect, EncodeError, Multipart, PeerCommand};
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -498,7 +498,7 @@ fn config_errors() {
 
 #[test]
 fn error_messages_say_what_was_wrong() {
-    let err = ConfigError::ReservedService(mdp_core::codec::Found(Bytes::from_static(b"mmi.x")));
+    let err = ConfigError::ReservedService(mdp_core::Found(Bytes::from_static(b"mmi.x")));
     assert_eq!(err.to_string(), "service \"mmi.x\" starts with \"mmi.\", which is reserved for the broker");
     assert_eq!(ConfigError::Zero("liveness").to_string(), "liveness is zero");
     let reason = WorkerDiscardReason::WrongDialect { expected: Dialect::V01, found: Dialect::V02 };

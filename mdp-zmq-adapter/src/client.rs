@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mdp_core::client::{ClientConfig, ClientEvent, ClientUsageError, FailReason, RequestId};
+use mdp_core::{ClientConfig, ClientEvent, ClientUsageError, FailReason, RequestId};
 use mdp_core::{Lane, Multipart, PeerTransmit};
 
 use crate::poll::{earliest, poll, poll_ms};

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdp_core::worker::{ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
 use mdp_core::{Multipart, PeerTransmit};
+use mdp_core::{ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
 
 use crate::poll::{poll, poll_ms};
 use crate::socket::Connection;

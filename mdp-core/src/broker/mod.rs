@@ -1,29 +1,5 @@
-//! The sans-IO MDP broker.
-//!
-//! [`Broker`] routes client requests to workers of the named service, answers
-//! MMI queries itself, heartbeats and expires workers, and queues and expires
-//! requests. It speaks every dialect and answers each peer in its own; any
-//! client can be served by any worker:
-//!
-//! | worker sends    | MDP/0.1 client gets                     | MDP/0.2 or majortomo client gets |
-//! |-----------------|-----------------------------------------|----------------------------------|
-//! | REPLY (0.1)     | REPLY                                   | FINAL                            |
-//! | PARTIAL (0.2)   | nothing yet: the part is buffered       | PARTIAL                          |
-//! | FINAL (0.2)     | one REPLY: every buffered part's frames, then the FINAL's | FINAL          |
-//!
-//! MDP/0.1 has no PARTIAL, so a 0.1 client gets a streamed reply joined into
-//! one REPLY. The joined reply is held to the same limits as a message
-//! ([`BrokerConfig::max_message_frames`], [`BrokerConfig::max_message_bytes`]);
-//! past them the request is dropped with [`DropReason::ReplyTooLarge`], the
-//! rest of the reply is discarded, and the client gets nothing, as if the
-//! reply had been lost (it times out and may retry).
-//!
-//! Routing is least-recently-used worker first, with clients served round
-//! robin, each dispatch to the next client in turn. A client's requests to
-//! a service go to as many idle workers as there are (up to
-//! [`BrokerConfig::max_in_flight_per_client`]), so their replies may come
-//! back in another order than the requests: see the `service` module's
-//! notes on fairness and order.
+//! The MDP broker state machine. What it promises is documented on
+//! [`Broker`].
 //!
 //! The code is split by what each part handles: `request` (a client's
 //! request, what it is charged, and its limits), `dispatch` (requests to idle workers and back),
@@ -86,8 +62,52 @@ enum Farewell {
 /// Timer key of a client's queue of requests to a service.
 type QueueKey = (Bytes, PeerId);
 
-/// The MDP broker state machine. See the [crate docs](crate) for the loop
-/// that drives it.
+/// The sans-IO MDP broker.
+///
+/// [`Broker`] routes client requests to workers of the named service, answers
+/// MMI queries itself, heartbeats and expires workers, and queues and expires
+/// requests. It speaks every dialect and answers each peer in its own; any
+/// client can be served by any worker:
+///
+/// | worker sends    | MDP/0.1 client gets                     | MDP/0.2 or majortomo client gets |
+/// |-----------------|-----------------------------------------|----------------------------------|
+/// | REPLY (0.1)     | REPLY                                   | FINAL                            |
+/// | PARTIAL (0.2)   | nothing yet: the part is buffered       | PARTIAL                          |
+/// | FINAL (0.2)     | one REPLY: every buffered part's frames, then the FINAL's | FINAL          |
+///
+/// MDP/0.1 has no PARTIAL, so a 0.1 client gets a streamed reply joined into
+/// one REPLY. The joined reply is held to the same limits as a message
+/// ([`BrokerConfig::max_message_frames`], [`BrokerConfig::max_message_bytes`]);
+/// past them the request is dropped with [`DropReason::ReplyTooLarge`], the
+/// rest of the reply is discarded, and the client gets nothing, as if the
+/// reply had been lost (it times out and may retry).
+///
+/// Routing is least-recently-used worker first, with clients served round
+/// robin, each dispatch to the next client in turn.
+///
+/// # Fairness
+///
+/// Each client has its own FIFO of requests per service, and the service
+/// serves its clients round robin: each dispatch takes the next request of
+/// the next client in turn, so a client that floods a service waits its turn
+/// behind every other client with a request queued there. A lone client gets
+/// every idle worker; two flooding clients get half each.
+///
+/// # Parallelism and order
+///
+/// A client may have as many requests at workers at once as
+/// [`BrokerConfig::max_in_flight_per_client`] allows (by default any
+/// number): a client that pipelines to one service uses every idle worker
+/// of it. Workers finish in their own time, so the replies to one client's
+/// requests to one service may come back in another order than the
+/// requests, as with every other MDP broker. MDP carries no request id, so a
+/// client that keeps several requests for one service on one connection
+/// must not rely on order; mdp-rs's own [`Client`](crate::Client) keeps one
+/// per service on each of its connections (lanes), which makes matching
+/// exact whatever the order. A limit of 1 serves one request per (client,
+/// service) at a time, so replies come back in request order.
+///
+/// See the [crate docs](crate) for the loop that drives it.
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,

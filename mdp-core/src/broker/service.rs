@@ -1,26 +1,7 @@
 //! A service: its idle workers, and its clients' queued requests.
 //!
-//! # Fairness
-//!
-//! Each client has its own FIFO of requests per service, and the service
-//! serves its clients round robin: each dispatch takes the next request of
-//! the next client in turn, so a client that floods a service waits its turn
-//! behind every other client with a request queued there. A lone client gets
-//! every idle worker; two flooding clients get half each.
-//!
-//! # Parallelism and order
-//!
-//! A client may have as many requests at workers at once as
-//! [`BrokerConfig::max_in_flight_per_client`](super::BrokerConfig::max_in_flight_per_client)
-//! allows (by default any number): a client that pipelines to one service
-//! uses every idle worker of it. Workers finish in their own time, so the
-//! replies to one client's requests to one service may come back in another
-//! order than the requests, as with every other MDP broker. MDP carries no
-//! request id, so a client that keeps several requests for one service on
-//! one connection must not rely on order; mdp-rs's own client keeps one per
-//! service on each of its connections (lanes), which makes matching exact
-//! whatever the order. A limit of 1 serves one request per (client,
-//! service) at a time, so replies come back in request order.
+//! How it serves its clients (fairness, parallelism, order) is documented
+//! on [`Broker`](super::Broker).
 
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;

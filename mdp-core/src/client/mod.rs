@@ -1,141 +1,7 @@
-//! The MDP client state machine.
-//!
-//! A [`Client`] sends requests to services through a broker, matches the
-//! replies to them, and retries requests that get no answer in time.
-//!
-//! It does no IO and never reads the clock. After any input
-//! ([`request`](Client::request), [`cancel`](Client::cancel),
-//! [`handle_message`](Client::handle_message),
-//! [`handle_connection_lost`](Client::handle_connection_lost),
-//! [`handle_timeout`](Client::handle_timeout)) the caller drains
-//! [`poll_transmit`](Client::poll_transmit) and
-//! [`poll_event`](Client::poll_event) until both return `None`, then sleeps
-//! until [`poll_timeout`](Client::poll_timeout) or the next message.
-//! ([`next_timer`](Client::next_timer) says why that deadline is set.)
-//!
-//! ## Lanes
-//!
-//! A client keeps [`ClientConfig::lanes`] connections to the broker, each
-//! with its own identity: its *lanes*. Every [`ClientTransmit`] names the
-//! lane it is for, and the transport says on which lane each message came
-//! in ([`Client::handle_message`]). With one lane (the default) a client is
-//! one connection.
-//!
-//! ## Matching replies to requests
-//!
-//! MDP carries no request id: a reply names only its service (and in the
-//! majortomo dialect not even that), and a broker that serves several
-//! requests of one connection at once answers them in any order. So the
-//! client keeps **at most one request per service on the wire on each
-//! lane**, and a reply for service `S` on lane `L` belongs to the one request
-//! for `S` on `L`. Matching is exact whatever the broker does: drop or
-//! expire a request, restart while ZeroMQ silently reconnects the socket, or
-//! answer out of order.
-//!
-//! * A new request goes to a lane with nothing on the wire for its service,
-//!   the least loaded first (fewest requests on the wire; the lowest lane on
-//!   a tie). If every lane has one for that service, it waits in the client,
-//!   behind the others waiting for that service, and goes out when a lane
-//!   frees up. So a client with `L` lanes has up to `L` requests per service
-//!   being served at once, and requests for different services go out side
-//!   by side.
-//! * PARTIALs become [`ClientEvent::Partial`]s of the matched request; the
-//!   FINAL (in MDP/0.1 the one REPLY) becomes [`ClientEvent::Reply`] and
-//!   completes it. Replies to requests on different lanes may come in any
-//!   order.
-//! * Majortomo-dialect replies carry no service name, so a majortomo lane
-//!   carries one request at a time, whatever its service; the reply on it is
-//!   for that one.
-//! * A reply that matches no request on the wire is dropped with
-//!   [`ClientEvent::Discarded`].
-//!
-//! ## Timeouts, retries and cancelling
-//!
-//! Each send of a request has a deadline, `timeout` after it was sent; the
-//! deadline covers the whole reply, PARTIALs included. A request waiting in
-//! the client has no deadline yet. When a deadline passes, the client
-//! follows RFC 7's advice and replaces **that request's lane**: it emits
-//! [`PeerTransmit::Reconnect`] for the lane, then, for each request on the
-//! wire on it, in the order they were put on the lane,
-//!
-//! * if its deadline passed it has used a try: after `tries` tries it fails
-//!   ([`ClientEvent::Failed`]) and the next request waiting for its service
-//!   goes out, otherwise it is sent again on the new connection;
-//! * otherwise it is sent again too, because its reply would come to the old
-//!   connection, which is gone. This costs it no try.
-//!
-//! Other lanes are not touched. A transport that knows a lane's connection
-//! ended (TCP closed) may say so with [`Client::handle_connection_lost`]:
-//! the same happens at once, as if every request on the lane had timed out.
-//!
-//! [`Client::cancel`] forgets a request. If it was on the wire, its lane is
-//! replaced the same way (the others on the lane are resent at no cost of a
-//! try), so that its late reply can never be taken for the answer to a
-//! later request; then the next waiting request goes out.
-//!
-//! Each request sent gets a fresh deadline. A resent request whose PARTIALs
-//! were already delivered is announced with [`ClientEvent::Restarted`]: the
-//! parts delivered so far must be thrown away, because the answer starts
-//! again from its first part.
-//!
-//! Failing or cancelling a request on the wire always comes with a
-//! reconnect, so its late reply can never arrive and be taken for the reply
-//! to a newer request for the same service. That relies on the transport
-//! keeping [`PeerTransmit::Reconnect`]'s contract: nothing from the old
-//! connection is passed in afterwards.
-//!
-//! ## Example: the event loop
-//!
-//! ```
-//! use std::time::{Duration, Instant};
-//! use bytes::Bytes;
-//! use mdp_core::{Client, ClientConfig, ClientEvent, ClientTransmit, Dialect, Lane, Multipart, PeerTransmit};
-//!
-//! fn drain(client: &mut Client, sent: &mut Vec<(Lane, Multipart)>, events: &mut Vec<ClientEvent>) {
-//!     while let Some(ClientTransmit { lane, transmit }) = client.poll_transmit() {
-//!         match transmit {
-//!             PeerTransmit::Send(frames) => sent.push((lane, frames)),
-//!             PeerTransmit::Reconnect => { /* close lane's socket, open a new one */ }
-//!         }
-//!     }
-//!     while let Some(e) = client.poll_event() {
-//!         events.push(e);
-//!     }
-//! }
-//!
-//! let t0 = Instant::now(); // the adapter reads the clock, the client never does
-//! let mut client = Client::new(ClientConfig::new(Dialect::V02).with_lanes(2), t0)?;
-//! let (mut sent, mut events) = (Vec::new(), Vec::new());
-//! let echo = Bytes::from_static(b"echo");
-//! let first = client.request(t0, echo.clone(), vec![Bytes::from_static(b"one")])?;
-//! let second = client.request(t0, echo.clone(), vec![Bytes::from_static(b"two")])?;
-//! drain(&mut client, &mut sent, &mut events);
-//! // One request for "echo" on each lane.
-//! assert_eq!(sent.iter().map(|(lane, _)| *lane).collect::<Vec<_>>(), [Lane(0), Lane(1)]);
-//!
-//! // The broker answers the second first, on lane 1, with FINAL.
-//! let reply: Multipart = vec![
-//!     Bytes::from_static(b"MDPC02"),
-//!     Bytes::from_static(&[0x03]),
-//!     echo.clone(),
-//!     Bytes::from_static(b"to two"),
-//! ];
-//! client.handle_message(t0 + Duration::from_millis(3), Lane(1), reply);
-//! drain(&mut client, &mut sent, &mut events);
-//! assert_eq!(events, vec![ClientEvent::Reply { id: second, body: vec![Bytes::from_static(b"to two")] }]);
-//! assert!(client.is_outstanding(first));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! ## Memory
-//!
-//! The client keeps each outstanding request's body for resending, and at
-//! most `max_outstanding` of them. A message from the broker queues at most
-//! one event and holds on to nothing else, so whatever the broker sends, a
-//! caller that drains after every input keeps memory bounded.
+//! The MDP client state machine: its public API here, the rules for lanes
+//! and the wire in `lanes`, reply matching in `replies`. What it promises is
+//! documented on [`Client`].
 
-// The public API is here; the rules for lanes and the wire are in
-// `lanes`, reply matching in `replies`.
 mod config;
 mod event;
 mod lanes;
@@ -157,7 +23,7 @@ use crate::time::TimerTable;
 use crate::PeerTransmit;
 
 /// One of a client's connections to the broker: `Lane(0)` to
-/// `Lane(lanes - 1)` (see the [module docs](self)).
+/// `Lane(lanes - 1)` (see [`Client`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Lane(pub usize);
 
@@ -224,7 +90,141 @@ impl ServiceState {
     }
 }
 
-/// The sans-IO MDP client. See the [module documentation](self).
+/// The sans-IO MDP client.
+///
+/// A [`Client`] sends requests to services through a broker, matches the
+/// replies to them, and retries requests that get no answer in time.
+///
+/// It does no IO and never reads the clock. After any input
+/// ([`request`](Client::request), [`cancel`](Client::cancel),
+/// [`handle_message`](Client::handle_message),
+/// [`handle_connection_lost`](Client::handle_connection_lost),
+/// [`handle_timeout`](Client::handle_timeout)) the caller drains
+/// [`poll_transmit`](Client::poll_transmit) and
+/// [`poll_event`](Client::poll_event) until both return `None`, then sleeps
+/// until [`poll_timeout`](Client::poll_timeout) or the next message.
+/// ([`next_timer`](Client::next_timer) says why that deadline is set.)
+///
+/// ## Lanes
+///
+/// A client keeps [`ClientConfig::lanes`] connections to the broker, each
+/// with its own identity: its *lanes*. Every [`ClientTransmit`] names the
+/// lane it is for, and the transport says on which lane each message came
+/// in ([`Client::handle_message`]). With one lane (the default) a client is
+/// one connection.
+///
+/// ## Matching replies to requests
+///
+/// MDP carries no request id: a reply names only its service (and in the
+/// majortomo dialect not even that), and a broker that serves several
+/// requests of one connection at once answers them in any order. So the
+/// client keeps **at most one request per service on the wire on each
+/// lane**, and a reply for service `S` on lane `L` belongs to the one request
+/// for `S` on `L`. Matching is exact whatever the broker does: drop or
+/// expire a request, restart while ZeroMQ silently reconnects the socket, or
+/// answer out of order.
+///
+/// * A new request goes to a lane with nothing on the wire for its service,
+///   the least loaded first (fewest requests on the wire; the lowest lane on
+///   a tie). If every lane has one for that service, it waits in the client,
+///   behind the others waiting for that service, and goes out when a lane
+///   frees up. So a client with `L` lanes has up to `L` requests per service
+///   being served at once, and requests for different services go out side
+///   by side.
+/// * PARTIALs become [`ClientEvent::Partial`]s of the matched request; the
+///   FINAL (in MDP/0.1 the one REPLY) becomes [`ClientEvent::Reply`] and
+///   completes it. Replies to requests on different lanes may come in any
+///   order.
+/// * Majortomo-dialect replies carry no service name, so a majortomo lane
+///   carries one request at a time, whatever its service; the reply on it is
+///   for that one.
+/// * A reply that matches no request on the wire is dropped with
+///   [`ClientEvent::Discarded`].
+///
+/// ## Timeouts, retries and cancelling
+///
+/// Each send of a request has a deadline, `timeout` after it was sent; the
+/// deadline covers the whole reply, PARTIALs included. A request waiting in
+/// the client has no deadline yet. When a deadline passes, the client
+/// follows RFC 7's advice and replaces **that request's lane**: it emits
+/// [`PeerTransmit::Reconnect`] for the lane, then, for each request on the
+/// wire on it, in the order they were put on the lane,
+///
+/// * if its deadline passed it has used a try: after `tries` tries it fails
+///   ([`ClientEvent::Failed`]) and the next request waiting for its service
+///   goes out, otherwise it is sent again on the new connection;
+/// * otherwise it is sent again too, because its reply would come to the old
+///   connection, which is gone. This costs it no try.
+///
+/// Other lanes are not touched. A transport that knows a lane's connection
+/// ended (TCP closed) may say so with [`Client::handle_connection_lost`]:
+/// the same happens at once, as if every request on the lane had timed out.
+///
+/// [`Client::cancel`] forgets a request. If it was on the wire, its lane is
+/// replaced the same way (the others on the lane are resent at no cost of a
+/// try), so that its late reply can never be taken for the answer to a
+/// later request; then the next waiting request goes out.
+///
+/// Each request sent gets a fresh deadline. A resent request whose PARTIALs
+/// were already delivered is announced with [`ClientEvent::Restarted`]: the
+/// parts delivered so far must be thrown away, because the answer starts
+/// again from its first part.
+///
+/// Failing or cancelling a request on the wire always comes with a
+/// reconnect, so its late reply can never arrive and be taken for the reply
+/// to a newer request for the same service. That relies on the transport
+/// keeping [`PeerTransmit::Reconnect`]'s contract: nothing from the old
+/// connection is passed in afterwards.
+///
+/// ## Example: the event loop
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use bytes::Bytes;
+/// use mdp_core::{Client, ClientConfig, ClientEvent, ClientTransmit, Dialect, Lane, Multipart, PeerTransmit};
+///
+/// fn drain(client: &mut Client, sent: &mut Vec<(Lane, Multipart)>, events: &mut Vec<ClientEvent>) {
+///     while let Some(ClientTransmit { lane, transmit }) = client.poll_transmit() {
+///         match transmit {
+///             PeerTransmit::Send(frames) => sent.push((lane, frames)),
+///             PeerTransmit::Reconnect => { /* close lane's socket, open a new one */ }
+///         }
+///     }
+///     while let Some(e) = client.poll_event() {
+///         events.push(e);
+///     }
+/// }
+///
+/// let t0 = Instant::now(); // the adapter reads the clock, the client never does
+/// let mut client = Client::new(ClientConfig::new(Dialect::V02).with_lanes(2), t0)?;
+/// let (mut sent, mut events) = (Vec::new(), Vec::new());
+/// let echo = Bytes::from_static(b"echo");
+/// let first = client.request(t0, echo.clone(), vec![Bytes::from_static(b"one")])?;
+/// let second = client.request(t0, echo.clone(), vec![Bytes::from_static(b"two")])?;
+/// drain(&mut client, &mut sent, &mut events);
+/// // One request for "echo" on each lane.
+/// assert_eq!(sent.iter().map(|(lane, _)| *lane).collect::<Vec<_>>(), [Lane(0), Lane(1)]);
+///
+/// // The broker answers the second first, on lane 1, with FINAL.
+/// let reply: Multipart = vec![
+///     Bytes::from_static(b"MDPC02"),
+///     Bytes::from_static(&[0x03]),
+///     echo.clone(),
+///     Bytes::from_static(b"to two"),
+/// ];
+/// client.handle_message(t0 + Duration::from_millis(3), Lane(1), reply);
+/// drain(&mut client, &mut sent, &mut events);
+/// assert_eq!(events, vec![ClientEvent::Reply { id: second, body: vec![Bytes::from_static(b"to two")] }]);
+/// assert!(client.is_outstanding(first));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// ## Memory
+///
+/// The client keeps each outstanding request's body for resending, and at
+/// most `max_outstanding` of them. A message from the broker queues at most
+/// one event and holds on to nothing else, so whatever the broker sends, a
+/// caller that drains after every input keeps memory bounded.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,

@@ -1,30 +1,6 @@
 //! Frames ⇄ typed commands, for every MDP dialect in use.
 //!
-//! MDP has two sub-protocols (client and worker) and two directions. This
-//! module splits commands by direction, because that is what each role sees:
-//!
-//! * [`PeerCommand`]: what a client or a worker sends **to the broker**.
-//! * [`BrokerCommand`]: what the broker sends **to a client or a worker**.
-//!
-//! Splitting by direction also resolves the one place where MDP frames are
-//! ambiguous: in MDP/0.1 a client REQUEST and the broker's REPLY have the same
-//! frames (`""`, `MDPC01`, service, body). [`PeerCommand::decode`] reads them as
-//! a request, [`BrokerCommand::decode`] as a reply.
-//!
-//! Across dialects there is no ambiguity: the leading empty frame and the
-//! protocol header (`MDPC01`/`MDPW01`/`MDPC02`/`MDPW02`) always tell them
-//! apart, so every frame list decodes to at most one dialect:
-//!
-//! | first frames            | dialect                |
-//! |-------------------------|------------------------|
-//! | `""`, `MDPC01`/`MDPW01` | [`Dialect::V01`]       |
-//! | `MDPC02`/`MDPW02`       | [`Dialect::V02`]       |
-//! | `""`, `MDPC02`/`MDPW02` | [`Dialect::Majortomo`] |
-//!
-//! Decoding never copies a frame: services, addresses and bodies are
-//! [`Bytes`] handles into the frames passed in. It never panics; bad input is
-//! a [`DecodeError`] that names the frame, what was expected and what was
-//! found.
+//! What it promises is documented in the crate docs ("The codec").
 //!
 //! ## The files, top-down
 //!

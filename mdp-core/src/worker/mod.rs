@@ -1,90 +1,6 @@
-//! The MDP worker state machine.
-//!
-//! A [`Worker`] registers one service with a broker, turns the broker's
-//! REQUESTs into [`WorkerEvent::Request`]s, and sends the application's
-//! answers back. It keeps the connection alive with heartbeats, notices a
-//! silent or disconnecting broker, and reconnects after a growing, jittered
-//! delay ([`Backoff`]).
-//!
-//! It does no IO and never reads the clock. After any input
-//! ([`handle_message`](Worker::handle_message),
-//! [`handle_timeout`](Worker::handle_timeout),
-//! [`handle_connection_lost`](Worker::handle_connection_lost), [`reply`](Worker::reply),
-//! [`partial`](Worker::partial), [`disconnect`](Worker::disconnect)) the
-//! caller drains [`poll_transmit`](Worker::poll_transmit) and
-//! [`poll_event`](Worker::poll_event) until both return `None`, then sleeps
-//! until [`poll_timeout`](Worker::poll_timeout) or the next message.
-//! ([`next_timer`](Worker::next_timer) says why that deadline is set.)
-//!
-//! ## Timing
-//!
-//! * READY goes out at start and again after every reconnect's backoff.
-//! * HEARTBEAT goes out whenever nothing else was sent for one
-//!   `heartbeat_interval`, also while the application is busy with a request.
-//! * Every valid message from the broker proves it alive. After `liveness`
-//!   intervals without one (counted from the last one heard, or from READY),
-//!   the worker gives the broker up: it emits [`PeerTransmit::Reconnect`] and
-//!   [`WorkerEvent::Disconnected`], drops the request in progress, waits out
-//!   the backoff and sends READY on the new connection. A DISCONNECT from the
-//!   broker does the same at once, and so does
-//!   [`handle_connection_lost`](Worker::handle_connection_lost), for a
-//!   transport that knows its connection ended.
-//!
-//! ## Example: the event loop
-//!
-//! ```
-//! use std::time::{Duration, Instant};
-//! use bytes::Bytes;
-//! use mdp_core::{Dialect, Multipart, PeerTransmit, Worker, WorkerConfig, WorkerEvent};
-//!
-//! // Stands in for the socket: what the worker asked to send.
-//! fn drain(worker: &mut Worker, sent: &mut Vec<Multipart>, events: &mut Vec<WorkerEvent>) {
-//!     while let Some(t) = worker.poll_transmit() {
-//!         match t {
-//!             PeerTransmit::Send(frames) => sent.push(frames),
-//!             PeerTransmit::Reconnect => { /* close the socket, open a new one */ }
-//!         }
-//!     }
-//!     while let Some(e) = worker.poll_event() {
-//!         events.push(e);
-//!     }
-//! }
-//!
-//! let t0 = Instant::now(); // the adapter reads the clock, the worker never does
-//! let config = WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02);
-//! let mut worker = Worker::new(config, t0)?;
-//! let (mut sent, mut events) = (Vec::new(), Vec::new());
-//! drain(&mut worker, &mut sent, &mut events);
-//! assert_eq!(sent.pop().unwrap()[1], Bytes::from_static(&[0x01])); // READY
-//!
-//! // A REQUEST arrives from the broker.
-//! let request: Multipart = vec![
-//!     Bytes::from_static(b"MDPW02"),
-//!     Bytes::from_static(&[0x02]),
-//!     Bytes::from_static(b"client-7"),
-//!     Bytes::new(),
-//!     Bytes::from_static(b"hello"),
-//! ];
-//! worker.handle_message(t0 + Duration::from_millis(10), request);
-//! drain(&mut worker, &mut sent, &mut events);
-//! let Some(WorkerEvent::Request { token, body }) = events.pop() else { panic!("no request") };
-//!
-//! // The application answers; the worker sends FINAL.
-//! worker.reply(t0 + Duration::from_millis(20), &token, body)?;
-//! drain(&mut worker, &mut sent, &mut events);
-//! assert_eq!(sent.pop().unwrap()[1], Bytes::from_static(&[0x04]));
-//!
-//! // Nothing else to do until the next heartbeat.
-//! assert_eq!(worker.poll_timeout(), Some(t0 + Duration::from_millis(20) + Duration::from_millis(2500)));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! ## Memory
-//!
-//! The worker holds at most one request (its client address only; the body
-//! goes to the application). Each input queues at most one transmit and one
-//! event, so a caller that drains after every input, as above, keeps the
-//! queues bounded whatever the broker sends.
+//! The MDP worker state machine: its public API and rules here, its
+//! settings in `config`, what it tells the application in `event`. What it
+//! promises is documented on [`Worker`].
 
 mod config;
 mod event;
@@ -138,7 +54,93 @@ struct Current {
     seq: u64,
 }
 
-/// The sans-IO MDP worker. See the [module documentation](self).
+/// The sans-IO MDP worker.
+///
+/// A [`Worker`] registers one service with a broker, turns the broker's
+/// REQUESTs into [`WorkerEvent::Request`]s, and sends the application's
+/// answers back. It keeps the connection alive with heartbeats, notices a
+/// silent or disconnecting broker, and reconnects after a growing, jittered
+/// delay ([`Backoff`]).
+///
+/// It does no IO and never reads the clock. After any input
+/// ([`handle_message`](Worker::handle_message),
+/// [`handle_timeout`](Worker::handle_timeout),
+/// [`handle_connection_lost`](Worker::handle_connection_lost), [`reply`](Worker::reply),
+/// [`partial`](Worker::partial), [`disconnect`](Worker::disconnect)) the
+/// caller drains [`poll_transmit`](Worker::poll_transmit) and
+/// [`poll_event`](Worker::poll_event) until both return `None`, then sleeps
+/// until [`poll_timeout`](Worker::poll_timeout) or the next message.
+/// ([`next_timer`](Worker::next_timer) says why that deadline is set.)
+///
+/// ## Timing
+///
+/// * READY goes out at start and again after every reconnect's backoff.
+/// * HEARTBEAT goes out whenever nothing else was sent for one
+///   `heartbeat_interval`, also while the application is busy with a request.
+/// * Every valid message from the broker proves it alive. After `liveness`
+///   intervals without one (counted from the last one heard, or from READY),
+///   the worker gives the broker up: it emits [`PeerTransmit::Reconnect`] and
+///   [`WorkerEvent::Disconnected`], drops the request in progress, waits out
+///   the backoff and sends READY on the new connection. A DISCONNECT from the
+///   broker does the same at once, and so does
+///   [`handle_connection_lost`](Worker::handle_connection_lost), for a
+///   transport that knows its connection ended.
+///
+/// ## Example: the event loop
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use bytes::Bytes;
+/// use mdp_core::{Dialect, Multipart, PeerTransmit, Worker, WorkerConfig, WorkerEvent};
+///
+/// // Stands in for the socket: what the worker asked to send.
+/// fn drain(worker: &mut Worker, sent: &mut Vec<Multipart>, events: &mut Vec<WorkerEvent>) {
+///     while let Some(t) = worker.poll_transmit() {
+///         match t {
+///             PeerTransmit::Send(frames) => sent.push(frames),
+///             PeerTransmit::Reconnect => { /* close the socket, open a new one */ }
+///         }
+///     }
+///     while let Some(e) = worker.poll_event() {
+///         events.push(e);
+///     }
+/// }
+///
+/// let t0 = Instant::now(); // the adapter reads the clock, the worker never does
+/// let config = WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V02);
+/// let mut worker = Worker::new(config, t0)?;
+/// let (mut sent, mut events) = (Vec::new(), Vec::new());
+/// drain(&mut worker, &mut sent, &mut events);
+/// assert_eq!(sent.pop().unwrap()[1], Bytes::from_static(&[0x01])); // READY
+///
+/// // A REQUEST arrives from the broker.
+/// let request: Multipart = vec![
+///     Bytes::from_static(b"MDPW02"),
+///     Bytes::from_static(&[0x02]),
+///     Bytes::from_static(b"client-7"),
+///     Bytes::new(),
+///     Bytes::from_static(b"hello"),
+/// ];
+/// worker.handle_message(t0 + Duration::from_millis(10), request);
+/// drain(&mut worker, &mut sent, &mut events);
+/// let Some(WorkerEvent::Request { token, body }) = events.pop() else { panic!("no request") };
+///
+/// // The application answers; the worker sends FINAL.
+/// worker.reply(t0 + Duration::from_millis(20), &token, body)?;
+/// drain(&mut worker, &mut sent, &mut events);
+/// assert_eq!(sent.pop().unwrap()[1], Bytes::from_static(&[0x04]));
+///
+/// // Nothing else to do until the next heartbeat.
+/// assert_eq!(worker.poll_timeout(), Some(t0 + Duration::from_millis(20) + Duration::from_millis(2500)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// ## Memory
+///
+/// The worker holds at most one request (its client address only; the body
+/// goes to the application). Each input queues at most one transmit and one
+/// event, so a caller that drains after every input, as above, keeps the
+/// queues bounded whatever the broker sends.
 #[derive(Debug)]
 pub struct Worker {
     config: WorkerConfig,

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mdp_core::client::RequestId;
+use mdp_core::RequestId;
 use mdp_core::{ClientConfig, ClientEvent, WorkerConfig};
 use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, StopHandle, Worker};
 

@@ -229,7 +229,7 @@ pub fn client(spec: &Spec, endpoint: &str, shared: &Shared, replies: Replies) ->
 }
 
 /// The frames of a client REQUEST before its body, as each dialect writes
-/// them on a DEALER (see `mdp_core::codec`): MDP/0.1 and majortomo lead
+/// them on a DEALER (see `mdp_core`'s codec): MDP/0.1 and majortomo lead
 /// with the empty frame a REQ socket would add, MDP/0.2 has none.
 fn request_header(dialect: Dialect, service: &[u8]) -> Vec<Vec<u8>> {
     match dialect {
