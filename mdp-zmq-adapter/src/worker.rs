@@ -41,7 +41,7 @@ impl PartSink<'_> {
     /// In MDP/0.1 the core rejects PARTIAL, and the part is logged and
     /// dropped.
     pub fn send(&self, body: Multipart) {
-        lock(self.link).answer(self.token, body, false);
+        lock(self.link).answer(self.token, body, Piece::Partial);
     }
 }
 
@@ -124,7 +124,7 @@ where
         let reply = handler(body, &PartSink { token: &token, link });
         let mut guard = lock(link);
         guard.in_handler = false;
-        guard.answer(&token, reply, true);
+        guard.answer(&token, reply, Piece::Last);
     }
     Ok(())
 }
@@ -187,9 +187,12 @@ impl Link {
     /// core. The core tells whether that is still the request in progress:
     /// a reconnect while the handler ran drops it, and the core then
     /// refuses the answer, as it must, since it could not reach the client.
-    fn answer(&mut self, token: &ReplyToken, body: Multipart, last: bool) {
+    fn answer(&mut self, token: &ReplyToken, body: Multipart, piece: Piece) {
         let now = Instant::now();
-        let result = if last { self.core.reply(now, token, body) } else { self.core.partial(now, token, body) };
+        let result = match piece {
+            Piece::Partial => self.core.partial(now, token, body),
+            Piece::Last => self.core.reply(now, token, body),
+        };
         match result {
             Ok(()) => {}
             // Expected after a reconnect (the latest dropped request, or an
@@ -241,6 +244,15 @@ impl Link {
             other => tracing::debug!(?other, "worker event"),
         }
     }
+}
+
+/// Which piece of an answer the handler gave.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    /// One streamed part (PARTIAL); more follow.
+    Partial,
+    /// The last or only part (FINAL, or REPLY in MDP/0.1).
+    Last,
 }
 
 /// The keeper thread; stopping and joining it is this guard's drop.

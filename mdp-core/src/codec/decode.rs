@@ -81,12 +81,24 @@ impl Reader {
     }
 
     /// `client address`, `""`, then the rest as the body.
-    fn addressed(mut self, body_required: bool) -> Result<(Bytes, Multipart), DecodeError> {
+    fn addressed(mut self, body: Body) -> Result<(Bytes, Multipart), DecodeError> {
         let client = self.next("client address")?;
         self.empty("empty delimiter after the client address")?;
-        let body = if body_required { self.body()? } else { self.rest() };
+        let body = match body {
+            Body::Required => self.body()?,
+            Body::MayBeEmpty => self.rest(),
+        };
         Ok((client, body))
     }
+}
+
+/// Whether a command's body may have no frames.
+#[derive(Debug, Clone, Copy)]
+enum Body {
+    /// At least one frame (a REQUEST's).
+    Required,
+    /// Any number, none included (a reply's).
+    MayBeEmpty,
 }
 
 /// Reads the leading frames and tells the dialect and sub-protocol.
@@ -194,11 +206,11 @@ impl PeerCommand {
         let cmd = match (v01, byte) {
             (true, V01_READY) | (false, V02_READY) => Self::ready(r)?,
             (true, V01_REPLY) | (false, V02_FINAL) => {
-                let (client, body) = r.addressed(false)?;
+                let (client, body) = r.addressed(Body::MayBeEmpty)?;
                 PeerCommand::Final { client, body }
             }
             (false, V02_PARTIAL) => {
-                let (client, body) = r.addressed(false)?;
+                let (client, body) = r.addressed(Body::MayBeEmpty)?;
                 PeerCommand::Partial { client, body }
             }
             (true, V01_HEARTBEAT) | (false, V02_HEARTBEAT) => {
@@ -263,7 +275,7 @@ impl BrokerCommand {
         let byte = one_byte(index, &frame, dialect, expected)?;
         let cmd = match (v01, byte) {
             (true, V01_REQUEST) | (false, V02_REQUEST) => {
-                let (client, body) = r.addressed(true)?;
+                let (client, body) = r.addressed(Body::Required)?;
                 BrokerCommand::Request { client, body }
             }
             (true, V01_HEARTBEAT) | (false, V02_HEARTBEAT) => {
