@@ -12,8 +12,9 @@
 //! must be checked against something the target holds: the broker's lazy
 //! queues (`crate::lazy`) name records by slot and token, and a record
 //! keeps the token of its live entry.
-//! Storage is bounded by the most entries ever held at once: free slots are
-//! reused before the `Vec` grows.
+//!
+//! The slots are the `slab` crate's: storage is bounded by the most entries
+//! ever held at once, as free slots are reused before it grows.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
@@ -24,14 +25,12 @@ use crate::hash::{Map, Seeded};
 #[derive(Debug)]
 pub(crate) struct Slab<K, V> {
     ids: Map<K, usize>,
-    slots: Vec<Option<(K, V)>>,
-    /// Indices of empty slots.
-    free: Vec<usize>,
+    slots: slab::Slab<(K, V)>,
 }
 
 impl<K: Hash + Eq + Clone, V> Slab<K, V> {
     pub(crate) fn new(seed: Seeded) -> Self {
-        Slab { ids: Map::with_hasher(seed), slots: Vec::new(), free: Vec::new() }
+        Slab { ids: Map::with_hasher(seed), slots: slab::Slab::new() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -83,7 +82,7 @@ impl<K: Hash + Eq + Clone, V> Slab<K, V> {
 
     /// The entry at index `id`, if that slot is in use.
     pub(crate) fn at(&self, id: usize) -> Option<&V> {
-        self.slots.get(id)?.as_ref().map(|(_, v)| v)
+        self.slots.get(id).map(|(_, v)| v)
     }
 
     pub(crate) fn at_mut(&mut self, id: usize) -> Option<&mut V> {
@@ -92,7 +91,7 @@ impl<K: Hash + Eq + Clone, V> Slab<K, V> {
 
     /// The key and entry at index `id`, if that slot is in use.
     pub(crate) fn entry_at_mut(&mut self, id: usize) -> Option<(&K, &mut V)> {
-        self.slots.get_mut(id)?.as_mut().map(|(k, v)| (&*k, v))
+        self.slots.get_mut(id).map(|(k, v)| (&*k, v))
     }
 
     /// Inserts or replaces `key`'s entry; returns its index (unchanged on
@@ -101,23 +100,13 @@ impl<K: Hash + Eq + Clone, V> Slab<K, V> {
         match self.ids.entry(key) {
             Entry::Occupied(e) => {
                 let id = *e.get();
-                if let Some(Some((_, v))) = self.slots.get_mut(id) {
+                if let Some((_, v)) = self.slots.get_mut(id) {
                     *v = value;
                 }
                 id
             }
             Entry::Vacant(e) => {
-                let entry = Some((e.key().clone(), value));
-                let id = match self.free.pop() {
-                    Some(id) => id,
-                    None => {
-                        self.slots.push(None);
-                        self.slots.len() - 1
-                    }
-                };
-                if let Some(slot) = self.slots.get_mut(id) {
-                    *slot = entry;
-                }
+                let id = self.slots.insert((e.key().clone(), value));
                 e.insert(id);
                 id
             }
@@ -130,26 +119,20 @@ impl<K: Hash + Eq + Clone, V> Slab<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let id = self.ids.remove(key)?;
-        self.free_slot(id).map(|(_, v)| v)
+        self.slots.try_remove(id).map(|(_, v)| v)
     }
 
     /// Removes the entry at index `id`, if that slot is in use, and returns
     /// its key and value.
     pub(crate) fn remove_at(&mut self, id: usize) -> Option<(K, V)> {
-        let (key, _) = self.slots.get(id)?.as_ref()?;
-        self.ids.remove(key);
-        self.free_slot(id)
-    }
-
-    fn free_slot(&mut self, id: usize) -> Option<(K, V)> {
-        let entry = self.slots.get_mut(id)?.take()?;
-        self.free.push(id);
-        Some(entry)
+        let (key, value) = self.slots.try_remove(id)?;
+        self.ids.remove(&key);
+        Some((key, value))
     }
 
     /// Every entry, in index order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.slots.iter().flatten().map(|(k, v)| (k, v))
+        self.slots.iter().map(|(_, (k, v))| (k, v))
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
@@ -178,6 +161,11 @@ mod tests {
         assert_eq!(s.remove_at(b), None);
         assert_eq!(s.len(), 1);
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![(&3, &"c")]);
-        assert_eq!(s.slots.len(), 2, "storage is bounded by the most entries held at once");
+        // Storage is bounded by the most entries held at once.
+        for n in 10..1000 {
+            let id = s.insert(n, "n");
+            assert!(id < 2, "slot {id} for at most two entries");
+            s.remove(&n);
+        }
     }
 }
