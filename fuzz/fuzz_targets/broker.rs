@@ -55,6 +55,12 @@
 //! * work conservation: after every input, no registered worker is idle
 //!   while a client with fewer than `max_in_flight_per_client` requests at
 //!   workers of its service has one queued for it;
+//! * authorization: peers `p1`, `p2`, `p4`, ... (two in three) have names
+//!   (`n0` to `n3`) and come in through `handle_authenticated`, the others
+//!   unnamed; with a policy from the input, every `WorkerReady` and every
+//!   `RequestDispatched` is one the policy allows for that name, every
+//!   `AccessDenied` one it refuses (a refused READY gets DISCONNECT and no
+//!   registration, a refused REQUEST is not queued);
 //! * `stats()` agrees with the tracked model (registered and busy workers,
 //!   `is_worker`, `worker_count` per service) and stays within the limits:
 //!   `services <= max_services`, `idle + busy <= max_workers`,
@@ -82,8 +88,8 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::{
-    Broker, BrokerCommand, BrokerConfig, BrokerEvent, ConfigError, Dialect, DropReason, Multipart, PeerCommand, PeerId,
-    Transmit,
+    Access, Broker, BrokerCommand, BrokerConfig, BrokerEvent, ConfigError, Dialect, DropReason, Multipart, PeerCommand,
+    PeerId, PeerPattern, Policy, ServicePattern, Transmit,
 };
 use mdp_fuzz::{dialect, drain, frames, pick, to_multipart, Delay, Edit, Frame, DRAIN_BOUND};
 
@@ -97,6 +103,41 @@ const SERVICES: &[&[u8]] =
 
 fn peer(i: u8) -> PeerId {
     PeerId(Bytes::from(vec![0, b'p', i % PEERS]))
+}
+
+/// The authenticated name of peer `p`: two peers in three have one, and
+/// names repeat (`n0` to `n3`), as several connections of one key would.
+fn name_of(p: &PeerId) -> Option<Bytes> {
+    let i = p.0.last().copied().unwrap_or(0);
+    (i % 3 != 0).then(|| Bytes::from(format!("n{}", i % 4)))
+}
+
+/// A policy: a few grants over the names and the service set.
+#[derive(Debug, Arbitrary)]
+struct PolicySel {
+    /// Per grant: who (`n0`..`n3`, or every peer), serve or call, which
+    /// service, and whether only its first byte as a prefix.
+    grants: [(u8, bool, u8, bool); 6],
+    count: u8,
+}
+
+impl PolicySel {
+    fn policy(&self) -> Policy {
+        let n = usize::from(self.count % 7);
+        self.grants[..n].iter().fold(Policy::new(), |policy, &(who, serve, svc, prefix)| {
+            let peer = match who % 5 {
+                4 => PeerPattern::Any,
+                k => PeerPattern::Named(Bytes::from(format!("n{k}"))),
+            };
+            let access = if serve { Access::Serve } else { Access::Call };
+            let name = SERVICES[usize::from(svc) % SERVICES.len()];
+            let services = match prefix {
+                true => ServicePattern::Prefix(Bytes::copy_from_slice(&name[..1])),
+                false => ServicePattern::Exact(Bytes::from_static(name)),
+            };
+            policy.grant(peer, access, services)
+        })
+    }
 }
 
 /// The dialect a peer speaks until it uses another: peers 0, 3, 6, 9 MDP/0.1,
@@ -150,6 +191,9 @@ struct ConfigSel {
     hash_seed: u64,
     /// `max_in_flight_per_client`: none (twice as likely), 1, 2 or 3.
     in_flight: u8,
+    /// Who may serve and call what (`None`: no policy, every peer may do
+    /// everything).
+    policy: Option<PolicySel>,
 }
 
 impl ConfigSel {
@@ -173,6 +217,7 @@ impl ConfigSel {
         c.max_queued_bytes_per_service = (1 + usize::from(self.limits[2] >> 4)) << 9;
         c.hash_seed = Some(self.hash_seed);
         c.max_in_flight_per_client = NonZeroUsize::new(usize::from(self.in_flight % 5).saturating_sub(1));
+        c.policy = self.policy.as_ref().map(PolicySel::policy);
         c
     }
 }
@@ -503,7 +548,10 @@ impl Harness {
             }
         }
         let now = self.time(at);
-        self.broker.handle_message(now, from, frames);
+        match name_of(&from) {
+            Some(name) => self.broker.handle_authenticated(now, from, name, frames),
+            None => self.broker.handle_message(now, from, frames),
+        }
         self.settle(admitted);
     }
 
@@ -577,6 +625,10 @@ impl Harness {
         // Registrations first: a worker that READYs may get a REQUEST at once.
         for e in &events {
             if let BrokerEvent::WorkerReady { worker, service, dialect } = e {
+                assert!(
+                    self.may(worker, Access::Serve, service),
+                    "{worker} registered for {service:?} against the policy"
+                );
                 let before = self.ready.insert(worker.clone(), (*dialect, service.clone()));
                 assert!(before.is_none(), "WorkerReady for {worker}, already registered");
             }
@@ -615,7 +667,10 @@ impl Harness {
         }
 
         if let Some(key) = admitted {
-            let refused = events.iter().any(|e| matches!(e, BrokerEvent::LimitHit { peer, .. } if *peer == key.0));
+            let refused = events.iter().any(|e| match e {
+                BrokerEvent::LimitHit { peer, .. } | BrokerEvent::AccessDenied { peer, .. } => *peer == key.0,
+                _ => false,
+            });
             if !refused {
                 *self.queued.entry(key).or_default() += 1;
             }
@@ -638,6 +693,10 @@ impl Harness {
                 }
                 BrokerEvent::RequestDispatched { client, service, worker } => {
                     dispatched += 1;
+                    assert!(
+                        self.may(client, Access::Call, service),
+                        "{client}'s {service:?} dispatched against the policy"
+                    );
                     assert_eq!(requested_to.get(worker), Some(&client.0), "RequestDispatched to {worker}");
                     let registered = self.ready.get(worker).map(|r| &r.1);
                     assert_eq!(registered, Some(service), "{service:?} dispatched to {worker}");
@@ -683,6 +742,14 @@ impl Harness {
                         }
                     }
                 }
+                BrokerEvent::AccessDenied { peer, name, access, service } => {
+                    assert_eq!(*name, name_of(peer), "AccessDenied names {peer} wrongly");
+                    assert!(!self.may(peer, *access, service), "{peer} denied {access} {service:?}, which it may");
+                    if *access == Access::Serve {
+                        assert!(disconnected.contains(peer), "a refused READY from {peer} got no DISCONNECT");
+                        assert!(!self.ready.contains_key(peer), "{peer} refused, yet registered");
+                    }
+                }
                 BrokerEvent::PeerMisbehaved { peer, reason, .. } => {
                     let _ = (peer.to_string(), reason.to_string());
                 }
@@ -705,6 +772,12 @@ impl Harness {
         if let Some(t) = self.broker.poll_timeout() {
             assert!(t >= self.latest, "poll_timeout {t:?} is before the latest now {:?}", self.latest);
         }
+    }
+
+    /// Whether the configuration's policy lets `peer` `access` `service`.
+    fn may(&self, peer: &PeerId, access: Access, service: &[u8]) -> bool {
+        let name = name_of(peer);
+        self.config.policy.as_ref().is_none_or(|p| p.allows(name.as_deref(), access, service))
     }
 
     /// Requests of `key`'s client to its service at workers.

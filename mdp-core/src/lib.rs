@@ -147,7 +147,8 @@ mod time;
 mod worker;
 
 pub use broker::{
-    Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior, Transmit,
+    Access, Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Grant, Limit, Misbehavior,
+    PeerPattern, Policy, PolicyError, PolicyErrorKind, ServicePattern, Transmit,
 };
 pub use config::ConfigError;
 pub use peer::{PeerId, PeerTransmit};

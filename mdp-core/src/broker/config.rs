@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use super::Policy;
 use crate::config::{nonzero, ConfigError};
 
 /// How the broker times peers, and how much a peer may make it hold.
@@ -61,6 +62,11 @@ pub struct BrokerConfig {
     /// and match replies by order. Fairness between clients holds either
     /// way: each dispatch serves the next client in turn.
     pub max_in_flight_per_client: Option<NonZeroUsize>,
+    /// Who may serve and call which services, by the names the transport
+    /// authenticated ([`Broker::handle_authenticated`](crate::Broker::handle_authenticated)).
+    /// `None` (the default): every peer may do everything, as in plain MDP.
+    /// See [`Policy`].
+    pub policy: Option<Policy>,
     /// Most services known at once (a service exists while it has workers or
     /// queued requests). Default: 10,000.
     ///
@@ -211,6 +217,7 @@ impl Default for BrokerConfig {
             request_timeout: Duration::from_secs(10),
             max_dispatches: 3,
             max_in_flight_per_client: None,
+            policy: None,
             max_services: 10_000,
             max_workers: 100_000,
             max_queue_per_service: 100_000,

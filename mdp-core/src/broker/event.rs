@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::Access;
 use crate::{Command, DecodeError, Dialect, PeerId};
 
 /// Something the broker did or saw. Drain with
@@ -68,6 +69,19 @@ pub enum BrokerEvent {
         peer: PeerId,
         /// The limit.
         limit: Limit,
+    },
+    /// The [`policy`](crate::BrokerConfig::policy) refused a peer: a READY
+    /// (the peer was sent DISCONNECT and not registered) or a REQUEST (it
+    /// was dropped; the client gets no answer).
+    AccessDenied {
+        /// The peer.
+        peer: PeerId,
+        /// Its authenticated name, if it has one.
+        name: Option<Bytes>,
+        /// What it asked to do.
+        access: Access,
+        /// With which service.
+        service: Bytes,
     },
     /// A peer sent something the protocol does not allow. If it was a
     /// registered worker, a [`WorkerGone`](BrokerEvent::WorkerGone) follows.
@@ -223,4 +237,6 @@ pub struct BrokerStats {
     pub misbehaviors: u64,
     /// Messages dropped because they would have crossed a limit.
     pub limits_hit: u64,
+    /// READYs and REQUESTs the policy refused.
+    pub denied: u64,
 }

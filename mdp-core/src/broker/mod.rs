@@ -12,6 +12,7 @@ mod dispatch;
 mod event;
 mod eviction;
 mod mmi;
+mod policy;
 mod reply;
 mod request;
 mod service;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 
 pub use config::BrokerConfig;
 pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
+pub use policy::{Access, Grant, PeerPattern, Policy, PolicyError, PolicyErrorKind, ServicePattern};
 
 use crate::hash::Seeded;
 use crate::lazy::Ring;
@@ -189,7 +191,21 @@ impl Broker {
     // ---- input ----
 
     /// Handles one message from `from` (the identity frame already removed).
+    /// The peer has no authenticated name: under a
+    /// [`policy`](BrokerConfig::policy) it gets what every peer is granted.
     pub fn handle_message(&mut self, now: Instant, from: PeerId, frames: Multipart) {
+        self.handle(now, from, None, frames)
+    }
+
+    /// Handles one message from `from`, whose transport authenticated it as
+    /// `name` (over ZeroMQ with ZAP: the User-Id of the message's first
+    /// frame). The [`policy`](BrokerConfig::policy) decides what `name` may
+    /// serve and call; without one, this is [`handle_message`](Self::handle_message).
+    pub fn handle_authenticated(&mut self, now: Instant, from: PeerId, name: Bytes, frames: Multipart) {
+        self.handle(now, from, Some(&name), frames)
+    }
+
+    fn handle(&mut self, now: Instant, from: PeerId, name: Option<&Bytes>, frames: Multipart) {
         self.advance(now);
         if let Some(limit) = self.over_size(&frames) {
             self.limit_hit(from.clone(), limit);
@@ -200,8 +216,10 @@ impl Broker {
         }
         match PeerCommand::decode(frames) {
             Err(e) => self.misbehaved(from, None, None, Misbehavior::Malformed(e)),
-            Ok((dialect, PeerCommand::Request { service, body })) => self.client_request(from, dialect, service, body),
-            Ok((dialect, PeerCommand::Ready { service })) => self.ready(from, dialect, service),
+            Ok((dialect, PeerCommand::Request { service, body })) => {
+                self.client_request(from, name, dialect, service, body)
+            }
+            Ok((dialect, PeerCommand::Ready { service })) => self.ready(from, name, dialect, service),
             Ok((dialect, PeerCommand::Partial { client, body })) => {
                 self.worker_reply(from, dialect, client, body, Part::Partial)
             }
@@ -336,6 +354,16 @@ impl Broker {
     /// forgotten; an unregistered peer whose dialect is known (it sent a
     /// worker command before READY) is sent DISCONNECT, which is how workers
     /// learn to register again after a broker restart.
+    /// Whether the peer named `name` may `access` `service`.
+    fn may(&self, name: Option<&Bytes>, access: Access, service: &[u8]) -> bool {
+        self.config.policy.as_ref().map_or(true, |p| p.allows(name.map(|n| n.as_ref()), access, service))
+    }
+
+    fn denied(&mut self, peer: PeerId, name: Option<&Bytes>, access: Access, service: Bytes) {
+        self.stats.denied += 1;
+        self.events.push_back(BrokerEvent::AccessDenied { peer, name: name.cloned(), access, service });
+    }
+
     fn misbehaved(&mut self, peer: PeerId, sent: Option<Command>, dialect: Option<Dialect>, reason: Misbehavior) {
         self.stats.misbehaviors += 1;
         self.events.push_back(BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent, reason });

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::mmi::MMI_PREFIX;
 use super::service::{Books, Service, Tally};
-use super::{Broker, BrokerConfig, Limit};
+use super::{Access, Broker, BrokerConfig, Limit};
 use crate::time::deadline;
 use crate::{Dialect, Multipart, PeerId};
 
@@ -51,10 +51,20 @@ enum Admitted {
 }
 
 impl Broker {
-    pub(super) fn client_request(&mut self, client: PeerId, dialect: Dialect, service: Bytes, body: Multipart) {
+    pub(super) fn client_request(
+        &mut self,
+        client: PeerId,
+        name: Option<&Bytes>,
+        dialect: Dialect,
+        service: Bytes,
+        body: Multipart,
+    ) {
         self.stats.requests_received += 1;
         if service.starts_with(MMI_PREFIX) {
-            return self.mmi(client, dialect, service, body);
+            return self.mmi(client, name, dialect, service, body);
+        }
+        if !self.may(name, Access::Call, &service) {
+            return self.denied(client, name, Access::Call, service);
         }
         if service.len() > self.config.max_service_name_bytes {
             return self.limit_hit(client, Limit::ServiceName);

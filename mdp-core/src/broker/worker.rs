@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::mmi::MMI_PREFIX;
 use super::request::{frames_charge, Request};
 use super::service::Service;
-use super::{Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior, Part};
+use super::{Access, Broker, BrokerConfig, BrokerEvent, DropReason, Farewell, GoneReason, Limit, Misbehavior, Part};
 use crate::lazy::Token;
 use crate::time::{deadline, earliest, DeadlineQueue};
 use crate::{BrokerCommand, Command, Dialect, Multipart, PeerId};
@@ -239,12 +239,16 @@ impl Broker {
         }
     }
 
-    pub(super) fn ready(&mut self, from: PeerId, dialect: Dialect, service: Bytes) {
+    pub(super) fn ready(&mut self, from: PeerId, name: Option<&Bytes>, dialect: Dialect, service: Bytes) {
         if self.workers.contains_key(&from) {
             return self.misbehaved(from, Some(Command::Ready), None, Misbehavior::ReadyTwice);
         }
         if service.starts_with(MMI_PREFIX) {
             return self.misbehaved(from, Some(Command::Ready), Some(dialect), Misbehavior::ReservedService);
+        }
+        if !self.may(name, Access::Serve, &service) {
+            self.send(from.clone(), dialect, BrokerCommand::Disconnect);
+            return self.denied(from, name, Access::Serve, service);
         }
         let service_id = match self.worker_slot(&service) {
             Ok(sid) => sid,

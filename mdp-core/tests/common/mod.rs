@@ -143,6 +143,13 @@ impl Harness {
         self.drain()
     }
 
+    /// Delivers raw frames from `from`, authenticated as `name`.
+    pub fn send_as(&mut self, from: &PeerId, name: &str, frames: Multipart) -> Out {
+        let name = Bytes::copy_from_slice(name.as_bytes());
+        self.broker.handle_authenticated(self.now, from.clone(), name, frames);
+        self.drain()
+    }
+
     /// Delivers a command from `from`, encoded in `dialect`.
     pub fn cmd(&mut self, from: &PeerId, dialect: Dialect, cmd: PeerCommand) -> Out {
         let frames = cmd.encode(dialect).expect("test built an unencodable command");
