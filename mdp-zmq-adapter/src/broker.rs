@@ -1,11 +1,14 @@
 //! The broker runner: one ROUTER socket, one [`Broker`].
 
+use std::collections::HashSet;
 use std::iter;
 use std::time::Instant;
 
+use bytes::Bytes;
 use mdp_core::{Broker, BrokerConfig, BrokerEvent, Multipart, PeerId, Transmit};
 
-use crate::message::{recv_message, send_message, Sent};
+use crate::curve::{CurveServer, Zap};
+use crate::message::{recv_message_from, send_message, Sent};
 use crate::poll::{poll, poll_ms};
 use crate::{AdapterError, StopHandle};
 
@@ -20,7 +23,17 @@ pub struct BrokerRunner {
     broker: Broker,
     endpoints: Vec<String>,
     stop: StopHandle,
+    /// With CURVE and an allow list: the handler that names peers, whose
+    /// names go to the core with each message.
+    zap: Option<Zap>,
+    /// Peers refused by the policy so far, to log each once (bounded:
+    /// cleared when full, so a flood of peers costs a log line each at
+    /// worst once per `REFUSALS_REMEMBERED` peers).
+    refused: HashSet<PeerId>,
 }
+
+/// Most refused peers remembered for logging once each.
+const REFUSALS_REMEMBERED: usize = 10_000;
 
 impl BrokerRunner {
     /// Binds a ROUTER socket to every endpoint (`tcp://127.0.0.1:5555`,
@@ -63,7 +76,30 @@ impl BrokerRunner {
     /// message until its last frame arrives, and has no limit on the number
     /// of frames); the core applies [`BrokerConfig::max_message_frames`]
     /// and `max_message_bytes` to it once it is read.
-    pub fn bind(endpoints: &[impl AsRef<str>], mut config: BrokerConfig) -> Result<Self, AdapterError> {
+    pub fn bind(endpoints: &[impl AsRef<str>], config: BrokerConfig) -> Result<Self, AdapterError> {
+        Self::bind_with(endpoints, config, None)
+    }
+
+    /// [`bind`](Self::bind), with every endpoint a CURVE server: traffic is
+    /// encrypted, and peers that do not speak CURVE to this broker's key are
+    /// refused. With [`CurveServer::allowed`], only those keys get in, and
+    /// each message goes to the core with its peer's name, for
+    /// [`BrokerConfig::policy`] to judge.
+    ///
+    /// Fails with [`AdapterError::Key`] if libzmq has no CURVE.
+    pub fn bind_curve(
+        endpoints: &[impl AsRef<str>],
+        config: BrokerConfig,
+        curve: CurveServer,
+    ) -> Result<Self, AdapterError> {
+        Self::bind_with(endpoints, config, Some(curve))
+    }
+
+    fn bind_with(
+        endpoints: &[impl AsRef<str>],
+        mut config: BrokerConfig,
+        curve: Option<CurveServer>,
+    ) -> Result<Self, AdapterError> {
         config.hash_seed = config.hash_seed.or_else(|| Some(random_seed()));
         // A configuration that cannot work is refused before any socket.
         let broker = Broker::new(config, Instant::now())?;
@@ -76,13 +112,20 @@ impl BrokerRunner {
         // so a gone worker is noticed at once.
         socket.set_router_mandatory(true).map_err(AdapterError::zmq("set ROUTER_MANDATORY"))?;
         socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
+        let mut zap = None;
+        if let Some(curve) = curve {
+            curve.apply(&socket)?;
+            // The handler must be there before the first peer connects.
+            zap = curve.allowed.map(|allowed| Zap::bind(&ctx, allowed)).transpose()?;
+        }
         let mut bound = Vec::new();
         for endpoint in endpoints.iter().map(AsRef::as_ref) {
             socket.bind(endpoint).map_err(AdapterError::zmq(format!("bind {endpoint}")))?;
             let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
             bound.push(last.unwrap_or_else(|_| endpoint.to_owned()));
         }
-        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints: bound, stop: StopHandle::new() })
+        let (endpoints, stop, refused) = (bound, StopHandle::new(), HashSet::new());
+        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints, stop, zap, refused })
     }
 
     /// The endpoints bound, with any wildcard port resolved.
@@ -108,9 +151,15 @@ impl BrokerRunner {
         while !self.stop.is_stopped() {
             self.wait()?;
             let mut read = 0;
+            if let Some(zap) = &mut self.zap {
+                zap.serve()?;
+            }
             while read < READ_BATCH {
-                let Some((from, frames)) = self.recv()? else { break };
-                self.broker.handle_message(Instant::now(), from, frames);
+                let Some((from, name, frames)) = self.recv()? else { break };
+                match name {
+                    Some(name) => self.broker.handle_authenticated(Instant::now(), from, name, frames),
+                    None => self.broker.handle_message(Instant::now(), from, frames),
+                }
                 self.drain(&mut on_event)?;
                 read += 1;
             }
@@ -124,15 +173,23 @@ impl BrokerRunner {
     /// Waits for input or the broker's next deadline.
     fn wait(&self) -> Result<(), AdapterError> {
         let ms = poll_ms(self.broker.poll_timeout(), Instant::now());
-        poll(&mut [self.socket.as_poll_item(zmq::POLLIN)], ms)
+        let item = self.socket.as_poll_item(zmq::POLLIN);
+        match &self.zap {
+            Some(zap) => poll(&mut [item, zap.poll_item()], ms),
+            None => poll(&mut [item], ms),
+        }
     }
 
-    /// One message without blocking: the identity, then the MDP frames.
-    fn recv(&self) -> Result<Option<(PeerId, Multipart)>, AdapterError> {
-        let Some(frames) = recv_message(&self.socket).map_err(AdapterError::zmq("recv"))? else { return Ok(None) };
+    /// One message without blocking: the identity, the peer's name (with a
+    /// ZAP handler), then the MDP frames.
+    fn recv(&self) -> Result<Option<(PeerId, Option<Bytes>, Multipart)>, AdapterError> {
+        let named = self.zap.is_some();
+        let Some((frames, name)) = recv_message_from(&self.socket, named).map_err(AdapterError::zmq("recv"))? else {
+            return Ok(None);
+        };
         let mut frames = frames.into_iter();
         let Some(identity) = frames.next() else { return Ok(None) };
-        Ok(Some((PeerId(identity), frames.collect())))
+        Ok(Some((PeerId(identity), name, frames.collect())))
     }
 
     fn drain(&mut self, on_event: &mut impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
@@ -141,7 +198,19 @@ impl BrokerRunner {
                 self.send(t)?;
             }
             let Some(event) = self.broker.poll_event() else { return Ok(()) };
-            log_event(&event);
+            match &event {
+                BrokerEvent::AccessDenied { peer, name, access, service } => {
+                    if self.refused.len() >= REFUSALS_REMEMBERED {
+                        self.refused.clear();
+                    }
+                    if self.refused.insert(peer.clone()) {
+                        let name = name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned());
+                        let service = String::from_utf8_lossy(service);
+                        tracing::warn!(%peer, ?name, %access, %service, "refused by the policy (logged once per peer)");
+                    }
+                }
+                other => log_event(other),
+            }
             on_event(&event);
         }
     }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use mdp_core::{ClientConfig, ClientEvent, ClientUsageError, FailReason, RequestId};
 use mdp_core::{Lane, Multipart, PeerTransmit};
 
+use crate::curve::CurveClient;
 use crate::poll::{earliest, poll, poll_ms};
 use crate::socket::Connection;
 use crate::AdapterError;
@@ -34,6 +35,17 @@ pub enum ClientError {
     /// [`Parts`] yields this, and it goes on after it.
     #[error("the answer to {0} restarted: drop the parts received so far")]
     Restarted(RequestId),
+    /// A CURVE client's request timed out or failed and no CURVE handshake
+    /// with the broker ever succeeded: the broker's public key given to the
+    /// client is most likely wrong, or the broker does not admit the
+    /// client's key (or the broker speaks no CURVE, or is not there).
+    #[error("no CURVE handshake with the broker at {endpoint} succeeded ({cause}): check the broker's public key (--curve-server) and that the broker admits this client's key")]
+    NoHandshake {
+        /// The broker's endpoint.
+        endpoint: String,
+        /// What ended the request: its timeout or failure.
+        cause: Box<ClientError>,
+    },
     /// The socket failed.
     #[error(transparent)]
     Adapter(#[from] AdapterError),
@@ -57,6 +69,8 @@ pub struct Client {
     core: mdp_core::Client,
     /// Events read while waiting for another request's.
     ready: VecDeque<ClientEvent>,
+    /// The broker's endpoint, for error messages.
+    endpoint: String,
 }
 
 impl Client {
@@ -67,10 +81,36 @@ impl Client {
     /// [`ClientError::Config`] carrying the core's [`mdp_core::ConfigError`],
     /// before any socket is made.
     pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Self, ClientError> {
+        Self::connect_with(endpoint, config, None)
+    }
+
+    /// [`connect`](Self::connect) over CURVE: every lane encrypted, to a
+    /// broker started with [`BrokerRunner::bind_curve`](crate::BrokerRunner::bind_curve).
+    /// A request that gets nowhere because no handshake succeeds ends in
+    /// [`ClientError::NoHandshake`], which names the likely cause.
+    pub fn connect_curve(endpoint: &str, config: ClientConfig, curve: CurveClient) -> Result<Self, ClientError> {
+        Self::connect_with(endpoint, config, Some(curve))
+    }
+
+    fn connect_with(endpoint: &str, config: ClientConfig, curve: Option<CurveClient>) -> Result<Self, ClientError> {
         let core = mdp_core::Client::new(config, Instant::now())?;
         let ctx = zmq::Context::new();
-        let lanes = (0..core.config().lanes).map(|_| Connection::open(&ctx, endpoint)).collect::<Result<_, _>>()?;
-        Ok(Client { _ctx: ctx, lanes, core, ready: VecDeque::new() })
+        let open = |_| Connection::open(&ctx, endpoint, curve);
+        let lanes = (0..core.config().lanes).map(open).collect::<Result<_, _>>()?;
+        let endpoint = endpoint.to_owned();
+        Ok(Client { _ctx: ctx, lanes, core, ready: VecDeque::new(), endpoint })
+    }
+
+    /// `e`, or if it is a timeout or a failure of a CURVE client that never
+    /// completed a handshake, [`ClientError::NoHandshake`] around it.
+    fn explain(&self, e: ClientError) -> ClientError {
+        let silent = self.lanes.iter().all(Connection::never_handshaken);
+        match e {
+            ClientError::Timeout(_) | ClientError::Failed(_) if silent => {
+                ClientError::NoHandshake { endpoint: self.endpoint.clone(), cause: Box::new(e) }
+            }
+            e => e,
+        }
     }
 
     /// Sends a request and returns at once; what comes of it comes from
@@ -91,7 +131,7 @@ impl Client {
                 return Ok(e);
             }
             if Instant::now() >= deadline {
-                return Err(ClientError::Timeout(timeout));
+                return Err(self.explain(ClientError::Timeout(timeout)));
             }
             self.step(deadline)?;
         }
@@ -250,7 +290,10 @@ impl Iterator for Parts<'_> {
         while !self.done {
             let event = match self.client.next_for(self.id, self.deadline) {
                 Ok(Some(e)) => e,
-                Ok(None) => return self.end(Err(ClientError::Timeout(self.timeout))),
+                Ok(None) => {
+                    let timeout = self.client.explain(ClientError::Timeout(self.timeout));
+                    return self.end(Err(timeout));
+                }
                 Err(e) => return self.end(Err(e)),
             };
             match event {
@@ -262,7 +305,7 @@ impl Iterator for Parts<'_> {
                 ClientEvent::Restarted { id } => return Some(Err(ClientError::Restarted(id))),
                 ClientEvent::Failed { reason, .. } => {
                     self.done = true;
-                    return Some(Err(ClientError::Failed(reason)));
+                    return Some(Err(self.client.explain(ClientError::Failed(reason))));
                 }
                 // Only events naming this request come here, and those are
                 // all of them; whatever later versions add is skipped.

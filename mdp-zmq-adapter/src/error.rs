@@ -16,6 +16,9 @@ pub enum AdapterError {
     /// The configuration was rejected.
     #[error("invalid configuration: {0}")]
     Config(#[from] mdp_core::ConfigError),
+    /// A CURVE key could not be read, written or used.
+    #[error(transparent)]
+    Key(#[from] crate::curve::KeyError),
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {

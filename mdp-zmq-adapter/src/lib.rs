@@ -90,6 +90,7 @@
 
 mod broker;
 mod client;
+mod curve;
 mod error;
 mod message;
 mod poll;
@@ -99,6 +100,7 @@ mod worker;
 
 pub use broker::BrokerRunner;
 pub use client::{Client, ClientError, Parts};
+pub use curve::{curve_available, AllowList, CurveClient, CurveServer, Key, KeyError, KeyPair};
 pub use error::AdapterError;
 pub use stop::StopHandle;
 pub use worker::{PartSink, Worker};

@@ -43,21 +43,35 @@ pub(crate) fn send_message<'a>(
 /// first frame is read the rest are there; a signal between two frames
 /// (`EINTR`) leaves them there.
 pub(crate) fn recv_message(socket: &zmq::Socket) -> Result<Option<Multipart>, zmq::Error> {
+    Ok(recv_message_from(socket, false)?.map(|(frames, _)| frames))
+}
+
+/// [`recv_message`], and if `named`, the ZAP User-Id libzmq attached to the
+/// message (the name the ZAP handler gave its peer), if any.
+pub(crate) fn recv_message_from(socket: &zmq::Socket, named: bool) -> Result<Option<Received>, zmq::Error> {
     let mut frames = Vec::new();
+    let mut user = None;
     loop {
-        let msg = match socket.recv_msg(zmq::DONTWAIT) {
+        let mut msg = match socket.recv_msg(zmq::DONTWAIT) {
             Ok(msg) => msg,
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) if frames.is_empty() => return Ok(None),
             Err(zmq::Error::EINTR) => continue,
             Err(e) => return Err(e),
         };
+        if named && frames.is_empty() {
+            // Only a named peer has a non-empty User-Id.
+            user = msg.gets("User-Id").filter(|u| !u.is_empty()).map(|u| Bytes::copy_from_slice(u.as_bytes()));
+        }
         let more = msg.get_more();
         frames.push(frame(msg));
         if !more {
-            return Ok(Some(frames));
+            return Ok(Some((frames, user)));
         }
     }
 }
+
+/// A message's frames, and its peer's ZAP User-Id.
+pub(crate) type Received = (Multipart, Option<Bytes>);
 
 /// Frames at least this long are handed to the core without a copy. libzmq's
 /// decoder reads frames shorter than its 8 KiB input batch into one shared

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mdp_core::Multipart;
 
+use crate::curve::CurveClient;
 use crate::message::{recv_message, send_message, Sent};
 use crate::AdapterError;
 
@@ -30,6 +31,12 @@ pub(crate) struct Connection {
     monitor: zmq::Socket,
     /// When [`lost`](Self::lost) next reads the monitor.
     monitor_due: Instant,
+    /// CURVE settings, for this socket and every replacement.
+    curve: Option<CurveClient>,
+    /// Whether a CURVE handshake with the broker ever succeeded on this
+    /// connection or one it replaced: if not, a wrong server key (or our key
+    /// not being allowed) is the likely cause of silence.
+    pub(crate) handshaken: bool,
     /// Messages the socket could not take yet (its pipe was full). A lost
     /// FINAL would leave the broker holding our request for ever, so they
     /// wait here, in order, and go out when the socket can take them.
@@ -37,10 +44,16 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn open(ctx: &zmq::Context, endpoint: &str) -> Result<Self, AdapterError> {
-        let (socket, monitor) = dealer(ctx, endpoint)?;
+    pub(crate) fn open(ctx: &zmq::Context, endpoint: &str, curve: Option<CurveClient>) -> Result<Self, AdapterError> {
+        let (socket, monitor) = dealer(ctx, endpoint, curve.as_ref())?;
         let (ctx, endpoint, monitor_due) = (ctx.clone(), endpoint.to_owned(), Instant::now());
-        Ok(Connection { ctx, endpoint, socket, monitor, monitor_due, backlog: VecDeque::new() })
+        let backlog = VecDeque::new();
+        Ok(Connection { ctx, endpoint, socket, monitor, monitor_due, curve, handshaken: false, backlog })
+    }
+
+    /// Whether CURVE is on and no handshake with the broker has succeeded.
+    pub(crate) fn never_handshaken(&self) -> bool {
+        self.curve.is_some() && !self.handshaken
     }
 
     /// Closes the socket and opens a new one: a new identity, so nothing
@@ -48,7 +61,7 @@ impl Connection {
     /// [`mdp_core::PeerTransmit::Reconnect`]). What the old socket had not
     /// sent yet was meant for the old connection and goes with it.
     pub(crate) fn replace(&mut self) -> Result<(), AdapterError> {
-        (self.socket, self.monitor) = dealer(&self.ctx, &self.endpoint)?;
+        (self.socket, self.monitor) = dealer(&self.ctx, &self.endpoint, self.curve.as_ref())?;
         self.backlog.clear();
         Ok(())
     }
@@ -67,6 +80,7 @@ impl Connection {
         while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
             let event = frames.first().and_then(|f| f.get(..2)).map(|b| u16::from_le_bytes([b[0], b[1]]));
             lost |= event == Some(zmq::SocketEvent::DISCONNECTED as u16);
+            self.handshaken |= event == Some(zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16);
         }
         lost
     }
@@ -118,11 +132,19 @@ fn send_now(socket: &zmq::Socket, frames: &Multipart) -> Result<bool, AdapterErr
 }
 
 /// A DEALER connected to `endpoint`, and a PAIR on its monitor.
-fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<(zmq::Socket, zmq::Socket), AdapterError> {
+fn dealer(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    curve: Option<&CurveClient>,
+) -> Result<(zmq::Socket, zmq::Socket), AdapterError> {
     let socket = ctx.socket(zmq::DEALER).map_err(AdapterError::zmq("socket(DEALER)"))?;
     socket.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;
+    let mut events = zmq::SocketEvent::DISCONNECTED as i32;
+    if let Some(curve) = curve {
+        curve.apply(&socket)?;
+        events |= zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32;
+    }
     let address = format!("inproc://mdp-monitor-{}", next_monitor());
-    let events = zmq::SocketEvent::DISCONNECTED as i32;
     socket.monitor(&address, events).map_err(AdapterError::zmq("monitor"))?;
     let monitor = ctx.socket(zmq::PAIR).map_err(AdapterError::zmq("socket(PAIR)"))?;
     monitor.set_linger(0).map_err(AdapterError::zmq("set LINGER"))?;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use mdp_core::{Multipart, PeerTransmit};
 use mdp_core::{ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
 
+use crate::curve::CurveClient;
 use crate::poll::{poll, poll_ms};
 use crate::socket::Connection;
 use crate::{AdapterError, StopHandle};
@@ -62,8 +63,18 @@ impl Worker {
     /// [`AdapterError::Config`] carrying the core's
     /// [`mdp_core::ConfigError`], before any socket is made.
     pub fn connect(endpoint: &str, config: WorkerConfig) -> Result<Self, AdapterError> {
+        Self::connect_with(endpoint, config, None)
+    }
+
+    /// [`connect`](Self::connect) over CURVE, to a broker started with
+    /// [`BrokerRunner::bind_curve`](crate::BrokerRunner::bind_curve).
+    pub fn connect_curve(endpoint: &str, config: WorkerConfig, curve: CurveClient) -> Result<Self, AdapterError> {
+        Self::connect_with(endpoint, config, Some(curve))
+    }
+
+    fn connect_with(endpoint: &str, config: WorkerConfig, curve: Option<CurveClient>) -> Result<Self, AdapterError> {
         config.validate()?;
-        let conn = Connection::open(&zmq::Context::new(), endpoint)?;
+        let conn = Connection::open(&zmq::Context::new(), endpoint, curve)?;
         Ok(Worker { conn, config, stop: StopHandle::new() })
     }
 

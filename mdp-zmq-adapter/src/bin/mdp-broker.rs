@@ -2,12 +2,13 @@
 //! and majortomo's dialect. Its flags are a superset of majortomo's broker.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use mdp_core::BrokerConfig;
-use mdp_zmq_adapter::BrokerRunner;
+use mdp_zmq_adapter::{curve_available, AllowList, BrokerRunner, CurveServer, Key, KeyError};
 
 /// A Majordomo Protocol broker (MDP/0.1, MDP/0.2 and majortomo's dialect).
 #[derive(Parser, Debug)]
@@ -74,6 +75,24 @@ struct Args {
     /// Longest service name.
     #[arg(long, value_name = "BYTES", default_value_t = 255)]
     max_service_name_bytes: usize,
+    /// Make every endpoint a CURVE server with this secret key (a NAME.key
+    /// from `mdp keygen`); its NAME.pub is what clients and workers are
+    /// given. Plaintext peers are refused.
+    #[arg(long, value_name = "FILE")]
+    curve_key: Option<PathBuf>,
+    /// With --curve-key: admit only peers whose public key is in a *.pub
+    /// file in DIR, each named after its file (alice.pub: alice).
+    #[arg(long, value_name = "DIR", requires = "curve_key")]
+    allow_keys: Option<PathBuf>,
+    /// With --allow-keys: who may serve and call which services. One grant
+    /// per line, `#` comments:
+    ///   serve NAME SERVICE...   NAME may register as a worker for SERVICE
+    ///   call  NAME SERVICE...   NAME may send SERVICE requests
+    /// NAME is a key's name or * (every peer); SERVICE is a name or a prefix
+    /// ending in * (* alone: every service). Without a policy every admitted
+    /// peer may do everything.
+    #[arg(long, value_name = "FILE", requires = "allow_keys", verbatim_doc_comment)]
+    policy: Option<PathBuf>,
     /// Log each worker and request event.
     #[arg(short, long)]
     verbose: bool,
@@ -109,9 +128,30 @@ impl Args {
         c.max_queued_bytes_per_service = self.max_queued_bytes_per_service;
         c.max_service_name_bytes = self.max_service_name_bytes;
         c.max_in_flight_per_client = self.max_in_flight_per_client;
+        if let Some(path) = &self.policy {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("--policy {}: {e}", path.display()))?;
+            c.policy = Some(text.parse().map_err(|e| format!("--policy {}: {e}", path.display()))?);
+        }
         // The core says which settings cannot work; no second list here.
         c.validate().map_err(|e| format!("invalid configuration: {e}"))?;
         Ok(c)
+    }
+}
+
+impl Args {
+    /// The CURVE settings the flags ask for.
+    fn curve(&self) -> Result<Option<CurveServer>, String> {
+        let Some(key) = &self.curve_key else { return Ok(None) };
+        if !curve_available() {
+            return Err(format!("--curve-key: {}", KeyError::NoCurve));
+        }
+        let secret = Key::read(key).map_err(|e| format!("--curve-key: {e}"))?;
+        let allowed = self.allow_keys.as_deref().map(AllowList::read_dir).transpose();
+        let allowed = allowed.map_err(|e| format!("--allow-keys: {e}"))?;
+        if let Some(list) = &allowed {
+            tracing::warn!(keys = list.len(), "CURVE: admitting only the allowed keys");
+        }
+        Ok(Some(CurveServer { secret, allowed }))
     }
 }
 
@@ -133,7 +173,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut runner = match BrokerRunner::bind(&args.bind, config) {
+    let curve = match args.curve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mdp-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bound = match curve {
+        Some(curve) => BrokerRunner::bind_curve(&args.bind, config, curve),
+        None => BrokerRunner::bind(&args.bind, config),
+    };
+    let mut runner = match bound {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mdp-broker: {e}");

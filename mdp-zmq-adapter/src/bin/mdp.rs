@@ -5,16 +5,18 @@
 //! mdp call -n 64 --lanes 8 echo hi   # 64 at once over 8 connections
 //! mdp service echo                   # asks mmi.service: 200 or 404
 //! mdp worker echo                    # serves `echo` until Ctrl-C
+//! mdp keygen alice                   # writes alice.pub and alice.key
 //! ```
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use mdp_core::{ClientConfig, ClientEvent, Dialect, RequestId, WorkerConfig};
-use mdp_zmq_adapter::{Client, ClientError, Worker};
+use mdp_zmq_adapter::{curve_available, Client, ClientError, CurveClient, Key, KeyError, KeyPair, Worker};
 
 /// A Majordomo Protocol client and worker for the command line.
 #[derive(Parser, Debug)]
@@ -29,6 +31,13 @@ struct Args {
     /// Log what the client or worker does.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Talk CURVE to a broker with this public key (its NAME.pub).
+    #[arg(long, global = true, value_name = "FILE", requires = "curve_key")]
+    curve_server: Option<PathBuf>,
+    /// With --curve-server: our secret key (a NAME.key from `mdp keygen`;
+    /// the NAME.pub beside it is read too).
+    #[arg(long, global = true, value_name = "FILE", requires = "curve_server")]
+    curve_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +70,13 @@ enum Command {
         timeout: f64,
         /// The service to ask about.
         name: String,
+    },
+    /// Write a new CURVE key pair: NAME.pub (the public key, to give to
+    /// peers or to the broker's --allow-keys directory) and NAME.key (the
+    /// secret key, readable by its owner only).
+    Keygen {
+        /// Path and name of the two files, without extension.
+        name: PathBuf,
     },
     /// Run a worker until Ctrl-C.
     Worker {
@@ -105,9 +121,32 @@ fn seconds(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("{s} is not a duration in seconds"))
 }
 
+/// The CURVE settings the flags ask for.
+fn curve(args: &Args) -> Result<Option<CurveClient>, String> {
+    let (Some(server), Some(key)) = (&args.curve_server, &args.curve_key) else { return Ok(None) };
+    if !curve_available() {
+        return Err(format!("--curve-server: {}", KeyError::NoCurve));
+    }
+    let server = Key::read(server).map_err(|e| format!("--curve-server: {e}"))?;
+    let own = KeyPair::read(key).map_err(|e| format!("--curve-key: {e}"))?;
+    Ok(Some(CurveClient { server, own }))
+}
+
 fn client(args: &Args, lanes: usize) -> Result<Client, String> {
     let config = ClientConfig::new(args.dialect.into()).with_lanes(lanes);
-    Client::connect(&args.broker, config).map_err(|e| e.to_string())
+    let connected = match curve(args)? {
+        Some(curve) => Client::connect_curve(&args.broker, config, curve),
+        None => Client::connect(&args.broker, config),
+    };
+    connected.map_err(|e| e.to_string())
+}
+
+fn keygen(name: &Path) -> Result<(), String> {
+    let pair = KeyPair::generate().map_err(|e| e.to_string())?;
+    let (public, secret) = pair.write(name).map_err(|e| e.to_string())?;
+    println!("{}", public.display());
+    println!("{}", secret.display());
+    Ok(())
 }
 
 fn describe(args: &Args, e: ClientError) -> String {
@@ -185,10 +224,15 @@ fn run(args: &Args) -> Result<(), String> {
                 _ => Err(format!("service {name:?} has no workers")),
             }
         }
+        Command::Keygen { name } => keygen(name),
         Command::Worker { kind: WorkerKind::Echo, service } => {
             let service = Bytes::from(service.clone().unwrap_or_else(|| "echo".to_owned()));
-            let worker = Worker::connect(&args.broker, WorkerConfig::new(service, args.dialect.into()))
-                .map_err(|e| e.to_string())?;
+            let config = WorkerConfig::new(service, args.dialect.into());
+            let worker = match curve(args)? {
+                Some(curve) => Worker::connect_curve(&args.broker, config, curve),
+                None => Worker::connect(&args.broker, config),
+            };
+            let worker = worker.map_err(|e| e.to_string())?;
             let stop = worker.stop_handle();
             ctrlc::set_handler(move || stop.stop()).map_err(|e| e.to_string())?;
             worker.run(|body, _| body).map_err(|e| e.to_string())
