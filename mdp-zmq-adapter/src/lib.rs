@@ -85,11 +85,12 @@
 //!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
 //!   that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
-//! * `curve`: builds libzmq with libsodium (built from source too), so
-//!   that libzmq's CURVE security mechanism (RFC 26, with ZAP, RFC 27) is
-//!   there; [`curve_available`] tells whether it is. It needs the
+//! * `curve` (default): builds libzmq with libsodium (built from source
+//!   too), so that libzmq's CURVE security mechanism (RFC 26, with ZAP,
+//!   RFC 27) is there; [`curve_available`] tells whether it is. It needs the
 //!   workspace's patched `zmq-sys`: the crate on crates.io has no such
-//!   feature, see the README, "Security: CURVE (build)".
+//!   feature, see the README, "Security: CURVE (build)". To leave it out:
+//!   `default-features = false, features = ["cli"]`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
