@@ -22,7 +22,7 @@ const POLICY: &str = "
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !curve_available() {
-        return Err("this build has no CURVE: build mdp-zmq-adapter with its `curve` feature".into());
+        return Err(mdp_zmq_adapter::KeyError::NoCurve.into());
     }
     // Keys: in a real setup each side makes its own (`mdp keygen NAME`) and
     // hands over only the public key.

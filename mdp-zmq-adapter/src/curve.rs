@@ -10,10 +10,19 @@ use std::path::{Path, PathBuf};
 
 use crate::AdapterError;
 
-/// Whether the libzmq this crate was built with has CURVE. Without it (a
-/// build without the `curve` feature), CURVE settings are refused with
+/// Whether the libzmq this crate is linked with has CURVE (RFC 26): only
+/// when it was built with libsodium, as this workspace's patched zmq-sys
+/// does and crates.io's zmq-sys 0.12 does not (see the README, "How CURVE
+/// gets into the build"). Without it, every CURVE setting here is refused with
 /// [`KeyError::NoCurve`].
+///
+/// ```
+/// if !mdp_zmq_adapter::curve_available() {
+///     assert!(mdp_zmq_adapter::KeyPair::generate().is_err());
+/// }
+/// ```
 pub fn curve_available() -> bool {
+    // zmq 0.10 always returns `Some`; `None` would mean "cannot tell".
     zmq::has("curve").unwrap_or(false)
 }
 
@@ -37,7 +46,7 @@ pub enum KeyError {
         path: PathBuf,
     },
     /// libzmq was built without CURVE.
-    #[error("this build of libzmq has no CURVE: build mdp-zmq-adapter with its `curve` feature")]
+    #[error("this libzmq was built without libsodium, so it has no CURVE: build in the mdp-rs workspace, or add its [patch.crates-io] for zmq-sys to yours (README, \"How CURVE gets into the build\")")]
     NoCurve,
 }
 

@@ -85,12 +85,13 @@
 //!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
 //!   that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
-//! * `curve` (default): builds libzmq with libsodium (built from source
-//!   too), so that libzmq's CURVE security mechanism (RFC 26, with ZAP,
-//!   RFC 27) is there; [`curve_available`] tells whether it is. It needs the
-//!   workspace's patched `zmq-sys`: the crate on crates.io has no such
-//!   feature, see the README, "Security: CURVE (build)". To leave it out:
-//!   `default-features = false, features = ["cli"]`.
+//!
+//! CURVE (RFC 26) with ZAP (RFC 27) is not a feature: in this workspace
+//! libzmq is always built with libsodium (a patched `zmq-sys`), so
+//! [`BrokerRunner::bind_curve`], [`Client::connect_curve`] and
+//! [`Worker::connect_curve`] work; built against crates.io's `zmq-sys`
+//! they return [`KeyError::NoCurve`], and [`curve_available`] says which.
+//! See the README, "How CURVE gets into the build".
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -110,26 +111,3 @@ pub use curve::{curve_available, AllowList, CurveClient, CurveServer, Key, KeyEr
 pub use error::AdapterError;
 pub use stop::StopHandle;
 pub use worker::{PartSink, Worker};
-
-/// Whether the libzmq this crate is linked with supports CURVE, libzmq's
-/// encryption and authentication mechanism (ZMTP 3.0 with RFC 26).
-///
-/// True only when libzmq was built with libsodium: with the `curve`
-/// feature and the workspace's patched `zmq-sys` (see the README,
-/// "Security: CURVE (build)"). When false, libzmq refuses CURVE:
-/// `zmq::CurveKeyPair::new()` and the `set_curve_*` socket options fail
-/// with `ENOTSUP` ("Not supported").
-///
-/// The adapter's sockets do not use CURVE themselves yet; this says what
-/// the build offers, for a program (or a test) that checks before it
-/// relies on it.
-///
-/// ```
-/// if !mdp_zmq_adapter::curve_available() {
-///     assert!(zmq::CurveKeyPair::new().is_err());
-/// }
-/// ```
-pub fn curve_available() -> bool {
-    // zmq 0.10 returns `Some` always; `None` would mean "cannot tell".
-    zmq::has("curve").unwrap_or(false)
-}

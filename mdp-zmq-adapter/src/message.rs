@@ -58,8 +58,10 @@ pub(crate) fn recv_message_from(socket: &zmq::Socket, named: bool) -> Result<Opt
             Err(zmq::Error::EINTR) => continue,
             Err(e) => return Err(e),
         };
-        if named && frames.is_empty() {
-            // Only a named peer has a non-empty User-Id.
+        if named && user.is_none() {
+            // A ROUTER's identity frame is made by the socket and carries no
+            // metadata: the User-Id is on the frames that came from the
+            // peer. Only a named peer has a non-empty one.
             user = msg.gets("User-Id").filter(|u| !u.is_empty()).map(|u| Bytes::copy_from_slice(u.as_bytes()));
         }
         let more = msg.get_more();

@@ -46,6 +46,9 @@ fn broker_help_documents_every_flag_with_its_default() {
         "--max-queued-bytes",
         "--max-queued-bytes-per-service",
         "--max-service-name-bytes",
+        "--curve-key",
+        "--allow-keys",
+        "--policy",
         "-v, --verbose",
         "-D, --debug",
     ] {
@@ -63,7 +66,9 @@ fn broker_help_documents_every_flag_with_its_default() {
             .chain(lines[at + 1..].iter().take_while(|l| !l.trim_start().starts_with('-')).copied())
             .collect::<Vec<_>>()
             .join(" ");
-        if !flag.starts_with("-v") && !flag.starts_with("-D") {
+        // Switches, and the security flags, which are off unless given.
+        let off_by_default = ["-v", "-D", "--curve-key", "--allow-keys", "--policy"];
+        if !off_by_default.iter().any(|f| flag.starts_with(f)) {
             assert!(entry.contains("[default: "), "{flag} shows no default: {entry}");
         }
     }
@@ -230,4 +235,90 @@ fn a_killed_broker_is_noticed_at_once_by_client_and_worker() {
         handle.join().unwrap();
     }
     drop(broker);
+}
+
+/// The README's security example, step by step: keys from `mdp keygen`, a
+/// CURVE broker admitting two of them under a policy, an allowed worker
+/// and client, and a client the policy refuses.
+#[test]
+fn the_readme_security_example_works_with_the_binaries() {
+    let dir = std::env::temp_dir().join(format!("mdp-secure-{}", std::process::id()));
+    let allowed = dir.join("allowed");
+    std::fs::create_dir_all(&allowed).unwrap();
+    let keygen = |name: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mdp")).arg("keygen").arg(name).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    for name in [dir.join("broker"), allowed.join("pay-w"), allowed.join("shop"), dir.join("mallory")] {
+        keygen(&name);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("broker.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a secret key is for its owner only");
+    }
+    let again = Command::new(env!("CARGO_BIN_EXE_mdp")).arg("keygen").arg(dir.join("broker")).output().unwrap();
+    assert!(!again.status.success(), "keygen overwrote a key");
+    // The allowed directory holds only public keys in real life; the secret
+    // keys beside them here are not *.pub and so are not read.
+    let policy = dir.join("policy");
+    std::fs::write(&policy, "serve pay-w payments\ncall shop payments shop.*\n").unwrap();
+
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let (broker_pub, broker_key) = (dir.join("broker.pub"), dir.join("broker.key"));
+    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let _broker = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &endpoint]).args([
+        "--curve-key".as_ref(),
+        broker_key.as_os_str(),
+        "--allow-keys".as_ref(),
+        allowed.as_os_str(),
+        "--policy".as_ref(),
+        policy.as_os_str(),
+    ])));
+    let as_peer = |key: &std::path::Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mdp"));
+        c.args(["--broker", &endpoint]).arg("--curve-server").arg(&broker_pub).arg("--curve-key").arg(key);
+        c
+    };
+    let _worker = Killed(quiet(as_peer(&allowed.join("pay-w.key")).args(["worker", "echo", "-s", "payments"])));
+
+    let out =
+        as_peer(&allowed.join("shop.key")).args(["call", "--timeout", "10", "payments", "10 EUR"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "10 EUR\n");
+
+    // mallory's key is not in the allowed directory: a clear error.
+    let out = as_peer(&dir.join("mallory.key")).args(["call", "--timeout", "1", "payments", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no CURVE handshake"), "{out:?}");
+
+    // Without keys, a plaintext client gets nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_mdp"))
+        .args(["--broker", &endpoint, "call", "--timeout", "1", "payments", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn broker_refuses_a_policy_that_does_not_parse_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("mdp-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("broker");
+    assert!(Command::new(env!("CARGO_BIN_EXE_mdp")).arg("keygen").arg(&key).output().unwrap().status.success());
+    std::fs::write(dir.join("policy"), "call * echo\nsrve w echo\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mdp-broker"))
+        .arg("--curve-key")
+        .arg(dir.join("broker.key"))
+        .arg("--allow-keys")
+        .arg(&dir)
+        .arg("--policy")
+        .arg(dir.join("policy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policy line 2"), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,6 @@
 //! CURVE and the policy over real sockets: an encrypted broker, keys it
 //! admits by name, and what each name may serve and call.
 #![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
-#![cfg(feature = "curve")]
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -110,6 +109,11 @@ fn await_service(client: &mut Client, service: &str) {
 }
 
 #[test]
+fn this_build_has_curve() {
+    assert!(mdp_zmq_adapter::curve_available(), "libzmq was built without libsodium");
+}
+
+#[test]
 fn a_curve_client_and_worker_talk_through_a_curve_broker_in_every_dialect() {
     let mut s = Secure::new(None);
     for d in Dialect::ALL {
@@ -129,8 +133,10 @@ fn a_plaintext_client_gets_nothing_and_the_broker_carries_on() {
     let mut config = ClientConfig::new(Dialect::V02);
     config.tries = 1;
     let mut plain = Client::connect(&s.endpoint, config).unwrap();
+    // The broker drops its connection at the handshake: the request times
+    // out or fails for the lost connection, and never gets an answer.
     match plain.request(b("echo"), vec![b("hi")], SILENCE) {
-        Err(ClientError::Timeout(_)) => {}
+        Err(ClientError::Timeout(_) | ClientError::Failed(_)) => {}
         other => panic!("a plaintext client got {other:?}"),
     }
     let mut client = s.client("shop", Dialect::V02);

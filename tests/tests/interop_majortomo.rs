@@ -5,7 +5,10 @@
 //! 1. majortomo's client and worker through our broker;
 //! 2. our client and worker through majortomo's broker (majortomo dialect);
 //! 3. our client with majortomo's worker, through our broker;
-//! 4. majortomo's client with our worker, through our broker.
+//! 4. majortomo's client with our worker, through our broker;
+//!
+//! and a fifth, over CURVE: a raw MDP/0.2 client in pyzmq (whose libzmq has
+//! CURVE) through our CURVE broker, admitted by its key, to our CURVE worker.
 //!
 //! The Python side lives in `tests/interop/` (see its `NOTES.md`); the venv
 //! is made on first use by `tests/interop/setup-venv.sh`, which needs PyPI.
@@ -229,4 +232,34 @@ fn pairing_4_their_client_with_our_worker_through_our_broker() {
     assert_ok("majortomo client", their_client(&broker.endpoint).finish());
     stop.stop();
     worker.join().unwrap();
+}
+
+#[test]
+fn pairing_5_a_pyzmq_curve_client_through_our_curve_broker() {
+    use mdp_zmq_adapter::{AllowList, CurveClient, CurveServer, KeyPair};
+    let (broker_key, client_key, worker_key) =
+        (KeyPair::generate().unwrap(), KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    let mut allowed = AllowList::default();
+    allowed.insert(client_key.public, "py-client");
+    allowed.insert(worker_key.public, "our-worker");
+    let curve = CurveServer { secret: broker_key.secret, allowed: Some(allowed) };
+    let mut runner = BrokerRunner::bind_curve(&["tcp://127.0.0.1:*"], BrokerConfig::default(), curve).unwrap();
+    let endpoint = runner.endpoints()[0].clone();
+    let stop_broker = runner.stop_handle();
+    let broker = thread::spawn(move || runner.run(|_| {}).unwrap());
+    let worker_curve = CurveClient { server: broker_key.public, own: worker_key };
+    let worker =
+        Worker::connect_curve(&endpoint, WorkerConfig::new(Bytes::from_static(b"echo"), Dialect::V01), worker_curve)
+            .unwrap();
+    let stop_worker = worker.stop_handle();
+    let worker = thread::spawn(move || worker.run(|body, _| body).unwrap());
+    let (server, public, secret) = (broker_key.public.to_z85(), client_key.public.to_z85(), client_key.secret.to_z85());
+    let args = ["--broker", &endpoint, "--server-key", &server, "--public", &public, "--secret", &secret];
+    let count = COUNT.to_string();
+    let client = Script::start("curve_client.py", &[&args[..], &["--count", &count]].concat());
+    assert_ok("pyzmq CURVE client", client.finish());
+    stop_worker.stop();
+    worker.join().unwrap();
+    stop_broker.stop();
+    broker.join().unwrap();
 }
