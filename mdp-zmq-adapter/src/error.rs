@@ -19,6 +19,12 @@ pub enum AdapterError {
     /// A CURVE key could not be read, written or used.
     #[error(transparent)]
     Key(#[from] crate::curve::KeyError),
+    /// A list of broker endpoints was empty.
+    #[error("no broker endpoint given")]
+    NoEndpoint,
+    /// A handler panicked; the worker that ran it stopped.
+    #[error("a worker's handler panicked")]
+    HandlerPanicked,
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {

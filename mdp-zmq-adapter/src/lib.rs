@@ -24,6 +24,8 @@
 //! * [`Worker`]: a blocking worker that calls its handler on its own
 //!   thread, with no hand-off per request, while a keeper thread keeps the
 //!   heartbeats flowing during a long handler call.
+//! * [`Workers`]: one service served to several brokers at once, one
+//!   [`Worker`] and one handler slot per broker.
 //!
 //! The client and the worker watch each DEALER with libzmq's socket
 //! monitor: when an established connection to the broker ends (a broker
@@ -104,6 +106,7 @@ mod poll;
 mod socket;
 mod stop;
 mod worker;
+mod workers;
 
 pub use broker::BrokerRunner;
 pub use client::{Client, ClientError, Parts};
@@ -111,3 +114,4 @@ pub use curve::{curve_available, AllowList, CurveClient, CurveServer, Key, KeyEr
 pub use error::AdapterError;
 pub use stop::StopHandle;
 pub use worker::{PartSink, Worker};
+pub use workers::Workers;

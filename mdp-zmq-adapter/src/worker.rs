@@ -78,6 +78,12 @@ impl Worker {
         Ok(Worker { conn, config, stop: StopHandle::new() })
     }
 
+    /// This worker, stopped by `stop` (shared with others) instead of its own.
+    pub(crate) fn with_stop(mut self, stop: StopHandle) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// A handle that makes [`run`](Self::run) send DISCONNECT and return
     /// (once the handler call in progress, if any, returns); take it before
     /// `run`, which consumes the worker.
@@ -99,6 +105,8 @@ impl Worker {
         // heard nothing from this worker yet.
         let core = mdp_core::Worker::new(self.config.clone(), Instant::now())?;
         let link = Arc::new(Mutex::new(Link { core, conn: self.conn, pending: None, in_handler: false, failed: None }));
+        // READY now, not after the first poll.
+        lock(&link).flush();
         let _keeper = Keeper::start(link.clone(), keeper_period(&self.config))?;
         let result = serve(&link, &self.stop, &mut handler);
         let mut link = lock(&link);

@@ -322,3 +322,36 @@ fn broker_refuses_a_policy_that_does_not_parse_and_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("policy line 2"), "{out:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `mdp worker` with two `--broker`s registers with both; killing one
+/// broker leaves it serving the other.
+#[test]
+fn mdp_worker_serves_two_brokers_and_outlives_one() {
+    let (a, b) = (format!("tcp://127.0.0.1:{}", free_port()), format!("tcp://127.0.0.1:{}", free_port()));
+    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut broker_a = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &a])));
+    let _broker_b = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &b])));
+    let _worker =
+        Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp")).args(["--broker", &a, "--broker", &b, "worker", "echo"])));
+    let call = |broker: &str, frame: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mdp"))
+            .args(["--broker", broker, "call", "--timeout", "10", "echo", frame])
+            .output()
+    };
+    for (broker, frame) in [(&a, "via a"), (&b, "via b")] {
+        let out = call(broker, frame).unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{frame}\n"));
+    }
+    broker_a.0.kill().unwrap();
+    broker_a.0.wait().unwrap();
+    let out = call(&b, "after a died").unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after a died\n");
+    // A client takes one broker, and says so.
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_mdp")).args(["--broker", &a, "--broker", &b, "call", "echo", "x"]).output();
+    let out = out.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a client connects to one --broker"), "{out:?}");
+}

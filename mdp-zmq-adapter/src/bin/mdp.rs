@@ -16,15 +16,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use mdp_core::{ClientConfig, ClientEvent, Dialect, RequestId, WorkerConfig};
-use mdp_zmq_adapter::{curve_available, Client, ClientError, CurveClient, Key, KeyError, KeyPair, Worker};
+use mdp_zmq_adapter::{curve_available, Client, ClientError, CurveClient, Key, KeyError, KeyPair, Workers};
 
 /// A Majordomo Protocol client and worker for the command line.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// The broker to connect to.
+    /// The broker to connect to. A worker takes several (repeat the flag)
+    /// and registers with each; a client takes one.
     #[arg(short, long, global = true, value_name = "URL", default_value = "tcp://127.0.0.1:5555")]
-    broker: String,
+    broker: Vec<String>,
     /// The dialect to speak.
     #[arg(short, long, global = true, value_enum, default_value_t = DialectArg::V01)]
     dialect: DialectArg,
@@ -135,10 +136,18 @@ fn curve(args: &Args) -> Result<Option<CurveClient>, String> {
 fn client(args: &Args, lanes: usize) -> Result<Client, String> {
     let config = ClientConfig::new(args.dialect.into()).with_lanes(lanes);
     let connected = match curve(args)? {
-        Some(curve) => Client::connect_curve(&args.broker, config, curve),
-        None => Client::connect(&args.broker, config),
+        Some(curve) => Client::connect_curve(one_broker(args)?, config, curve),
+        None => Client::connect(one_broker(args)?, config),
     };
     connected.map_err(|e| e.to_string())
+}
+
+/// The broker a client connects to: a client takes one for now.
+fn one_broker(args: &Args) -> Result<&str, String> {
+    match args.broker.as_slice() {
+        [one] => Ok(one),
+        _ => Err("a client connects to one --broker (a worker takes several)".to_owned()),
+    }
 }
 
 fn keygen(name: &Path) -> Result<(), String> {
@@ -151,7 +160,7 @@ fn keygen(name: &Path) -> Result<(), String> {
 
 fn describe(args: &Args, e: ClientError) -> String {
     match e {
-        ClientError::Timeout(t) => format!("no reply from {} within {t:?}", args.broker),
+        ClientError::Timeout(t) => format!("no reply from {} within {t:?}", args.broker.join(", ")),
         other => other.to_string(),
     }
 }
@@ -229,8 +238,8 @@ fn run(args: &Args) -> Result<(), String> {
             let service = Bytes::from(service.clone().unwrap_or_else(|| "echo".to_owned()));
             let config = WorkerConfig::new(service, args.dialect.into());
             let worker = match curve(args)? {
-                Some(curve) => Worker::connect_curve(&args.broker, config, curve),
-                None => Worker::connect(&args.broker, config),
+                Some(curve) => Workers::connect_curve(&args.broker, config, curve),
+                None => Workers::connect(&args.broker, config),
             };
             let worker = worker.map_err(|e| e.to_string())?;
             let stop = worker.stop_handle();
