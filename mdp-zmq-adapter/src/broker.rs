@@ -1,6 +1,5 @@
 //! The broker runner: one ROUTER socket, one [`Broker`].
 
-use std::collections::HashSet;
 use std::iter;
 use std::time::Instant;
 
@@ -9,6 +8,7 @@ use mdp_core::{Broker, BrokerConfig, BrokerEvent, Multipart, PeerId, Transmit};
 
 use crate::curve::{CurveServer, Zap};
 use crate::message::{recv_message_from, send_message, Sent};
+use crate::once::Once;
 use crate::poll::{poll, poll_ms};
 use crate::{AdapterError, StopHandle};
 
@@ -26,14 +26,9 @@ pub struct BrokerRunner {
     /// With CURVE and an allow list: the handler that names peers, whose
     /// names go to the core with each message.
     zap: Option<Zap>,
-    /// Peers refused by the policy so far, to log each once (bounded:
-    /// cleared when full, so a flood of peers costs a log line each at
-    /// worst once per `REFUSALS_REMEMBERED` peers).
-    refused: HashSet<PeerId>,
+    /// Peers refused by the policy so far, to log each once.
+    refused: Once<PeerId>,
 }
-
-/// Most refused peers remembered for logging once each.
-const REFUSALS_REMEMBERED: usize = 10_000;
 
 impl BrokerRunner {
     /// Binds a ROUTER socket to every endpoint (`tcp://127.0.0.1:5555`,
@@ -124,7 +119,7 @@ impl BrokerRunner {
             let last = socket.get_last_endpoint().map_err(AdapterError::zmq("get LAST_ENDPOINT"))?;
             bound.push(last.unwrap_or_else(|_| endpoint.to_owned()));
         }
-        let (endpoints, stop, refused) = (bound, StopHandle::new(), HashSet::new());
+        let (endpoints, stop, refused) = (bound, StopHandle::new(), Once::default());
         Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints, stop, zap, refused })
     }
 
@@ -200,10 +195,7 @@ impl BrokerRunner {
             let Some(event) = self.broker.poll_event() else { return Ok(()) };
             match &event {
                 BrokerEvent::AccessDenied { peer, name, access, service } => {
-                    if self.refused.len() >= REFUSALS_REMEMBERED {
-                        self.refused.clear();
-                    }
-                    if self.refused.insert(peer.clone()) {
+                    if self.refused.first(peer.clone()) {
                         let name = name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned());
                         let service = String::from_utf8_lossy(service);
                         tracing::warn!(%peer, ?name, %access, %service, "refused by the policy (logged once per peer)");

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::once::Once;
 use crate::AdapterError;
 
 /// Whether the libzmq this crate is linked with has CURVE (RFC 26): only
@@ -237,12 +238,9 @@ const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 pub(crate) struct Zap {
     socket: zmq::Socket,
     allowed: AllowList,
-    /// Keys refused so far, to log each once (bounded: cleared when full).
-    refused: std::collections::HashSet<Vec<u8>>,
+    /// Keys refused so far, to log each once.
+    refused: Once<Vec<u8>>,
 }
-
-/// Most refused keys remembered for logging once each.
-const REFUSALS_REMEMBERED: usize = 10_000;
 
 impl Zap {
     /// Binds the handler in `ctx`; do it before any CURVE socket binds.
@@ -296,10 +294,7 @@ impl Zap {
 
     /// Logs a refused key the first time it is seen.
     fn log_refusal(&mut self, key: &[u8], address: Option<&Vec<u8>>) {
-        if self.refused.len() >= REFUSALS_REMEMBERED {
-            self.refused.clear();
-        }
-        if self.refused.insert(key.to_vec()) {
+        if self.refused.first(key.to_vec()) {
             let key = key.try_into().map(|k: [u8; 32]| Key(k).to_z85()).unwrap_or_default();
             let address = address.map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
             tracing::warn!(%key, %address, "CURVE key not in the allowed keys; connection refused");

@@ -102,6 +102,7 @@ mod client;
 mod curve;
 mod error;
 mod message;
+mod once;
 mod poll;
 mod socket;
 mod stop;
