@@ -182,9 +182,11 @@ impl<K: Ord + Copy> TimerTable<K> {
         self.by_reason.get(&reason).copied()
     }
 
-    /// The earliest timer and why it is set.
-    pub(crate) fn next(&self) -> Option<(Instant, K)> {
-        self.by_time.first().copied()
+    /// The earliest timer and why it is set, never earlier than `now`: a
+    /// timer already due is due now, so a driver that sleeps until it does
+    /// not sleep into the past.
+    pub(crate) fn next(&self, now: Instant) -> Option<(Instant, K)> {
+        self.by_time.first().map(|&(at, why)| (at.max(now), why))
     }
 
     /// The reasons whose timers are due at `now`, earliest first.
@@ -237,9 +239,10 @@ mod tests {
         let mut t = TimerTable::default();
         t.set('a', Some(t0 + s(5)));
         t.set('b', Some(t0 + s(3)));
-        assert_eq!(t.next(), Some((t0 + s(3), 'b')));
+        assert_eq!(t.next(t0), Some((t0 + s(3), 'b')));
+        assert_eq!(t.next(t0 + s(4)), Some((t0 + s(4), 'b')), "a due timer is due now");
         t.set('b', Some(t0 + s(9))); // moved later: 'a' is now the earliest
-        assert_eq!(t.next(), Some((t0 + s(5), 'a')));
+        assert_eq!(t.next(t0), Some((t0 + s(5), 'a')));
         assert_eq!(t.get('b'), Some(t0 + s(9)));
         assert_eq!(t.due(t0 + s(9)).collect::<Vec<_>>(), ['a', 'b']);
         t.clear('a');
@@ -248,7 +251,7 @@ mod tests {
         assert_eq!(t.get('b'), None);
         t.set('c', Some(t0));
         t.clear_all();
-        assert_eq!(t.next(), None);
+        assert_eq!(t.next(t0), None);
     }
 
     #[test]

@@ -408,7 +408,7 @@ impl Client {
     /// The deadline [`poll_timeout`](Self::poll_timeout) returns, and why
     /// it is set.
     pub fn next_timer(&self) -> Option<(Instant, ClientTimer)> {
-        self.timers.next().map(|(at, why)| (at.max(self.shell.now()), why))
+        self.timers.next(self.shell.now())
     }
 }
 

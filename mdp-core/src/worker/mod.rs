@@ -296,7 +296,7 @@ impl Worker {
     /// The deadline [`poll_timeout`](Self::poll_timeout) returns, and why
     /// it is set.
     pub fn next_timer(&self) -> Option<(Instant, WorkerTimer)> {
-        self.timers.next().map(|(at, why)| (at.max(self.shell.now()), why))
+        self.timers.next(self.shell.now())
     }
 
     /// Sends the last (or only) part of the answer to the request `token`
