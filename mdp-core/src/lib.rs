@@ -150,7 +150,7 @@ pub use broker::{
     Access, Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Grant, Limit, Misbehavior,
     PeerPattern, Policy, PolicyError, PolicyErrorKind, ServicePattern, Transmit,
 };
-pub use config::ConfigError;
+pub use config::{Backoff, ConfigError};
 pub use peer::{PeerId, PeerTransmit};
 pub use rng::SplitMix64;
 
@@ -159,8 +159,7 @@ pub use client::{
     Lane, RequestId,
 };
 pub use worker::{
-    Backoff, DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerTimer,
-    WorkerUsageError,
+    DisconnectReason, ReplyToken, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent, WorkerTimer, WorkerUsageError,
 };
 
 pub use codec::{

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use crate::codec::Dialect;
-
-use crate::config::{nonzero, ConfigError};
+use crate::config::{nonzero, Backoff, ConfigError};
 
 /// How a [`Client`](super::Client) behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// The dialect to speak; the broker must answer in the same one.
@@ -21,21 +20,41 @@ pub struct ClientConfig {
     /// How many requests may be outstanding at once, waiting in the client
     /// or on the wire. Default 1024.
     pub max_outstanding: usize,
-    /// How many connections (*lanes*) to the broker the client keeps, each
+    /// How many connections (*lanes*) to each broker the client keeps, each
     /// with its own identity. Each lane carries at most one request per
-    /// service, so up to `lanes` requests for one service are served at
-    /// once. Default 1. Must not be zero.
+    /// service, so up to `lanes × brokers` requests for one service are
+    /// served at once. Default 1. Must not be zero.
     ///
     /// The broker sees each lane as a client of its own, so its fairness
     /// between clients counts lanes: a client with 8 lanes gets 8 turns
     /// where a client with one gets one.
     pub lanes: usize,
+    /// How many brokers the client knows, all serving the same services
+    /// (see [`Client`](super::Client), "Several brokers"). The transport
+    /// connects lane `l` to broker `l % brokers`
+    /// ([`Client::broker_of`](super::Client::broker_of)). Default 1. Must not
+    /// be zero.
+    pub brokers: usize,
+    /// How long a broker that failed is avoided: after a request on it timed
+    /// out or its connection was lost, new requests and retries go to the
+    /// other brokers for this long. Consecutive failures double it, up to
+    /// its `max`; a reply from the broker resets it. Only used with more
+    /// than one broker. Default 1 s, up to 30 s.
+    pub broker_backoff: Backoff,
 }
 
 impl ClientConfig {
     /// A configuration with the defaults for everything but the dialect.
     pub fn new(dialect: Dialect) -> Self {
-        ClientConfig { dialect, timeout: Duration::from_millis(2500), tries: 3, max_outstanding: 1024, lanes: 1 }
+        ClientConfig {
+            dialect,
+            timeout: Duration::from_millis(2500),
+            tries: 3,
+            max_outstanding: 1024,
+            lanes: 1,
+            brokers: 1,
+            broker_backoff: Backoff::default(),
+        }
     }
 
     /// This configuration with `lanes` lanes.
@@ -44,10 +63,24 @@ impl ClientConfig {
         self
     }
 
-    /// Checks the settings that have no meaning when zero.
+    /// This configuration for `brokers` brokers.
+    pub fn with_brokers(mut self, brokers: usize) -> Self {
+        self.brokers = brokers;
+        self
+    }
+
+    /// How many lanes the client has in all: `lanes × brokers`.
+    pub fn total_lanes(&self) -> usize {
+        self.lanes.saturating_mul(self.brokers)
+    }
+
+    /// Checks the settings that have no meaning when zero, and the backoff's
+    /// jitter.
     pub fn validate(&self) -> Result<(), ConfigError> {
         nonzero(self.timeout.is_zero(), "timeout")?;
         nonzero(self.tries == 0, "tries")?;
-        nonzero(self.lanes == 0, "lanes")
+        nonzero(self.lanes == 0, "lanes")?;
+        nonzero(self.brokers == 0, "brokers")?;
+        self.broker_backoff.validate()
     }
 }

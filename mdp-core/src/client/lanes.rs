@@ -27,11 +27,16 @@ impl Client {
 
     /// The lane a request for a service in `state` may go on now: one with
     /// nothing on the wire for it (in the majortomo dialect, nothing at
-    /// all), the least loaded first.
+    /// all) whose broker is not avoided (`brokers`), the least loaded
+    /// first, and of those the first from the cursor on.
     pub(super) fn free_lane(&self, state: &ServiceState) -> Option<usize> {
         let majortomo = self.config.dialect == Dialect::Majortomo;
-        (0..self.lanes.len())
+        let every_avoided = self.every_broker_avoided();
+        let n = self.lanes.len();
+        (0..n)
+            .map(|k| (self.cursor + k) % n)
             .filter(|&lane| state.on_lane[lane].is_none() && (!majortomo || self.lanes[lane].is_empty()))
+            .filter(|&lane| self.lane_usable(lane, every_avoided))
             .min_by_key(|&lane| self.lanes[lane].len())
     }
 
@@ -50,6 +55,7 @@ impl Client {
             state.on_lane[lane] = Some(id);
         }
         self.lanes[lane].push(id);
+        self.cursor = (lane + 1) % self.lanes.len();
         if let Some(p) = self.pending.get_mut(&id) {
             p.lane = Some(lane);
         }
@@ -93,23 +99,37 @@ impl Client {
     }
 
     /// Replaces `lane`'s connection and resends (or fails) every request on
-    /// the wire on it, in the order they were put on the lane (a resend
-    /// keeps its place).
+    /// the wire on it, in the order they were put on the lane. With one
+    /// broker a resend keeps its place on the lane. With several, a timeout
+    /// or a lost connection is a failure of the lane's broker: it is avoided
+    /// (`brokers`), and the requests leave the lane to be placed again,
+    /// ahead of those that wait, on a lane of another broker.
     pub(super) fn reconnect(&mut self, now: Instant, lane: usize, why: Resend) {
         self.shell.transmit(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
+        let fail_over = why != Resend::Cancelled && self.fails_over();
+        if fail_over {
+            self.broker_failed(now, lane);
+        }
         let on_lane = self.lanes[lane].clone();
+        let mut moved = Vec::new();
         for id in on_lane {
-            self.retry(id, now, why);
+            if self.retry(id, now, why, fail_over) {
+                moved.extend(self.take_off_lane(id));
+            }
+        }
+        for service in moved {
+            self.after_freed(now, &service);
         }
     }
 
     /// After a reconnect: fail `id` if this send used a try (it timed out,
-    /// or its connection was lost) and none is left, else send it again on
-    /// the new connection. A request resent only because another on its lane
-    /// timed out or was cancelled uses no try.
-    pub(super) fn retry(&mut self, id: RequestId, now: Instant, why: Resend) {
+    /// or its connection was lost) and none is left, else send it again: on
+    /// the new connection, or, if `fail_over`, later, wherever it is placed
+    /// (then this returns true). A request resent only because another on
+    /// its lane timed out or was cancelled uses no try.
+    pub(super) fn retry(&mut self, id: RequestId, now: Instant, why: Resend, fail_over: bool) -> bool {
         let timed_out = self.timers.get(ClientTimer::RequestTimeout(id)).is_some_and(|d| d <= now);
-        let Some(p) = self.pending.get_mut(&id) else { return };
+        let Some(p) = self.pending.get_mut(&id) else { return false };
         let used_try = match why {
             Resend::ConnectionLost => true,
             Resend::Timeout => timed_out,
@@ -122,15 +142,36 @@ impl Client {
                 (_, tries) => FailReason::ConnectionLost { tries },
             };
             self.shell.event(ClientEvent::Failed { id, reason });
-            return self.complete(id, now);
+            self.complete(id, now);
+            return false;
         }
         if used_try {
             p.tries += 1;
         }
         if p.parts_delivered {
+            p.parts_delivered = false;
             self.shell.event(ClientEvent::Restarted { id });
         }
+        if fail_over {
+            return true;
+        }
         self.transmit_request(id, now);
+        false
+    }
+
+    /// Takes `id` off the lane it is on the wire on and back into its
+    /// service's waiting queue, in id order (so ahead of newer requests);
+    /// returns its service.
+    fn take_off_lane(&mut self, id: RequestId) -> Option<Bytes> {
+        let p = self.pending.get_mut(&id)?;
+        let lane = p.lane.take()?;
+        self.timers.clear(ClientTimer::RequestTimeout(id));
+        self.lanes[lane].retain(|&other| other != id);
+        let state = self.services.get_mut(&p.service)?;
+        state.on_lane[lane] = None;
+        let at = state.waiting.partition_point(|&other| other < id);
+        state.waiting.insert(at, id);
+        Some(p.service.clone())
     }
 
     /// Removes `id` from every record; returns its service and the lane it

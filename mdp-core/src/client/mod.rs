@@ -2,6 +2,7 @@
 //! and the wire in `lanes`, reply matching in `replies`. What it promises is
 //! documented on [`Client`].
 
+mod brokers;
 mod config;
 mod event;
 mod lanes;
@@ -20,7 +21,7 @@ use crate::config::ConfigError;
 use crate::hash::{Map, Seeded};
 use crate::shell::{Shell, Unreadable};
 use crate::time::TimerTable;
-use crate::PeerTransmit;
+use crate::{PeerTransmit, SplitMix64};
 
 /// One of a client's connections to the broker: `Lane(0)` to
 /// `Lane(lanes - 1)` (see [`Client`]).
@@ -46,6 +47,9 @@ pub enum ClientTimer {
     /// The request on the wire times out: its lane is replaced and it is
     /// sent again, or fails.
     RequestTimeout(RequestId),
+    /// The broker with this index, avoided since it failed, may take
+    /// requests again.
+    BrokerBackoff(usize),
 }
 
 /// Why the client replaces a lane's connection and resends what was on it.
@@ -235,6 +239,13 @@ pub struct Client {
     services: Map<Bytes, ServiceState>,
     /// Per lane, the requests on the wire on it, in the order they were sent.
     lanes: Vec<Vec<RequestId>>,
+    /// Where the search for a lane starts: after the lane last taken, so
+    /// lanes (and the brokers behind them) take requests in turn.
+    cursor: usize,
+    /// Per broker, whether it failed lately.
+    health: Vec<brokers::Health>,
+    /// The backoff's jitter.
+    rng: SplitMix64,
     timers: TimerTable<ClientTimer>,
     shell: Shell<ClientTransmit, ClientEvent>,
 }
@@ -245,7 +256,10 @@ impl Client {
     pub fn new(config: ClientConfig, now: Instant) -> Result<Client, ConfigError> {
         config.validate()?;
         Ok(Client {
-            lanes: vec![Vec::new(); config.lanes],
+            lanes: vec![Vec::new(); config.total_lanes()],
+            cursor: 0,
+            health: vec![brokers::Health::default(); config.brokers],
+            rng: SplitMix64::new(config.broker_backoff.seed),
             shell: Shell::new(now, config.dialect),
             config,
             next_id: 0,
@@ -273,6 +287,11 @@ impl Client {
     /// cancelled), on the wire or waiting in the client.
     pub fn outstanding(&self) -> usize {
         self.pending.len()
+    }
+
+    /// How many lanes the client has: [`ClientConfig::total_lanes`].
+    pub fn lane_count(&self) -> usize {
+        self.lanes.len()
     }
 
     /// How many requests are on the wire, on every lane.
@@ -358,11 +377,17 @@ impl Client {
     /// twice does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.shell.advance(now);
-        let lane_of = |ClientTimer::RequestTimeout(id)| self.pending.get(&id)?.lane;
-        let mut due: Vec<usize> = self.timers.due(now).filter_map(lane_of).collect();
-        due.sort_unstable();
-        due.dedup();
-        for lane in due {
+        let due: Vec<ClientTimer> = self.timers.due(now).collect();
+        let mut lanes = Vec::new();
+        for timer in due {
+            match timer {
+                ClientTimer::RequestTimeout(id) => lanes.extend(self.pending.get(&id).and_then(|p| p.lane)),
+                ClientTimer::BrokerBackoff(broker) => self.backoff_ended(now, broker),
+            }
+        }
+        lanes.sort_unstable();
+        lanes.dedup();
+        for lane in lanes {
             self.reconnect(now, lane, Resend::Timeout);
         }
     }

@@ -24,6 +24,8 @@ impl Client {
             p.parts_delivered = true;
         }
         self.shell.event(ClientEvent::Partial { id, body });
+        let now = self.shell.now();
+        self.broker_answered(now, lane);
     }
 
     pub(super) fn reply(&mut self, lane: usize, service: Option<Bytes>, body: Multipart) {
@@ -33,6 +35,7 @@ impl Client {
         self.shell.event(ClientEvent::Reply { id, body });
         let now = self.shell.now();
         self.complete(id, now);
+        self.broker_answered(now, lane);
     }
 
     pub(super) fn unmatched(&mut self, command: Command, lane: usize, service: Option<Bytes>) {

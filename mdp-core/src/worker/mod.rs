@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use config::{Backoff, WorkerConfig};
+pub use config::WorkerConfig;
 pub use event::{DisconnectReason, ReplyToken, WorkerDiscardReason, WorkerEvent, WorkerUsageError};
 
 use crate::codec::{BrokerCommand, Dialect, Multipart, PeerCommand};
@@ -60,7 +60,7 @@ struct Current {
 /// REQUESTs into [`WorkerEvent::Request`]s, and sends the application's
 /// answers back. It keeps the connection alive with heartbeats, notices a
 /// silent or disconnecting broker, and reconnects after a growing, jittered
-/// delay ([`Backoff`]).
+/// delay ([`Backoff`](crate::Backoff)).
 ///
 /// It does no IO and never reads the clock. After any input
 /// ([`handle_message`](Worker::handle_message),

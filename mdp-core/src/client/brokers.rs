@@ -1,0 +1,114 @@
+//! Several brokers: which lanes may take a request, and avoiding a broker
+//! that failed for a while.
+//!
+//! Lane `l` is connected to broker `l % brokers`, so lanes taken in turn
+//! go to the brokers in turn. A broker *fails* when a request on one of its
+//! lanes times out or the connection of one of its lanes is lost. It is
+//! then *avoided* for its backoff: requests go to lanes of the other
+//! brokers, unless every broker is avoided, when every lane may take them
+//! again (there is nowhere better to go). A reply from a broker ends its
+//! avoidance and resets its backoff. With one broker none of this applies:
+//! a failed lane is reconnected and its requests are sent again on it.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Client, ClientTimer, Lane};
+use crate::time::deadline;
+
+/// What the client knows of one broker's health.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Health {
+    /// Failures since its last reply.
+    failures: u32,
+    /// New requests and retries avoid it (see the module docs). Its
+    /// `BrokerBackoff` timer ends this, unless its backoff is too long for
+    /// `Instant`, in which case a reply does.
+    avoided: bool,
+}
+
+impl Client {
+    /// The broker `lane` is connected to.
+    pub(super) fn broker_index(&self, lane: usize) -> usize {
+        lane % self.config.brokers
+    }
+
+    /// Whether `lane` may take a request now, as far as its broker's health
+    /// goes.
+    pub(super) fn lane_usable(&self, lane: usize, every_broker_avoided: bool) -> bool {
+        every_broker_avoided || !self.health[self.broker_index(lane)].avoided
+    }
+
+    /// Whether every broker is avoided (then none is).
+    pub(super) fn every_broker_avoided(&self) -> bool {
+        self.health.iter().all(|h| h.avoided)
+    }
+
+    /// Whether a failure of `lane` sends its requests elsewhere: only when
+    /// there is another broker to go to.
+    pub(super) fn fails_over(&self) -> bool {
+        self.config.brokers > 1
+    }
+
+    /// `lane`'s broker failed: avoid it for its next backoff.
+    pub(super) fn broker_failed(&mut self, now: Instant, lane: usize) {
+        let broker = self.broker_index(lane);
+        let health = &mut self.health[broker];
+        let delay = self.config.broker_backoff.delay(health.failures, &mut self.rng);
+        health.failures = health.failures.saturating_add(1);
+        health.avoided = true;
+        self.timers.set(ClientTimer::BrokerBackoff(broker), deadline(now, delay));
+    }
+
+    /// A reply or PARTIAL came on `lane`: its broker is up. If it was
+    /// avoided, the requests waiting in the client may go to it again.
+    pub(super) fn broker_answered(&mut self, now: Instant, lane: usize) {
+        let broker = self.broker_index(lane);
+        let health = &mut self.health[broker];
+        if health.failures == 0 && !health.avoided {
+            return;
+        }
+        let was_avoided = health.avoided;
+        *health = Health::default();
+        self.timers.clear(ClientTimer::BrokerBackoff(broker));
+        if was_avoided {
+            self.send_all_waiting(now);
+        }
+    }
+
+    /// `broker`'s backoff is over: it may take requests again.
+    pub(super) fn backoff_ended(&mut self, now: Instant, broker: usize) {
+        self.timers.clear(ClientTimer::BrokerBackoff(broker));
+        if let Some(health) = self.health.get_mut(broker) {
+            health.avoided = false;
+        }
+        self.send_all_waiting(now);
+    }
+
+    /// Sends what waits for every service, while lanes can take it.
+    fn send_all_waiting(&mut self, now: Instant) {
+        let waiting: Vec<Bytes> =
+            self.services.iter().filter(|(_, s)| !s.waiting.is_empty()).map(|(name, _)| name.clone()).collect();
+        for service in waiting {
+            self.after_freed(now, &service);
+        }
+    }
+
+    // ---- public view ----
+
+    /// The broker `lane` is to be connected to, by its index in the list of
+    /// [`ClientConfig::brokers`](super::ClientConfig::brokers):
+    /// `lane % brokers`.
+    pub fn broker_of(&self, lane: Lane) -> usize {
+        self.broker_index(lane.0)
+    }
+
+    /// Whether the client avoids `broker` now, because a request on it
+    /// timed out or a connection to it was lost and its backoff has not
+    /// ended yet (see [`ClientConfig::broker_backoff`](super::ClientConfig::broker_backoff)).
+    /// False for a broker the client does not have.
+    pub fn is_avoided(&self, broker: usize) -> bool {
+        self.health.get(broker).is_some_and(|h| h.avoided)
+    }
+}
