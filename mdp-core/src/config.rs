@@ -108,6 +108,10 @@ impl Backoff {
         for _ in 0..failures.min(64) {
             base = base.saturating_mul(2).min(self.max);
         }
+        if self.jitter == 0.0 {
+            // Exact: no round trip through floating point.
+            return base;
+        }
         let factor = 1.0 - self.jitter * rng.unit();
         // try_: a huge `max` times a factor near 1 may round past what a
         // Duration holds; then the unjittered delay will do.

@@ -86,12 +86,19 @@ impl Client {
         self.send_all_waiting(now);
     }
 
-    /// Sends what waits for every service, while lanes can take it.
+    /// Sends what waits in the client while lanes can take it, oldest
+    /// first: each time, the oldest request at the front of its service's
+    /// queue for which a lane is free. (Ids, not the map's order, decide,
+    /// so the order is the same on every run and platform.)
     fn send_all_waiting(&mut self, now: Instant) {
-        let waiting: Vec<Bytes> =
-            self.services.iter().filter(|(_, s)| !s.waiting.is_empty()).map(|(name, _)| name.clone()).collect();
-        for service in waiting {
-            self.after_freed(now, &service);
+        loop {
+            let placeable = self.services.iter().filter_map(|(name, state)| {
+                let id = *state.waiting.front()?;
+                self.free_lane(state).map(|_| (id, name))
+            });
+            let Some((_, service)) = placeable.min_by_key(|(id, _)| *id) else { return };
+            let service = service.clone();
+            self.send_next(now, &service);
         }
     }
 

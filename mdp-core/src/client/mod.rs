@@ -180,6 +180,32 @@ impl ServiceState {
 /// keeping [`PeerTransmit::Reconnect`]'s contract: nothing from the old
 /// connection is passed in afterwards.
 ///
+/// ## Several brokers
+///
+/// A client may know [`ClientConfig::brokers`] brokers that serve the same
+/// services (every worker registered with all of them). It then has
+/// `lanes` lanes to each, [`ClientConfig::total_lanes`] in all, and lane
+/// `l` is connected to broker `l % brokers` ([`Client::broker_of`]). A new
+/// request goes to the least loaded lane that can take it, and lanes tie
+/// in turn, so requests go to the brokers in turn.
+///
+/// When a request times out or a lane's connection is lost, the lane's
+/// broker has *failed*: the client avoids it for its
+/// [`ClientConfig::broker_backoff`] ([`Client::is_avoided`]). The lane is
+/// replaced as above, but its requests leave it (at the same cost in tries)
+/// and go to lanes of brokers that are not avoided, ahead of newer requests
+/// for their service; they wait in the client if those lanes are busy with
+/// their service. While any broker is not avoided, no request goes to one
+/// that is; if every broker is avoided, every lane may take requests again.
+/// Requests already on other lanes of a failed broker stay there until
+/// their own deadlines. The backoff ends with its timer
+/// ([`ClientTimer::BrokerBackoff`]) or with a reply from the broker; each
+/// failure in a row doubles it, up to its `max`, and a reply resets it.
+/// Matching stays exact: each lane is one connection to one broker.
+///
+/// With one broker (the default) a failed lane's requests are resent on
+/// the lane's new connection, as described above.
+///
 /// ## Example: the event loop
 ///
 /// ```
