@@ -2,9 +2,10 @@
 //! any lane, lost connections and time, against a reference model written
 //! from the `client` module's docs.
 //!
-//! Input: a configuration (dialect, timeout, tries, `max_outstanding` and
-//! `lanes` from the input; zero and `Duration::MAX` included: [`Client::new`]
-//! must refuse exactly the invalid ones, zero lanes too), then operations:
+//! Input: a configuration (dialect, timeout, tries, `max_outstanding`,
+//! `lanes`, `brokers` and the broker backoff's delays, without jitter, from
+//! the input; zero and `Duration::MAX` included: [`Client::new`] must refuse
+//! exactly the invalid ones, zero lanes or brokers too), then operations:
 //!
 //! * `request` for a service from a few (or an empty or arbitrary one), with
 //!   zero or more body frames;
@@ -34,9 +35,11 @@
 //!
 //! * `request` succeeds or fails with the documented error, and on success
 //!   returns a new id. It goes out on a lane with nothing on the wire for its
-//!   service (majortomo: nothing at all), the one with the fewest requests on
-//!   the wire, the lowest on a tie, unless such a request waits already;
-//!   otherwise it waits in the client, in order;
+//!   service (majortomo: nothing at all) whose broker is not avoided (unless
+//!   every broker is), the one with the fewest requests on the wire, on a
+//!   tie the first from the cursor (the lane after the one last taken),
+//!   unless such a request waits already; otherwise it waits in the client,
+//!   in order;
 //! * a message for a lane the client does not have is discarded as
 //!   `NoSuchLane`; a reply on lane `L` goes to the request on the wire on `L`
 //!   for the service it names (majortomo: to the one request on `L`), else it
@@ -54,6 +57,14 @@
 //! * a lost connection does the same to its lane at once, every request on
 //!   it using a try (failing as `ConnectionLost`); on a lane with nothing on
 //!   the wire only `Reconnect`; on a lane the client does not have, nothing;
+//! * with several brokers, a timeout or lost connection of a lane also fails
+//!   its broker (lane `l` is on broker `l % brokers`): it is avoided for
+//!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row, and the
+//!   requests that go again leave the lane to wait, and go out (their
+//!   services in the lane's order) on lanes of brokers not avoided. A reply
+//!   or PARTIAL from a broker ends its avoidance and resets its count; a
+//!   backoff's end (a `handle_timeout` deadline too) lets what waits go out,
+//!   oldest first, before any lane's timeout is handled;
 //! * `cancel` returns whether the id was outstanding; a waiting request just
 //!   goes; one on the wire replaces its lane (the others on it are resent
 //!   using no try), then the next waiting request for its slot goes out;
@@ -117,6 +128,16 @@ impl<'a> Arbitrary<'a> for LanesSel {
     }
 }
 
+/// How many brokers: mostly 1, up to 3, sometimes zero (refused).
+#[derive(Debug)]
+struct BrokersSel(usize);
+
+impl<'a> Arbitrary<'a> for BrokersSel {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(BrokersSel(pick(u, &[1, 10, 6, 4])?))
+    }
+}
+
 #[derive(Debug, Arbitrary)]
 struct ConfigSel {
     dialect: u8,
@@ -124,6 +145,9 @@ struct ConfigSel {
     tries: u8,
     max_outstanding: u8,
     lanes: LanesSel,
+    brokers: BrokersSel,
+    backoff_initial_ms: u16,
+    backoff_max: DurationSel,
 }
 
 impl ConfigSel {
@@ -137,6 +161,14 @@ impl ConfigSel {
         c.tries = u32::from(self.tries % 5);
         // Up to 9: with 4 lanes and two services, 8 can be on the wire.
         c.max_outstanding = usize::from(self.max_outstanding % 10);
+        c.brokers = self.brokers.0;
+        // No jitter, so the model knows every delay exactly.
+        c.broker_backoff.jitter = 0.0;
+        c.broker_backoff.initial = Duration::from_millis(u64::from(self.backoff_initial_ms % 5001));
+        c.broker_backoff.max = match self.backoff_max {
+            DurationSel::Millis(ms) => Duration::from_millis(u64::from(ms)),
+            DurationSel::Max => Duration::MAX,
+        };
         c
     }
 }
@@ -336,6 +368,16 @@ enum Cause {
     Cancelled,
 }
 
+/// What the model knows of one broker's health.
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    /// Failures since its last reply.
+    failures: u32,
+    avoided: bool,
+    /// When its avoidance ends (never, if too far away for `Instant`).
+    until: Option<Instant>,
+}
+
 /// The reference model: what the client must hold and must have queued.
 struct Model {
     config: ClientConfig,
@@ -346,6 +388,10 @@ struct Model {
     /// Per lane, the requests on the wire on it, in the order they were put
     /// on it.
     wire: Vec<Vec<RequestId>>,
+    /// Where the search for a lane starts: after the lane last taken.
+    cursor: usize,
+    /// Per broker.
+    brokers: Vec<Health>,
     /// What the client must have queued since the last drain.
     transmits: Vec<ClientTransmit>,
     events: Vec<ClientEvent>,
@@ -364,11 +410,20 @@ impl Model {
         &self.pending[self.index(id).expect("the model knows every id on its lanes")]
     }
 
+    /// Whether lane `lane` may take requests as far as its broker goes: it
+    /// is not avoided, or every broker is.
+    fn usable(&self, lane: usize) -> bool {
+        let every = self.brokers.iter().all(|b| b.avoided);
+        every || !self.brokers[lane % self.brokers.len()].avoided
+    }
+
     /// The lane a request for `service` may go on now: one with nothing on
-    /// the wire for it (majortomo: nothing at all), the least loaded, the
-    /// lowest on a tie.
+    /// the wire for it (majortomo: nothing at all) whose broker is usable,
+    /// the least loaded, and of those the first from the cursor on.
     fn free_lane(&self, service: &Bytes) -> Option<usize> {
-        (0..self.config.lanes)
+        let n = self.wire.len();
+        (0..n)
+            .map(|k| (self.cursor + k) % n)
             .filter(|&l| {
                 if self.majortomo() {
                     self.wire[l].is_empty()
@@ -376,7 +431,52 @@ impl Model {
                     !self.wire[l].iter().any(|id| self.get(*id).service == *service)
                 }
             })
-            .min_by_key(|&l| (self.wire[l].len(), l))
+            .filter(|&l| self.usable(l))
+            .min_by_key(|&l| self.wire[l].len())
+    }
+
+    /// The delay after `failures` failures in a row (no jitter).
+    fn backoff(&self, failures: u32) -> Duration {
+        let b = &self.config.broker_backoff;
+        let mut base = b.initial.min(b.max);
+        for _ in 0..failures.min(64) {
+            base = base.saturating_mul(2).min(b.max);
+        }
+        base
+    }
+
+    /// `lane`'s broker failed at the latest `now`.
+    fn broker_failed(&mut self, lane: usize) {
+        let broker = lane % self.brokers.len();
+        let delay = self.backoff(self.brokers[broker].failures);
+        let h = &mut self.brokers[broker];
+        h.failures = h.failures.saturating_add(1);
+        h.avoided = true;
+        h.until = self.latest.checked_add(delay);
+    }
+
+    /// A reply or PARTIAL came on `lane`: its broker is up.
+    fn broker_answered(&mut self, lane: usize) {
+        let broker = lane % self.brokers.len();
+        let was_avoided = self.brokers[broker].avoided;
+        self.brokers[broker] = Health::default();
+        if was_avoided {
+            self.send_all_waiting();
+        }
+    }
+
+    /// Sends what waits, oldest first: each time the oldest request that is
+    /// first of its service's waiting ones and has a lane free.
+    fn send_all_waiting(&mut self) {
+        loop {
+            let next = (0..self.pending.len()).find_map(|i| {
+                let p = &self.pending[i];
+                let first = self.pending[..i].iter().all(|o| o.lane.is_some() || o.service != p.service);
+                (p.lane.is_none() && first).then(|| self.free_lane(&p.service).map(|lane| (i, lane))).flatten()
+            });
+            let Some((index, lane)) = next else { return };
+            self.send(index, lane);
+        }
     }
 
     /// The oldest request waiting in the client that the slot of `service`
@@ -393,6 +493,7 @@ impl Model {
     /// Puts request `index` on the wire on `lane` at the latest `now`, last
     /// in the lane's order.
     fn send(&mut self, index: usize, lane: usize) {
+        self.cursor = (lane + 1) % self.wire.len();
         self.pending[index].lane = Some(lane);
         self.wire[lane].push(self.pending[index].id);
         self.transmit(index);
@@ -433,8 +534,17 @@ impl Model {
     /// Replaces `lane`'s connection: `Reconnect`, then each request on the
     /// wire on it, in the lane's order, fails (and a waiting request takes
     /// its slot at once) or goes again, keeping its place in that order.
+    /// With several brokers a timeout or a lost connection fails the lane's
+    /// broker, and the requests that go again leave the lane to wait, then
+    /// go out wherever a lane takes them (their services in the lane's
+    /// order).
     fn reconnect(&mut self, lane: usize, cause: Cause) {
         self.transmits.push(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
+        let fail_over = !matches!(cause, Cause::Cancelled) && self.brokers.len() > 1;
+        if fail_over {
+            self.broker_failed(lane);
+        }
+        let mut moved = Vec::new();
         let tries = self.config.tries;
         for id in self.wire[lane].clone() {
             let index = self.index(id).expect("a request on a lane is outstanding");
@@ -459,9 +569,20 @@ impl Model {
                 p.tries += 1;
             }
             if p.parts {
+                p.parts = false;
                 self.events.push(ClientEvent::Restarted { id });
             }
-            self.transmit(index);
+            if fail_over {
+                p.lane = None;
+                p.deadline = None;
+                moved.push(p.service.clone());
+                self.wire[lane].retain(|other| *other != id);
+            } else {
+                self.transmit(index);
+            }
+        }
+        for service in moved {
+            self.freed(&service);
         }
     }
 
@@ -500,8 +621,9 @@ impl Model {
     fn message(&mut self, lane: usize, frames: Multipart) {
         let dialect = self.config.dialect;
         let mut discard = |reason| self.events.push(ClientEvent::Discarded { reason });
-        if lane >= self.config.lanes {
-            return discard(ClientDiscardReason::NoSuchLane { lane: Lane(lane), lanes: self.config.lanes });
+        let lanes = self.wire.len();
+        if lane >= lanes {
+            return discard(ClientDiscardReason::NoSuchLane { lane: Lane(lane), lanes });
         }
         let (found, command) = match BrokerCommand::decode(frames) {
             Err(e) => return discard(ClientDiscardReason::Malformed(e)),
@@ -543,12 +665,24 @@ impl Model {
             self.pending[index].parts = true;
             self.events.push(ClientEvent::Partial { id, body });
         }
+        self.broker_answered(lane);
     }
 
-    /// What `handle_timeout(now)` must do: replace every lane on which a
-    /// deadline passed, lowest first.
+    /// What `handle_timeout(now)` must do: end every backoff due (earliest
+    /// first; each lets what waits go out), then replace every lane on
+    /// which a deadline passed, lowest first.
     fn timeout(&mut self, now: Instant) {
-        for lane in 0..self.config.lanes {
+        let mut ended: Vec<(Instant, usize)> = (0..self.brokers.len())
+            .filter_map(|b| Some((self.brokers[b].until?, b)))
+            .filter(|(at, _)| *at <= now)
+            .collect();
+        ended.sort();
+        for (_, b) in ended {
+            self.brokers[b].avoided = false;
+            self.brokers[b].until = None;
+            self.send_all_waiting();
+        }
+        for lane in 0..self.wire.len() {
             let due = self.wire[lane].iter().any(|id| self.get(*id).deadline.is_some_and(|d| d <= now));
             if due {
                 self.reconnect(lane, Cause::Timeout(now));
@@ -568,9 +702,10 @@ impl Model {
         true
     }
 
-    /// The earliest deadline of a request on the wire.
+    /// The earliest deadline of a request on the wire or of a backoff.
     fn earliest_deadline(&self) -> Option<Instant> {
-        self.pending.iter().filter(|p| p.lane.is_some()).filter_map(|p| p.deadline).min()
+        let requests = self.pending.iter().filter(|p| p.lane.is_some()).filter_map(|p| p.deadline);
+        requests.chain(self.brokers.iter().filter_map(|b| b.until)).min()
     }
 }
 
@@ -603,7 +738,7 @@ impl Harness {
     }
 
     fn lane(&self, sel: &LaneSel) -> usize {
-        let lanes = self.model.config.lanes;
+        let lanes = self.model.wire.len();
         match sel {
             LaneSel::OfWire(n) => {
                 let on_wire: Vec<usize> = self.model.pending.iter().filter_map(|p| p.lane).collect();
@@ -642,7 +777,7 @@ impl Harness {
             Op::ConnectionLost { lane } => {
                 let lane = self.lane(lane);
                 let now = self.now(None);
-                if lane < self.model.config.lanes {
+                if lane < self.model.wire.len() {
                     self.model.reconnect(lane, Cause::Lost);
                 }
                 self.client.handle_connection_lost(now, Lane(lane));
@@ -790,7 +925,14 @@ impl Harness {
     /// What holds after any input, drained or not.
     fn check(&mut self) {
         let model = &self.model;
-        let lanes = model.config.lanes;
+        let lanes = model.wire.len();
+        assert_eq!(self.client.lane_count(), lanes, "lane_count()");
+        for (b, h) in model.brokers.iter().enumerate() {
+            assert_eq!(self.client.is_avoided(b), h.avoided, "is_avoided({b})");
+        }
+        for l in 0..lanes {
+            assert_eq!(self.client.broker_of(Lane(l)), l % model.brokers.len(), "broker_of({l})");
+        }
         assert_eq!(self.client.outstanding(), model.pending.len(), "outstanding()");
         let on_wire = model.pending.iter().filter(|p| p.lane.is_some()).count();
         assert_eq!(self.client.on_wire(), on_wire, "on_wire()");
@@ -806,7 +948,12 @@ impl Harness {
         }
         // From the client's getters alone: one request per service (in
         // majortomo one in all) on the wire on each lane, and none waits
-        // while a lane could carry it.
+        // while a lane could carry it whose broker is not avoided (unless
+        // every broker is).
+        let brokers = model.brokers.len();
+        let every_avoided = (0..brokers).all(|b| self.client.is_avoided(b));
+        let usable: Vec<usize> =
+            (0..lanes).filter(|&l| every_avoided || !self.client.is_avoided(self.client.broker_of(Lane(l)))).collect();
         let key = |p: &Pending| if model.majortomo() { Bytes::new() } else { p.service.clone() };
         let mut slots = HashSet::new();
         for p in &model.pending {
@@ -817,8 +964,8 @@ impl Harness {
         }
         for p in &model.pending {
             if self.client.lane_of(p.id).is_none() {
-                let busy = (0..lanes).filter(|l| slots.contains(&(*l, key(p)))).count();
-                assert_eq!(busy, lanes, "{} waits for {:?} while a lane is free for it", p.id, p.service);
+                let busy = usable.iter().filter(|l| slots.contains(&(**l, key(p)))).count();
+                assert_eq!(busy, usable.len(), "{} waits for {:?} while a lane is free for it", p.id, p.service);
             }
         }
         let earliest = model.earliest_deadline();
@@ -861,6 +1008,8 @@ fuzz_target!(|input: Input| {
         Some(ConfigError::Zero("tries"))
     } else if config.lanes == 0 {
         Some(ConfigError::Zero("lanes"))
+    } else if config.brokers == 0 {
+        Some(ConfigError::Zero("brokers"))
     } else {
         None
     };
@@ -873,12 +1022,14 @@ fuzz_target!(|input: Input| {
         }
         (got, expected) => panic!("Client::new({config:?}) gave {got:?}, expected error {expected:?}"),
     };
-    let lanes = config.lanes;
+    let (lanes, brokers) = (config.total_lanes(), config.brokers);
     let model = Model {
         config,
         latest: clock,
         pending: Vec::new(),
         wire: vec![Vec::new(); lanes],
+        cursor: 0,
+        brokers: vec![Health::default(); brokers],
         transmits: Vec::new(),
         events: Vec::new(),
     };

@@ -12,8 +12,6 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::{Client, ClientTimer, Lane};
 use crate::time::deadline;
 
