@@ -31,17 +31,10 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     let mut worker_stops = Vec::new();
     let mut workers = Vec::new();
     for w in 0..spec.workers {
-        let worker = Worker::connect(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect))?;
-        worker_stops.push(worker.stop_handle());
-        let service_time = spec.service_time;
-        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || {
-            worker.run(|body, _| {
-                if !service_time.is_zero() {
-                    thread::sleep(service_time);
-                }
-                body
-            })
-        })?);
+        let config = WorkerConfig::new(spec.service(w % spec.services), spec.dialect);
+        let (stop, thread) = start_worker(&endpoint, config, spec.service_time)?;
+        worker_stops.push(stop);
+        workers.push(thread);
     }
 
     let clients = if spec.raw_client {
@@ -66,6 +59,35 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
 }
 
 type BrokerThread = thread::JoinHandle<Result<(), mdp_zmq_adapter::AdapterError>>;
+type WorkerThread = BrokerThread;
+
+/// An echo worker (sleeping `service_time` first, if any) on a thread of its
+/// own: its stop handle and its thread. It connects on that thread, so that
+/// its ZeroMQ context's I/O and reaper threads, which libzmq starts with the
+/// first socket, are named after it and count as the worker's in the CPU
+/// split (connected on the main thread, they counted as nobody's).
+fn start_worker(
+    endpoint: &str,
+    config: WorkerConfig,
+    service_time: Duration,
+) -> Result<(StopHandle, WorkerThread), BoxError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let endpoint = endpoint.to_owned();
+    let thread = thread::Builder::new().name(WORKER.into()).spawn(move || {
+        let worker = Worker::connect(&endpoint, config)?;
+        let _ = ready_tx.send(worker.stop_handle());
+        worker.run(|body, _| {
+            if !service_time.is_zero() {
+                thread::sleep(service_time);
+            }
+            body
+        })
+    })?;
+    match ready_rx.recv() {
+        Ok(stop) => Ok((stop, thread)),
+        Err(_) => Err(thread.join().expect("worker thread panicked").err().map_or("no worker".into(), Into::into)),
+    }
+}
 
 /// Our broker on a thread of its own, bound to a free port: its endpoint,
 /// its stop handle and its thread.
