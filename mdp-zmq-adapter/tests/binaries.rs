@@ -398,17 +398,19 @@ fn a_client_of_two_brokers_loses_nothing_when_one_is_killed() {
     let mut config = ClientConfig::new(Dialect::V01).with_lanes(2);
     config.timeout = Duration::from_millis(300);
     let mut client = Client::connect_many(&[&a, &b], config).unwrap();
-    let mut sent: HashMap<RequestId, Bytes> = HashMap::new();
+    // Each request's body and when it was sent, from the start.
+    let mut sent: HashMap<RequestId, (Bytes, Duration)> = HashMap::new();
     let (mut requests, mut failed, mut wrong) = (0u64, Vec::new(), 0u64);
-    // When each answer came, from the start.
-    let mut answers: Vec<Duration> = Vec::new();
-    let mut on_event = |event, sent: &mut HashMap<RequestId, Bytes>, at: Duration| match event {
+    // When each answer came, from the start, and the longest wait for one.
+    let (mut answers, mut slowest): (Vec<Duration>, Duration) = (Vec::new(), Duration::ZERO);
+    let mut on_event = |event, sent: &mut HashMap<RequestId, (Bytes, Duration)>, at: Duration| match event {
         ClientEvent::Reply { id, body } => {
-            let Some(want) = sent.remove(&id) else { return wrong += 1 };
+            let Some((want, sent_at)) = sent.remove(&id) else { return wrong += 1 };
             if body != [want] {
                 wrong += 1;
             }
             answers.push(at);
+            slowest = slowest.max(at - sent_at);
         }
         ClientEvent::Failed { id, reason } => {
             sent.remove(&id);
@@ -421,7 +423,7 @@ fn a_client_of_two_brokers_loses_nothing_when_one_is_killed() {
     while start.elapsed() < BEFORE + AFTER {
         while sent.len() < OUTSTANDING {
             let body = Bytes::from(format!("request {requests}"));
-            sent.insert(client.send("echo", vec![body.clone()]).unwrap(), body);
+            sent.insert(client.send("echo", vec![body.clone()]).unwrap(), (body, start.elapsed()));
             requests += 1;
         }
         if killed_at.is_none() && start.elapsed() >= BEFORE {
@@ -463,7 +465,8 @@ fn a_client_of_two_brokers_loses_nothing_when_one_is_killed() {
     eprintln!(
         "failover: {requests} requests, {} answered ({wrong} wrong), {} failed {failed:?}, {unanswered} unanswered; \
          broker killed at {kill:.2?}; {:.0} answers/s before, {:.0} after; longest gap between answers {gap:.1?} \
-         ({gap_after:.1?} from the kill to the end); {} answers in the second after the kill",
+         ({gap_after:.1?} from the kill to the end); {} answers in the second after the kill; \
+         slowest answer {slowest:.1?} after its request",
         answers.len(),
         failed.len(),
         before as f64 / kill.as_secs_f64(),
