@@ -74,7 +74,10 @@
 //! outstanding, whatever their services: the client itself keeps what its
 //! lanes cannot carry yet waiting, in order (a majortomo lane carries one
 //! request at a time, so such a client's requests for another service
-//! wait there, not in the workload).
+//! wait there, not in the workload). It issues each as soon as its window
+//! allows, unless [`SimConfig::client_interval`] paces it: then one every
+//! interval on average, at random times, so that the load on the brokers
+//! is what the applications ask for rather than what the fleet can carry.
 //!
 //! # Cancelling
 //!
@@ -187,6 +190,12 @@ pub struct SimConfig {
     pub client_broker_backoff: Backoff,
     /// Most requests a client's workload keeps outstanding.
     pub client_window: usize,
+    /// How often a client's workload issues a request: each request at a
+    /// random time within `0..=2 × client_interval` after the one before
+    /// (one per interval on average), as an application whose requests
+    /// come from outside, while the window allows. Zero (the default): as
+    /// soon as the window allows, so the workload keeps its window full.
+    pub client_interval: Duration,
     /// The workers' heartbeat interval.
     pub worker_heartbeat: Duration,
     /// The workers' liveness (intervals of silence before they reconnect).
@@ -236,6 +245,7 @@ impl SimConfig {
             client_tries: 3,
             client_broker_backoff: Backoff::default(),
             client_window: 16,
+            client_interval: Duration::ZERO,
             worker_heartbeat: Duration::from_millis(2500),
             worker_liveness: 3,
             backoff: Backoff::default(),
@@ -336,6 +346,8 @@ struct ClientNode {
     issued: u64,
     /// Most requests the workload keeps outstanding.
     window: usize,
+    /// The workload issues its next request no earlier than this.
+    next_issue: Instant,
 }
 
 /// A simulated raw client: one connection, requests pipelined on it.
@@ -430,6 +442,8 @@ pub struct Sim {
     workers: Vec<WorkerNode>,
     /// Draws which workload requests are cancelled, and when.
     cancel_rng: Rng,
+    /// Draws the workloads' intervals ([`SimConfig::client_interval`]).
+    interval_rng: Rng,
     /// Cancels the workloads will make: (when, order) to (client, request).
     cancels: BTreeMap<(Instant, u64), (usize, RequestId)>,
     next_cancel: u64,
@@ -461,6 +475,7 @@ impl Sim {
             raws: Vec::new(),
             workers: Vec::new(),
             cancel_rng: Rng::new(config.seed ^ 0xCA9C_E15E_ED00_0000),
+            interval_rng: Rng::new(config.seed ^ 0x1E7E_0A15_0000_0000),
             cancels: BTreeMap::new(),
             next_cancel: 0,
             net,
@@ -671,7 +686,16 @@ impl Sim {
         debug_assert_eq!(checker_index, i);
         let peers = (0..total).map(|l| self.net.connect(Node::Client(i), client.broker_of(Lane(l)))).collect();
         let window = self.config.client_window;
-        self.clients.push(ClientNode { client, peers, workload: VecDeque::new(), service: None, issued: 0, window });
+        let next_issue = self.now + self.next_interval();
+        self.clients.push(ClientNode {
+            client,
+            peers,
+            workload: VecDeque::new(),
+            service: None,
+            issued: 0,
+            window,
+            next_issue,
+        });
         i
     }
 
@@ -1000,6 +1024,7 @@ impl Sim {
             Due::App(j, b) => self.work(j, b),
             Due::Issue(i) => {
                 if let Some(service) = self.clients[i].workload.pop_front() {
+                    self.clients[i].next_issue = self.now + self.next_interval();
                     match self.issue_now(i, service) {
                         Ok(id) => self.maybe_schedule_cancel(i, id),
                         Err(e) => panic!("client {i}'s workload could not issue a request: {e}"),
@@ -1051,9 +1076,9 @@ impl Sim {
                 consider(slot.job.as_ref().map(|job| job.next_at), Due::App(j, b));
             }
         }
-        for i in 0..self.clients.len() {
+        for (i, c) in self.clients.iter().enumerate() {
             if self.can_issue(i) {
-                consider(Some(self.now), Due::Issue(i));
+                consider(Some(c.next_issue.max(self.now)), Due::Issue(i));
             }
         }
         for (k, r) in self.raws.iter().enumerate() {
@@ -1065,13 +1090,26 @@ impl Sim {
         best
     }
 
-    /// Whether client `i`'s workload issues its next request now. Its
-    /// window is the only limit: the client keeps waiting what its lanes
-    /// cannot carry yet (a majortomo request for another service included,
-    /// which the workload once had to hold back itself).
+    /// Whether client `i`'s workload has a request to issue, now or at its
+    /// next interval. Its window is the only other limit: the client keeps
+    /// waiting what its lanes cannot carry yet (a majortomo request for
+    /// another service included, which the workload once had to hold back
+    /// itself).
     fn can_issue(&self, i: usize) -> bool {
         let c = &self.clients[i];
         !c.workload.is_empty() && c.client.outstanding() < c.window
+    }
+
+    /// The time from a workload's request to its next one: none without
+    /// [`SimConfig::client_interval`] (and then nothing is drawn, so runs
+    /// without it are what they always were).
+    fn next_interval(&mut self) -> Duration {
+        let mean = self.config.client_interval;
+        if mean.is_zero() {
+            Duration::ZERO
+        } else {
+            self.interval_rng.duration(mean * 2)
+        }
     }
 
     fn issue_now(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
