@@ -1046,6 +1046,51 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_of_an_avoided_broker_does_not_count_as_free() {
+        // Two brokers, one lane each. `a` goes to lane 0 (broker 0), `b`
+        // half a second later to lane 1 (broker 1). `a` times out: broker
+        // 0 is avoided (for 0.75 s to 1 s), and `a` waits, though lane 0
+        // carries nothing: the rule must not count it. Then `b` times out
+        // too: with every broker avoided every lane may take requests
+        // again, and both go out.
+        let t0 = Instant::now();
+        let mut checker = Checker::new(t0, 0, 2);
+        checker.panic_on_violation = false;
+        checker.add_client(Dialect::V02, 2, 2);
+        let config = mdp_core::ClientConfig::new(Dialect::V02).with_brokers(2);
+        let timeout = config.timeout;
+        let mut client = Client::new(config, t0).unwrap();
+        let drain = |checker: &mut Checker, client: &mut Client, now: Instant| {
+            while let Some(t) = client.poll_transmit() {
+                checker.client_transmit(now, 0, t.lane, &t.transmit);
+            }
+            while let Some(e) = client.poll_event() {
+                checker.client_event(now, 0, &e, false);
+            }
+            checker.check_client(now, 0, client);
+        };
+        let issue = |checker: &mut Checker, client: &mut Client, now: Instant, tag: &'static [u8]| {
+            let id = client.request(now, echo(), vec![Bytes::from_static(tag)]).unwrap();
+            checker.issued(now, 0, id, echo(), Bytes::from_static(tag));
+            drain(checker, client, now);
+            id
+        };
+        let a = issue(&mut checker, &mut client, t0, b"a");
+        let t1 = t0 + Duration::from_millis(500);
+        issue(&mut checker, &mut client, t1, b"b");
+        client.handle_timeout(t0 + timeout);
+        drain(&mut checker, &mut client, t0 + timeout);
+        assert!(client.is_avoided(0) && !client.is_avoided(1));
+        assert_eq!(checker.lane_of(0, a), None, "a waits");
+        assert_eq!(checker.violations(), &[]);
+        client.handle_timeout(t1 + timeout);
+        drain(&mut checker, &mut client, t1 + timeout);
+        assert!(client.is_avoided(0) && client.is_avoided(1));
+        assert!(checker.lane_of(0, a).is_some(), "a is on the wire again");
+        assert_eq!(checker.violations(), &[]);
+    }
+
+    #[test]
     fn a_cancel_without_a_reconnect_is_caught() {
         let (mut checker, mut client, ids, t0) = setup(1, 1, &[b"a"], |l| l);
         assert!(client.cancel(t0, ids[0]));
