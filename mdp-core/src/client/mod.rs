@@ -129,10 +129,11 @@ impl ServiceState {
 /// answer out of order.
 ///
 /// * A new request goes to a lane with nothing on the wire for its service,
-///   the least loaded first (fewest requests on the wire; the lowest lane on
-///   a tie). If every lane has one for that service, it waits in the client,
-///   behind the others waiting for that service, and goes out when a lane
-///   frees up. So a client with `L` lanes has up to `L` requests per service
+///   the least loaded first (fewest requests on the wire; on a tie, the
+///   first after the lane taken last, so lanes take requests in turn). If
+///   every lane has one for that service, it waits in the client, behind
+///   the others waiting for that service, and goes out when a lane frees
+///   up. So a client with `L` lanes has up to `L` requests per service
 ///   being served at once, and requests for different services go out side
 ///   by side.
 /// * PARTIALs become [`ClientEvent::Partial`]s of the matched request; the
@@ -169,10 +170,11 @@ impl ServiceState {
 /// try), so that its late reply can never be taken for the answer to a
 /// later request; then the next waiting request goes out.
 ///
-/// Each request sent gets a fresh deadline. A resent request whose PARTIALs
-/// were already delivered is announced with [`ClientEvent::Restarted`]: the
-/// parts delivered so far must be thrown away, because the answer starts
-/// again from its first part.
+/// Each request sent gets a fresh deadline. A request resent (or, with
+/// several brokers, taken off its lane to be sent again elsewhere) whose
+/// PARTIALs were already delivered is announced with
+/// [`ClientEvent::Restarted`]: the parts delivered so far must be thrown
+/// away, because the answer starts again from its first part.
 ///
 /// Failing or cancelling a request on the wire always comes with a
 /// reconnect, so its late reply can never arrive and be taken for the reply
