@@ -63,8 +63,10 @@
 //!   requests that go again leave the lane to wait, and go out (their
 //!   services in the lane's order) on lanes of brokers not avoided. A reply
 //!   or PARTIAL from a broker ends its avoidance and resets its count; a
-//!   backoff's end (a `handle_timeout` deadline too) lets what waits go out,
-//!   oldest first, before any lane's timeout is handled;
+//!   backoff's end (a `handle_timeout` deadline too) puts the broker on
+//!   probation (one request on the wire to it at a time, until it answers)
+//!   and lets what waits go out, oldest first, before any lane's timeout is
+//!   handled;
 //! * `cancel` returns whether the id was outstanding; a waiting request just
 //!   goes; one on the wire replaces its lane (the others on it are resent
 //!   using no try), then the next waiting request for its slot goes out;
@@ -374,6 +376,9 @@ struct Health {
     /// Failures since its last reply.
     failures: u32,
     avoided: bool,
+    /// Its backoff ended and it has not answered since: one request at a
+    /// time.
+    probation: bool,
     /// When its avoidance ends (never, if too far away for `Instant`).
     until: Option<Instant>,
 }
@@ -414,7 +419,12 @@ impl Model {
     /// is not avoided, or every broker is.
     fn usable(&self, lane: usize) -> bool {
         let every = self.brokers.iter().all(|b| b.avoided);
-        every || !self.brokers[lane % self.brokers.len()].avoided
+        let n = self.brokers.len();
+        let broker = lane % n;
+        let h = self.brokers[broker];
+        let on_wire: usize = (0..self.wire.len()).filter(|l| l % n == broker).map(|l| self.wire[l].len()).sum();
+        let busy_probe = h.probation && on_wire > 0;
+        every || !(h.avoided || busy_probe)
     }
 
     /// The lane a request for `service` may go on now: one with nothing on
@@ -452,15 +462,16 @@ impl Model {
         let h = &mut self.brokers[broker];
         h.failures = h.failures.saturating_add(1);
         h.avoided = true;
+        h.probation = false;
         h.until = self.latest.checked_add(delay);
     }
 
     /// A reply or PARTIAL came on `lane`: its broker is up.
     fn broker_answered(&mut self, lane: usize) {
         let broker = lane % self.brokers.len();
-        let was_avoided = self.brokers[broker].avoided;
+        let was_limited = self.brokers[broker].avoided || self.brokers[broker].probation;
         self.brokers[broker] = Health::default();
-        if was_avoided {
+        if was_limited {
             self.send_all_waiting();
         }
     }
@@ -679,6 +690,7 @@ impl Model {
         ended.sort();
         for (_, b) in ended {
             self.brokers[b].avoided = false;
+            self.brokers[b].probation = true;
             self.brokers[b].until = None;
             self.send_all_waiting();
         }
@@ -929,6 +941,7 @@ impl Harness {
         assert_eq!(self.client.lane_count(), lanes, "lane_count()");
         for (b, h) in model.brokers.iter().enumerate() {
             assert_eq!(self.client.is_avoided(b), h.avoided, "is_avoided({b})");
+            assert_eq!(self.client.is_on_probation(b), h.probation, "is_on_probation({b})");
         }
         for l in 0..lanes {
             assert_eq!(self.client.broker_of(Lane(l)), l % model.brokers.len(), "broker_of({l})");
@@ -952,8 +965,17 @@ impl Harness {
         // every broker is).
         let brokers = model.brokers.len();
         let every_avoided = (0..brokers).all(|b| self.client.is_avoided(b));
-        let usable: Vec<usize> =
-            (0..lanes).filter(|&l| every_avoided || !self.client.is_avoided(self.client.broker_of(Lane(l)))).collect();
+        let on_wire_at = |broker: usize| {
+            let lane_of = |p: &Pending| self.client.lane_of(p.id);
+            model.pending.iter().filter_map(lane_of).filter(|l| self.client.broker_of(*l) == broker).count()
+        };
+        let usable: Vec<usize> = (0..lanes)
+            .filter(|&l| {
+                let broker = self.client.broker_of(Lane(l));
+                let probing = self.client.is_on_probation(broker) && on_wire_at(broker) > 0;
+                every_avoided || !(self.client.is_avoided(broker) || probing)
+            })
+            .collect();
         let key = |p: &Pending| if model.majortomo() { Bytes::new() } else { p.service.clone() };
         let mut slots = HashSet::new();
         for p in &model.pending {

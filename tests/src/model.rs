@@ -21,8 +21,10 @@
 //!   lanes go to different brokers ([`Client::broker_of`]), and a request
 //!   that times out on one may be sent again on a lane of another. A lane
 //!   "could take" a waiting request only if the client does not avoid its
-//!   broker ([`Client::is_avoided`]), or avoids every broker (then every
-//!   lane may take requests again);
+//!   broker ([`Client::is_avoided`]) and, if the broker is on probation
+//!   ([`Client::is_on_probation`]), has no request on the wire to it, or if
+//!   the client avoids every broker (then every lane may take requests
+//!   again);
 //! * replies per (client, lane, service) come in request order, among
 //!   requests only ever sent on that lane. For a one-lane client that is the
 //!   old rule, replies per (client, service) in request order: it holds
@@ -55,6 +57,7 @@
 //!
 //! [`Client::broker_of`]: mdp_core::Client::broker_of
 //! [`Client::is_avoided`]: mdp_core::Client::is_avoided
+//! [`Client::is_on_probation`]: mdp_core::Client::is_on_probation
 //! [`Client::lane_of`]: mdp_core::Client::lane_of
 //! [`Client::on_wire`]: mdp_core::Client::on_wire
 //! [`Client::outstanding`]: mdp_core::Client::outstanding
@@ -619,9 +622,17 @@ impl Checker {
             }
         }
         // Whether lane `l` may take requests at all: the client avoids a
-        // broker that failed lately, unless it avoids every broker.
+        // broker that failed lately, unless it avoids every broker, and
+        // sends one request at a time to a broker on probation.
         let every_avoided = (0..core.config().brokers).all(|b| core.is_avoided(b));
-        let usable = |l: usize| every_avoided || !core.is_avoided(core.broker_of(Lane(l)));
+        let on_wire_at = |b: usize| -> usize {
+            (0..c.wire.len()).filter(|&l| core.broker_of(Lane(l)) == b).map(|l| c.wire[l].len()).sum()
+        };
+        let usable = |l: usize| {
+            let b = core.broker_of(Lane(l));
+            let busy_probe = core.is_on_probation(b) && on_wire_at(b) > 0;
+            every_avoided || !(core.is_avoided(b) || busy_probe)
+        };
         let mut on_wire = 0;
         for (&id, o) in &c.outstanding {
             let lane = c.lane_of(id);
@@ -636,7 +647,7 @@ impl Checker {
                 if let Some(free) = (0..c.wire.len()).find(|&l| usable(l) && c.lane_takes(l, &o.service)) {
                     return Err(format!(
                         "client {client}: {id} for {:?} waits in the client, though lane {free} could take it \
-                         (its broker {} not avoided)",
+                         (its broker {} neither avoided nor busy with a probe)",
                         o.service,
                         core.broker_of(Lane(free))
                     ));
@@ -1049,7 +1060,7 @@ mod tests {
     fn a_lane_of_an_avoided_broker_does_not_count_as_free() {
         // Two brokers, one lane each. `a` goes to lane 0 (broker 0), `b`
         // half a second later to lane 1 (broker 1). `a` times out: broker
-        // 0 is avoided (for 0.75 s to 1 s), and `a` waits, though lane 0
+        // 0 is avoided (for 1.875 s to 2.5 s), and `a` waits, though lane 0
         // carries nothing: the rule must not count it. Then `b` times out
         // too: with every broker avoided every lane may take requests
         // again, and both go out.

@@ -243,7 +243,7 @@ impl SimConfig {
             broker: BrokerConfig::default(),
             client_timeout: Duration::from_millis(2500),
             client_tries: 3,
-            client_broker_backoff: Backoff::default(),
+            client_broker_backoff: ClientConfig::new(Dialect::V02).broker_backoff,
             client_window: 16,
             client_interval: Duration::ZERO,
             worker_heartbeat: Duration::from_millis(2500),

@@ -199,10 +199,14 @@ impl ServiceState {
 /// for their service; they wait in the client if those lanes are busy with
 /// their service. While any broker is not avoided, no request goes to one
 /// that is; if every broker is avoided, every lane may take requests again.
+/// When the backoff ends the broker is on probation
+/// ([`Client::is_on_probation`]): it takes one request at a time until it
+/// answers one, so a broker still dead costs one request a timeout.
 /// Requests already on other lanes of a failed broker stay there until
 /// their own deadlines. The backoff ends with its timer
 /// ([`ClientTimer::BrokerBackoff`]) or with a reply from the broker; each
-/// failure in a row doubles it, up to its `max`, and a reply resets it.
+/// failure in a row doubles it, up to its `max`, and a reply resets it and
+/// ends any probation.
 /// Matching stays exact: each lane is one connection to one broker.
 ///
 /// With one broker (the default) a failed lane's requests are resent on
