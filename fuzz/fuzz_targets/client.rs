@@ -61,7 +61,9 @@
 //!   its broker (lane `l` is on broker `l % brokers`): it is avoided for
 //!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row, and the
 //!   requests that go again leave the lane to wait, and go out (their
-//!   services in the lane's order) on lanes of brokers not avoided. A reply
+//!   services in the lane's order) on lanes of brokers not avoided; if that
+//!   failure leaves every broker avoided, what waits for any service goes
+//!   out next, oldest first, on any lane. A reply
 //!   or PARTIAL from a broker ends its avoidance and resets its count; a
 //!   backoff's end (a `handle_timeout` deadline too) puts the broker on
 //!   probation (one request on the wire to it at a time, until it answers)
@@ -69,7 +71,9 @@
 //!   handled;
 //! * `cancel` returns whether the id was outstanding; a waiting request just
 //!   goes; one on the wire replaces its lane (the others on it are resent
-//!   using no try), then the next waiting request for its slot goes out;
+//!   using no try), then the next waiting request for its slot goes out,
+//!   and if its broker is on probation what waits for any service may go
+//!   out after it, oldest first;
 //!   queued events naming it are purged, also when it had ended already (a
 //!   queued `Reply` or `Failed` of it is dropped);
 //! * `poll_timeout()` is the earliest deadline of a request on the wire,
@@ -595,6 +599,9 @@ impl Model {
         for service in moved {
             self.freed(&service);
         }
+        if fail_over && self.brokers.iter().all(|b| b.avoided) {
+            self.send_all_waiting();
+        }
     }
 
     fn request(&mut self, service: Bytes, body: Multipart) -> Option<ClientUsageError> {
@@ -711,6 +718,9 @@ impl Model {
             self.reconnect(lane, Cause::Cancelled);
         }
         self.freed(&p.service);
+        if p.lane.is_some_and(|lane| self.brokers[lane % self.brokers.len()].probation) {
+            self.send_all_waiting();
+        }
         true
     }
 

@@ -108,7 +108,7 @@ impl Client {
     /// first: each time, the oldest request at the front of its service's
     /// queue for which a lane is free. (Ids, not the map's order, decide,
     /// so the order is the same on every run and platform.)
-    fn send_all_waiting(&mut self, now: Instant) {
+    pub(super) fn send_all_waiting(&mut self, now: Instant) {
         loop {
             let placeable = self.services.iter().filter_map(|(name, state)| {
                 let id = *state.waiting.front()?;

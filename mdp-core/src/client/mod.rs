@@ -384,6 +384,11 @@ impl Client {
             self.reconnect(now, lane, Resend::Cancelled);
         }
         self.after_freed(now, &service);
+        if lane.is_some_and(|lane| self.is_on_probation(self.broker_index(lane))) {
+            // It may have been the probe of a broker on probation, which
+            // may now take a request for any service.
+            self.send_all_waiting(now);
+        }
         true
     }
 
