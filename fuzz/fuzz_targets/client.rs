@@ -59,7 +59,8 @@
 //!   the wire only `Reconnect`; on a lane the client does not have, nothing;
 //! * with several brokers, a timeout or lost connection of a lane also fails
 //!   its broker (lane `l` is on broker `l % brokers`): it is avoided for
-//!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row, and the
+//!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row (a failure
+//!   while it is avoided does not count and changes nothing), and the
 //!   requests that go again leave the lane to wait, and go out (their
 //!   services in the lane's order) on lanes of brokers not avoided; if that
 //!   failure leaves every broker avoided, what waits for any service goes
@@ -462,6 +463,9 @@ impl Model {
     /// `lane`'s broker failed at the latest `now`.
     fn broker_failed(&mut self, lane: usize) {
         let broker = lane % self.brokers.len();
+        if self.brokers[broker].avoided {
+            return;
+        }
         let delay = self.backoff(self.brokers[broker].failures);
         let h = &mut self.brokers[broker];
         h.failures = h.failures.saturating_add(1);

@@ -271,3 +271,18 @@ fn a_broker_on_probation_takes_one_request_at_a_time_until_it_answers() {
     let (sent, _) = drain(&mut c);
     assert_eq!(sent.iter().filter(|(lane, _)| lane % 2 == 1).count(), 2, "{sent:?}");
 }
+
+#[test]
+fn one_death_seen_on_several_lanes_is_one_failure() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V02).with_brokers(2).with_lanes(3);
+    config.broker_backoff.jitter = 0.0;
+    config.broker_backoff.initial = BACKOFF;
+    let mut c = Client::new(config, t0).unwrap();
+    // Broker 0's three lanes (0, 2, 4) all lose their connections.
+    for lane in [0, 2, 4] {
+        c.handle_connection_lost(t0, Lane(lane));
+    }
+    drain(&mut c);
+    assert_eq!(c.next_timer(), Some((t0 + BACKOFF, ClientTimer::BrokerBackoff(0))), "not doubled per lane");
+}

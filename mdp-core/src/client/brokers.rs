@@ -66,10 +66,16 @@ impl Client {
         self.config.brokers > 1
     }
 
-    /// `lane`'s broker failed: avoid it for its next backoff.
+    /// `lane`'s broker failed: avoid it for its next backoff. A broker
+    /// already avoided stays so, its backoff unchanged: one death seen on
+    /// several lanes (each connection lost, each request timing out) is one
+    /// failure, not one per lane.
     pub(super) fn broker_failed(&mut self, now: Instant, lane: usize) {
         let broker = self.broker_index(lane);
         let health = &mut self.health[broker];
+        if health.avoided {
+            return;
+        }
         let delay = self.config.broker_backoff.delay(health.failures, &mut self.rng);
         health.failures = health.failures.saturating_add(1);
         health.avoided = true;

@@ -205,8 +205,9 @@ impl ServiceState {
 /// Requests already on other lanes of a failed broker stay there until
 /// their own deadlines. The backoff ends with its timer
 /// ([`ClientTimer::BrokerBackoff`]) or with a reply from the broker; each
-/// failure in a row doubles it, up to its `max`, and a reply resets it and
-/// ends any probation.
+/// failure in a row doubles it, up to its `max` (a failure seen while the
+/// broker is avoided, on another of its lanes, does not count), and a reply
+/// resets it and ends any probation.
 /// Matching stays exact: each lane is one connection to one broker.
 ///
 /// With one broker (the default) a failed lane's requests are resent on
