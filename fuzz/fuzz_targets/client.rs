@@ -53,23 +53,28 @@
 //!   deadline uses a try and fails if it has none left (`Timeout` with one
 //!   try, else `RetriesExhausted`), and then the next waiting request for its
 //!   slot goes out; the others on the lane are resent using no try, with
-//!   `Restarted` if parts of them were delivered. Other lanes are untouched;
+//!   `Restarted` if parts of them were delivered. With one broker, other
+//!   lanes are untouched;
 //! * a lost connection does the same to its lane at once, every request on
 //!   it using a try (failing as `ConnectionLost`); on a lane with nothing on
 //!   the wire only `Reconnect`; on a lane the client does not have, nothing;
 //! * with several brokers, a timeout or lost connection of a lane also fails
 //!   its broker (lane `l` is on broker `l % brokers`): it is avoided for
 //!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row (a failure
-//!   while it is avoided does not count and changes nothing), and the
-//!   requests that go again leave the lane to wait, and go out (their
-//!   services in the lane's order) on lanes of brokers not avoided; if that
-//!   failure leaves every broker avoided, what waits for any service goes
-//!   out next, oldest first, on any lane. A reply
-//!   or PARTIAL from a broker ends its avoidance and resets its count; a
-//!   backoff's end (a `handle_timeout` deadline too) puts the broker on
-//!   probation (one request on the wire to it at a time, until it answers)
-//!   and lets what waits go out, oldest first, before any lane's timeout is
-//!   handled;
+//!   while it is avoided does not count and changes nothing). The requests
+//!   that go again leave the lane to wait, and so do those on the broker's
+//!   other lanes that carry any (each replaced after it, in order, a request
+//!   using a try only if its own deadline passed); then they go out (their
+//!   services in the order they left) on lanes of brokers not avoided,
+//!   preferring a broker other than the one they left, and, when every
+//!   broker is avoided, the one whose backoff ends first. If the failure
+//!   leaves every broker avoided, what waits for any service goes out next,
+//!   oldest first, on any lane. A reply or PARTIAL from a broker ends its
+//!   avoidance and resets its count (for a FINAL, before its slot is given
+//!   out); a backoff's end (a `handle_timeout` deadline too) puts the broker
+//!   on probation (one request on the wire to it at a time, until it
+//!   answers) and lets what waits go out, oldest first, before any lane's
+//!   timeout is handled;
 //! * `cancel` returns whether the id was outstanding; a waiting request just
 //!   goes; one on the wire replaces its lane (the others on it are resent
 //!   using no try), then the next waiting request for its slot goes out,
@@ -362,6 +367,8 @@ struct Pending {
     deadline: Option<Instant>,
     /// Whether PARTIALs of the current send were delivered.
     parts: bool,
+    /// The broker it last left because that broker failed.
+    failed_on: Option<usize>,
 }
 
 /// Why a lane is replaced.
@@ -433,10 +440,19 @@ impl Model {
     }
 
     /// The lane a request for `service` may go on now: one with nothing on
-    /// the wire for it (majortomo: nothing at all) whose broker is usable,
-    /// the least loaded, and of those the first from the cursor on.
-    fn free_lane(&self, service: &Bytes) -> Option<usize> {
+    /// the wire for it (majortomo: nothing at all) whose broker is usable;
+    /// of those, one not on `failed_on` (the broker the request last left),
+    /// then, if every broker is avoided, one on the broker whose backoff ends
+    /// first (never last), then the least loaded, then the first from the
+    /// cursor on.
+    fn free_lane(&self, service: &Bytes, failed_on: Option<usize>) -> Option<usize> {
         let n = self.wire.len();
+        let every = self.brokers.iter().all(|b| b.avoided);
+        let rank = |l: usize| {
+            let broker = l % self.brokers.len();
+            let ends = if every { self.brokers[broker].until } else { None };
+            (Some(broker) == failed_on, every && ends.is_none(), ends, self.wire[l].len())
+        };
         (0..n)
             .map(|k| (self.cursor + k) % n)
             .filter(|&l| {
@@ -447,7 +463,7 @@ impl Model {
                 }
             })
             .filter(|&l| self.usable(l))
-            .min_by_key(|&l| self.wire[l].len())
+            .min_by_key(|&l| rank(l))
     }
 
     /// The delay after `failures` failures in a row (no jitter).
@@ -491,7 +507,9 @@ impl Model {
             let next = (0..self.pending.len()).find_map(|i| {
                 let p = &self.pending[i];
                 let first = self.pending[..i].iter().all(|o| o.lane.is_some() || o.service != p.service);
-                (p.lane.is_none() && first).then(|| self.free_lane(&p.service).map(|lane| (i, lane))).flatten()
+                (p.lane.is_none() && first)
+                    .then(|| self.free_lane(&p.service, p.failed_on).map(|lane| (i, lane)))
+                    .flatten()
             });
             let Some((index, lane)) = next else { return };
             self.send(index, lane);
@@ -536,7 +554,8 @@ impl Model {
     /// take them.
     fn freed(&mut self, service: &Bytes) {
         while let Some(index) = self.oldest_waiting(service) {
-            let Some(lane) = self.free_lane(&self.pending[index].service.clone()) else { break };
+            let (service, failed_on) = (self.pending[index].service.clone(), self.pending[index].failed_on);
+            let Some(lane) = self.free_lane(&service, failed_on) else { break };
             self.send(index, lane);
         }
     }
@@ -558,13 +577,36 @@ impl Model {
     /// go out wherever a lane takes them (their services in the lane's
     /// order).
     fn reconnect(&mut self, lane: usize, cause: Cause) {
-        self.transmits.push(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
         let fail_over = !matches!(cause, Cause::Cancelled) && self.brokers.len() > 1;
-        if fail_over {
-            self.broker_failed(lane);
+        if !fail_over {
+            self.replace_lane(lane, cause, false);
+            return;
         }
+        self.broker_failed(lane);
+        let n = self.brokers.len();
+        let others: Vec<usize> =
+            (0..self.wire.len()).filter(|&o| o != lane && o % n == lane % n && !self.wire[o].is_empty()).collect();
+        let mut moved = self.replace_lane(lane, cause, true);
+        for other in others {
+            moved.extend(self.replace_lane(other, Cause::Timeout(self.latest), true));
+        }
+        for service in moved {
+            self.freed(&service);
+        }
+        if self.brokers.iter().all(|b| b.avoided) {
+            self.send_all_waiting();
+        }
+    }
+
+    /// `Reconnect` for `lane`, then each request on it, in the lane's order,
+    /// fails (a waiting request takes its slot at once) or goes again: in
+    /// place, or (`fail_over`) off the lane to wait; returns the services of
+    /// those that left.
+    fn replace_lane(&mut self, lane: usize, cause: Cause, fail_over: bool) -> Vec<Bytes> {
+        self.transmits.push(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
         let mut moved = Vec::new();
         let tries = self.config.tries;
+        let broker = lane % self.brokers.len();
         for id in self.wire[lane].clone() {
             let index = self.index(id).expect("a request on a lane is outstanding");
             let p = &mut self.pending[index];
@@ -594,18 +636,14 @@ impl Model {
             if fail_over {
                 p.lane = None;
                 p.deadline = None;
+                p.failed_on = Some(broker);
                 moved.push(p.service.clone());
                 self.wire[lane].retain(|other| *other != id);
             } else {
                 self.transmit(index);
             }
         }
-        for service in moved {
-            self.freed(&service);
-        }
-        if fail_over && self.brokers.iter().all(|b| b.avoided) {
-            self.send_all_waiting();
-        }
+        moved
     }
 
     fn request(&mut self, service: Bytes, body: Multipart) -> Option<ClientUsageError> {
@@ -631,9 +669,10 @@ impl Model {
             lane: None,
             deadline: None,
             parts: false,
+            failed_on: None,
         });
         if !behind {
-            if let Some(lane) = self.free_lane(&service) {
+            if let Some(lane) = self.free_lane(&service, None) {
                 self.send(self.pending.len() - 1, lane);
             }
         }
@@ -681,13 +720,16 @@ impl Model {
         let index = self.index(id).expect("a request on a lane is outstanding");
         if last {
             self.events.push(ClientEvent::Reply { id, body });
+            // The broker is up before the freed slot is given out.
+            self.broker_answered(lane);
+            let index = self.index(id).expect("answered, not yet removed");
             let p = self.remove(index);
             self.freed(&p.service);
         } else {
             self.pending[index].parts = true;
             self.events.push(ClientEvent::Partial { id, body });
+            self.broker_answered(lane);
         }
-        self.broker_answered(lane);
     }
 
     /// What `handle_timeout(now)` must do: end every backoff due (earliest
@@ -1003,6 +1045,15 @@ impl Harness {
                 let busy = usable.iter().filter(|l| slots.contains(&(**l, key(p)))).count();
                 assert_eq!(busy, usable.len(), "{} waits for {:?} while a lane is free for it", p.id, p.service);
             }
+        }
+        // Liveness: a request that waits in the client has something to
+        // wait for, a request on the wire (whose answer or timeout frees a
+        // slot) or a deadline.
+        if model.pending.iter().any(|p| p.lane.is_none()) {
+            assert!(
+                on_wire > 0 || self.client.poll_timeout().is_some(),
+                "requests wait in the client with nothing on the wire and no deadline"
+            );
         }
         let earliest = model.earliest_deadline();
         assert_eq!(self.client.poll_timeout(), earliest.map(|d| d.max(model.latest)), "poll_timeout()");

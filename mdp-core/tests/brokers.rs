@@ -211,13 +211,14 @@ fn tries_count_across_brokers() {
 }
 
 #[test]
-fn requests_on_other_lanes_of_a_failed_broker_stay_until_their_own_deadline() {
+fn when_a_broker_fails_the_requests_on_its_other_lanes_move_too_at_no_cost() {
     let t0 = Instant::now();
     let mut config = ClientConfig::new(Dialect::V02).with_brokers(2).with_lanes(2);
     config.broker_backoff.jitter = 0.0;
     config.broker_backoff.initial = BACKOFF;
+    config.tries = 2;
     let mut c = Client::new(config, t0).unwrap();
-    // Lanes 0 and 2 are on broker 0.
+    // Lanes 0 and 2 are on broker 0, 1 and 3 on broker 1.
     let first = ask(&mut c, t0, b"echo");
     let t1 = t0 + Duration::from_millis(100);
     let second = ask(&mut c, t1, b"echo");
@@ -227,9 +228,27 @@ fn requests_on_other_lanes_of_a_failed_broker_stay_until_their_own_deadline() {
     assert_eq!(c.lane_of(second), Some(Lane(1)));
     assert_eq!(c.lane_of(third), Some(Lane(2)));
     c.handle_timeout(t0 + TIMEOUT);
-    // `first` leaves broker 0; lane 3 (broker 1) is free for it.
-    assert_eq!(drain(&mut c).0, [(0, None), (3, Some(b(b"echo")))]);
-    assert_eq!(c.lane_of(third), Some(Lane(2)), "not timed out yet: it stays");
+    // `first` timed out: broker 0 failed. It leaves lane 0 for lane 3 (broker
+    // 1); `third`, on broker 0's other lane, has nowhere to go yet (broker
+    // 1's lanes both carry "echo"), so it waits, and lane 2 is replaced.
+    assert_eq!(drain(&mut c).0, [(0, None), (2, None), (3, Some(b(b"echo")))]);
+    assert_eq!(c.lane_of(first), Some(Lane(3)));
+    assert_eq!(c.lane_of(third), None, "moved off the failed broker, waiting");
+    // `third` used no try: when `second` is answered it takes lane 1, and
+    // a later timeout there is its first.
+    c.handle_message(t0 + TIMEOUT, Lane(1), final_for(b"echo"));
+    let (sent, events) = drain(&mut c);
+    assert!(matches!(events[..], [ClientEvent::Reply { id, .. }] if id == second));
+    assert_eq!(sent, [(1, Some(b(b"echo")))]);
+    assert_eq!(c.lane_of(third), Some(Lane(1)));
+    let t2 = t0 + TIMEOUT;
+    c.handle_timeout(t2 + TIMEOUT);
+    let (_, events) = drain(&mut c);
+    assert!(
+        !events.iter().any(|e| matches!(e, ClientEvent::Failed { id, .. } if *id == third)),
+        "third has a try left: {events:?}"
+    );
+    assert!(c.is_outstanding(third));
 }
 
 #[test]

@@ -364,7 +364,7 @@ fn mdp_worker_serves_two_brokers_and_outlives_one() {
 
 /// Failover over real processes: two `mdp-broker`s, one `mdp worker echo`
 /// registered with both, and a library client of both
-/// (`Client::connect_many`, 2 lanes per broker, 300 ms timeout, the
+/// (`Client::connect_many`, 2 lanes per broker, 1 s timeout, the
 /// default 3 tries) keeping 8 requests outstanding, each with a body of its
 /// own. One broker is SIGKILLed mid-run (no DISCONNECT to anyone). With one
 /// broker left and 3 tries, every request must be answered, each with its
@@ -396,7 +396,11 @@ fn a_client_of_two_brokers_loses_nothing_when_one_is_killed() {
     }
 
     let mut config = ClientConfig::new(Dialect::V01).with_lanes(2);
-    config.timeout = Duration::from_millis(300);
+    // Long enough that a stall of the loaded machine at B does not make B
+    // look dead too (the lost connection at the kill has used one of the
+    // tries of the requests at A already); short enough that A's probe
+    // after its backoff times out before the run ends.
+    config.timeout = Duration::from_secs(1);
     let mut client = Client::connect_many(&[&a, &b], config).unwrap();
     // Each request's body and when it was sent, from the start.
     let mut sent: HashMap<RequestId, (Bytes, Duration)> = HashMap::new();

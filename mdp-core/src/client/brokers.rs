@@ -55,6 +55,12 @@ impl Client {
         self.lanes.iter().skip(broker).step_by(self.config.brokers).map(Vec::len).sum()
     }
 
+    /// When `broker`'s backoff ends; `None` if it is not avoided, or its
+    /// backoff is too long for `Instant`.
+    pub(super) fn backoff_end(&self, broker: usize) -> Option<std::time::Instant> {
+        self.timers.get(ClientTimer::BrokerBackoff(broker))
+    }
+
     /// Whether every broker is avoided (then none is).
     pub(super) fn every_broker_avoided(&self) -> bool {
         self.health.iter().all(|h| h.avoided)
@@ -118,7 +124,8 @@ impl Client {
         loop {
             let placeable = self.services.iter().filter_map(|(name, state)| {
                 let id = *state.waiting.front()?;
-                self.free_lane(state).map(|_| (id, name))
+                let failed_on = self.pending.get(&id).and_then(|p| p.failed_on);
+                self.free_lane(state, failed_on).map(|_| (id, name))
             });
             let Some((_, service)) = placeable.min_by_key(|(id, _)| *id) else { return };
             let service = service.clone();

@@ -27,17 +27,24 @@ impl Client {
 
     /// The lane a request for a service in `state` may go on now: one with
     /// nothing on the wire for it (in the majortomo dialect, nothing at
-    /// all) whose broker is not avoided (`brokers`), the least loaded
-    /// first, and of those the first from the cursor on.
-    pub(super) fn free_lane(&self, state: &ServiceState) -> Option<usize> {
+    /// all) whose broker may take it (`brokers`). Of those: a lane not on
+    /// `failed_on`, the broker the request just left, if there is one; when
+    /// every broker is avoided, one on the broker whose backoff ends first;
+    /// the least loaded; and the first from the cursor on.
+    pub(super) fn free_lane(&self, state: &ServiceState, failed_on: Option<usize>) -> Option<usize> {
         let majortomo = self.config.dialect == Dialect::Majortomo;
         let every_avoided = self.every_broker_avoided();
         let n = self.lanes.len();
+        let rank = |lane: usize| {
+            let broker = self.broker_index(lane);
+            let ends = if every_avoided { self.backoff_end(broker) } else { None };
+            (Some(broker) == failed_on, ends.is_none() && every_avoided, ends, self.lanes[lane].len())
+        };
         (0..n)
             .map(|k| (self.cursor + k) % n)
             .filter(|&lane| state.on_lane[lane].is_none() && (!majortomo || self.lanes[lane].is_empty()))
             .filter(|&lane| self.lane_usable(lane, every_avoided))
-            .min_by_key(|&lane| self.lanes[lane].len())
+            .min_by_key(|&lane| rank(lane))
     }
 
     /// Sends the requests waiting for `service` while a lane can take them.
@@ -49,7 +56,9 @@ impl Client {
     /// it; returns whether it went.
     pub(super) fn send_next(&mut self, now: Instant, service: &Bytes) -> bool {
         let Some(state) = self.services.get(service) else { return false };
-        let (Some(&id), Some(lane)) = (state.waiting.front(), self.free_lane(state)) else { return false };
+        let Some(&id) = state.waiting.front() else { return false };
+        let failed_on = self.pending.get(&id).and_then(|p| p.failed_on);
+        let Some(lane) = self.free_lane(state, failed_on) else { return false };
         if let Some(state) = self.services.get_mut(service) {
             state.waiting.pop_front();
             state.on_lane[lane] = Some(id);
@@ -103,13 +112,38 @@ impl Client {
     /// broker a resend keeps its place on the lane. With several, a timeout
     /// or a lost connection is a failure of the lane's broker: it is avoided
     /// (`brokers`), and the requests leave the lane to be placed again,
-    /// ahead of those that wait, on a lane of another broker.
+    /// ahead of those that wait, on a lane of another broker; then so do
+    /// those on the broker's other lanes (each of which is replaced too),
+    /// using a try only if their own deadline passed.
     pub(super) fn reconnect(&mut self, now: Instant, lane: usize, why: Resend) {
-        self.shell.transmit(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
-        let fail_over = why != Resend::Cancelled && self.fails_over();
-        if fail_over {
-            self.broker_failed(now, lane);
+        if why == Resend::Cancelled || !self.fails_over() {
+            self.replace_lane(now, lane, why, false);
+            return;
         }
+        self.broker_failed(now, lane);
+        let broker = self.broker_index(lane);
+        let others: Vec<usize> = (0..self.lanes.len())
+            .filter(|&other| other != lane && self.broker_index(other) == broker && !self.lanes[other].is_empty())
+            .collect();
+        let mut moved = self.replace_lane(now, lane, why, true);
+        for other in others {
+            moved.extend(self.replace_lane(now, other, Resend::Timeout, true));
+        }
+        for service in moved {
+            self.after_freed(now, &service);
+        }
+        if self.every_broker_avoided() {
+            // The last broker not avoided just failed: every lane may take
+            // requests again, so what waits for any service may go out.
+            self.send_all_waiting(now);
+        }
+    }
+
+    /// `Reconnect` for `lane`, then each request on it is retried: resent in
+    /// place, or (`fail_over`) taken off the lane; returns the services of
+    /// those taken off.
+    fn replace_lane(&mut self, now: Instant, lane: usize, why: Resend, fail_over: bool) -> Vec<Bytes> {
+        self.shell.transmit(ClientTransmit { lane: Lane(lane), transmit: PeerTransmit::Reconnect });
         let on_lane = self.lanes[lane].clone();
         let mut moved = Vec::new();
         for id in on_lane {
@@ -117,14 +151,7 @@ impl Client {
                 moved.extend(self.take_off_lane(id));
             }
         }
-        for service in moved {
-            self.after_freed(now, &service);
-        }
-        if fail_over && self.every_broker_avoided() {
-            // The last broker not avoided just failed: every lane may take
-            // requests again, so what waits for any service may go out.
-            self.send_all_waiting(now);
-        }
+        moved
     }
 
     /// After a reconnect: fail `id` if this send used a try (it timed out,
@@ -170,6 +197,7 @@ impl Client {
     fn take_off_lane(&mut self, id: RequestId) -> Option<Bytes> {
         let p = self.pending.get_mut(&id)?;
         let lane = p.lane.take()?;
+        p.failed_on = Some(lane % self.config.brokers);
         self.timers.clear(ClientTimer::RequestTimeout(id));
         self.lanes[lane].retain(|&other| other != id);
         let state = self.services.get_mut(&p.service)?;

@@ -20,7 +20,7 @@ use crate::codec::{BrokerCommand, Dialect, Multipart};
 use crate::config::ConfigError;
 use crate::hash::{Map, Seeded};
 use crate::shell::{Shell, Unreadable};
-use crate::time::TimerTable;
+use crate::time::{passed, TimerTable};
 use crate::{PeerTransmit, SplitMix64};
 
 /// One of a client's connections to the broker: `Lane(0)` to
@@ -77,6 +77,9 @@ struct Pending {
     lane: Option<usize>,
     /// Whether PARTIALs of the current send were delivered.
     parts_delivered: bool,
+    /// The broker it last left because that broker failed: it is placed
+    /// elsewhere if it can be.
+    failed_on: Option<usize>,
 }
 
 /// Requests for one service, on the wire and waiting.
@@ -355,7 +358,8 @@ impl Client {
         self.check_request(&service, &body)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let pending = Pending { service: service.clone(), body, tries: 1, lane: None, parts_delivered: false };
+        let pending =
+            Pending { service: service.clone(), body, tries: 1, lane: None, parts_delivered: false, failed_on: None };
         self.pending.insert(id, pending);
         let lanes = self.lanes.len();
         let state = self
@@ -426,7 +430,12 @@ impl Client {
         lanes.sort_unstable();
         lanes.dedup();
         for lane in lanes {
-            self.reconnect(now, lane, Resend::Timeout);
+            // A broker's failure on an earlier lane may have cleared this
+            // one already.
+            let due = |id: &RequestId| passed(self.timers.get(ClientTimer::RequestTimeout(*id)), now);
+            if self.lanes[lane].iter().any(due) {
+                self.reconnect(now, lane, Resend::Timeout);
+            }
         }
     }
 

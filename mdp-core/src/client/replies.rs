@@ -34,8 +34,9 @@ impl Client {
         };
         self.shell.event(ClientEvent::Reply { id, body });
         let now = self.shell.now();
-        self.complete(id, now);
+        // The broker is up: say so before the freed slot is given out.
         self.broker_answered(now, lane);
+        self.complete(id, now);
     }
 
     pub(super) fn unmatched(&mut self, command: Command, lane: usize, service: Option<Bytes>) {
