@@ -45,7 +45,8 @@ pub struct ClientTransmit {
 #[non_exhaustive]
 pub enum ClientTimer {
     /// The request on the wire times out: its lane is replaced and it is
-    /// sent again, or fails.
+    /// sent again (with several brokers, on another broker's lane, if one
+    /// can take it), or fails.
     RequestTimeout(RequestId),
     /// The broker with this index, avoided since it failed, may take
     /// requests again.
@@ -164,7 +165,8 @@ impl ServiceState {
 /// * otherwise it is sent again too, because its reply would come to the old
 ///   connection, which is gone. This costs it no try.
 ///
-/// Other lanes are not touched. A transport that knows a lane's connection
+/// With one broker, other lanes are not touched (with several, see below).
+/// A transport that knows a lane's connection
 /// ended (TCP closed) may say so with [`Client::handle_connection_lost`]:
 /// the same happens at once, as if every request on the lane had timed out.
 ///
@@ -197,21 +199,24 @@ impl ServiceState {
 /// When a request times out or a lane's connection is lost, the lane's
 /// broker has *failed*: the client avoids it for its
 /// [`ClientConfig::broker_backoff`] ([`Client::is_avoided`]). The lane is
-/// replaced as above, but its requests leave it (at the same cost in tries)
-/// and go to lanes of brokers that are not avoided, ahead of newer requests
-/// for their service; they wait in the client if those lanes are busy with
-/// their service. While any broker is not avoided, no request goes to one
-/// that is; if every broker is avoided, every lane may take requests again.
-/// When the backoff ends the broker is on probation
-/// ([`Client::is_on_probation`]): it takes one request at a time until it
-/// answers one, so a broker still dead costs one request a timeout.
-/// Requests already on other lanes of a failed broker stay there until
-/// their own deadlines. The backoff ends with its timer
-/// ([`ClientTimer::BrokerBackoff`]) or with a reply from the broker; each
-/// failure in a row doubles it, up to its `max` (a failure seen while the
-/// broker is avoided, on another of its lanes, does not count), and a reply
-/// resets it and ends any probation.
-/// Matching stays exact: each lane is one connection to one broker.
+/// replaced as above, and so is every other lane of that broker that
+/// carries requests; all their requests leave them (a request uses a try
+/// only if its own deadline passed or its connection was lost) and go to
+/// lanes of brokers that are not avoided, ahead of newer requests for their
+/// service, preferring a broker other than the one they left; they wait in
+/// the client if those lanes are busy with their service. While any broker
+/// is not avoided, no request goes to one that is; if every broker is
+/// avoided, every lane may take requests again, the broker whose backoff
+/// ends first before the others. A failure while the broker is avoided
+/// (seen on another of its lanes) changes nothing. When the backoff ends
+/// the broker is on probation ([`Client::is_on_probation`]): it takes one
+/// request at a time until it answers one, so a broker still dead costs one
+/// request a timeout. (While that probe is out and every other broker is
+/// avoided, requests wait for the probe's answer or timeout.) The backoff
+/// ends with its timer ([`ClientTimer::BrokerBackoff`]) or with a reply
+/// from the broker; each failure in a row doubles it, up to its `max`, and
+/// a reply resets it and ends any probation. Matching stays exact: each
+/// lane is one connection to one broker.
 ///
 /// With one broker (the default) a failed lane's requests are resent on
 /// the lane's new connection, as described above.
@@ -446,7 +451,9 @@ impl Client {
     /// on the lane and sends each of them again, each using a try (so a
     /// broker that drops every connection cannot make the client resend for
     /// ever), and fails those out of tries. With nothing on the lane it only
-    /// asks for the new connection. Other lanes are not touched.
+    /// asks for the new connection. With one broker, other lanes are not
+    /// touched; with several, the lane's broker has failed (see [`Client`],
+    /// "Several brokers").
     ///
     /// Optional: without it the requests' timeouts do the same, later.
     /// Call it once per connection, not for a connection still being
@@ -471,8 +478,9 @@ impl Client {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the
-    /// earliest deadline of a request on the wire, never earlier than the
-    /// latest `now` passed in. `None` when nothing is on the wire.
+    /// earliest deadline of a request on the wire or of a broker's backoff,
+    /// never earlier than the latest `now` passed in. `None` when nothing
+    /// is on the wire and no backoff runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_timer().map(|(at, _)| at)
     }
