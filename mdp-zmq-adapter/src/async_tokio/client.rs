@@ -120,11 +120,11 @@ impl AsyncClient {
     /// connections, and spawns the task that reads them on the current
     /// tokio runtime.
     ///
-    /// Must be called inside a tokio runtime with IO and time enabled;
-    /// elsewhere it returns [`AdapterError::NoRuntime`] (in
-    /// [`ClientError::Adapter`]) rather than panic. A configuration that
-    /// cannot work is refused with [`ClientError::Config`] before any
-    /// socket is made.
+    /// A configuration that cannot work is refused with
+    /// [`ClientError::Config`], before any socket is made. Must be called
+    /// inside a tokio runtime with IO and time enabled; elsewhere it
+    /// returns [`AdapterError::NoRuntime`] (in [`ClientError::Adapter`])
+    /// rather than panic.
     pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Self, ClientError> {
         Self::connect_many(&[endpoint], config)
     }
@@ -138,12 +138,12 @@ impl AsyncClient {
     /// [`AdapterError::NoEndpoint`]. Otherwise as
     /// [`connect`](Self::connect).
     pub fn connect_many(endpoints: &[impl AsRef<str>], mut config: ClientConfig) -> Result<Self, ClientError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AdapterError::NoRuntime)?;
         if endpoints.is_empty() {
             return Err(AdapterError::NoEndpoint.into());
         }
         config.brokers = endpoints.len();
         let core = mdp_core::Client::new(config, Instant::now())?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AdapterError::NoRuntime)?;
         let ctx = zmq::Context::new();
         let open = |lane| Connection::open(&ctx, endpoints[core.broker_of(Lane(lane))].as_ref(), None);
         let lanes: Vec<Connection> = (0..core.lane_count()).map(open).collect::<Result<_, _>>()?;
@@ -536,12 +536,15 @@ impl Future for Driver {
 /// signalled, fire the core's timers. `Ok(true)` if it should look again
 /// before sleeping.
 fn drive(state: &mut State, timer: &mut Timer, cx: &mut Context<'_>) -> Result<bool, AdapterError> {
+    let mut fresh = false;
     for lane in 0..state.lanes.len() {
         match &state.watches[lane] {
             None => {
                 state.watches[lane] = Some(Watch::new(&state.lanes[lane])?);
                 state.monitor_due[lane] = true;
                 state.mark(lane);
+                // Polled next round: that registers this task for its signals.
+                fresh = true;
             }
             Some(watch) => {
                 let signalled = watch.poll(cx);
@@ -555,7 +558,7 @@ fn drive(state: &mut State, timer: &mut Timer, cx: &mut Context<'_>) -> Result<b
         }
     }
     state.settle_dirty()?;
-    let mut again = state.watches.iter().any(Option::is_none);
+    let mut again = fresh || state.watches.iter().any(Option::is_none);
     let now = Instant::now();
     if state.core.poll_timeout().is_some_and(|at| at <= now) {
         state.core.handle_timeout(now);
