@@ -10,8 +10,9 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use mdp_core::{Multipart, PeerTransmit, ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
@@ -30,6 +31,11 @@ const PART_QUEUE: usize = 16;
 /// its last messages (the FINAL, the DISCONNECT) to the broker:
 /// [`AsyncWorker::run`] returns when they are sent or this passes.
 const DISCONNECT_LINGER_MS: i32 = 500;
+
+/// How long a slot that has answered after a stop waits for the broker to
+/// hand it the next request (which shows the broker has read its FINAL)
+/// before it takes it that the broker had none (see [`serve`]).
+const DEPARTURE_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Most rounds of socket work one poll of a slot does before it yields.
 const MAX_ROUNDS: usize = 16;
@@ -74,9 +80,16 @@ impl AsyncPartSink {
 /// **Stopping.** [`stop_handle`](Self::stop_handle) hands out a
 /// [`StopHandle`]; after [`StopHandle::stop`] no handler starts, the
 /// handlers running finish and their answers are sent, and each slot sends
-/// DISCONNECT. A request the broker had sent to a slot that had not
-/// started it is given back: the broker re-queues the request of a worker
-/// that disconnects (at the head of its queue), for another worker.
+/// DISCONNECT: an idle slot at once, the others together once the last
+/// handler has finished and the broker has read every FINAL (they go on
+/// heartbeating meanwhile; up to 0.1 s more). A request the broker had
+/// sent to a slot that had not started it is given back: the broker
+/// re-queues the request of a worker that disconnects (at the head of its
+/// queue), for another worker. Leaving together means each slot gives
+/// back at most one request, once; slots leaving one by one could pass
+/// one request from each to the next (the broker hands the next queued
+/// request to a worker as soon as it answers), using up its dispatches
+/// (`BrokerConfig::max_dispatches`).
 /// [`run`](Self::run) returns when every slot has stopped and its last
 /// messages are sent (or half a second has passed). Dropping `run`'s
 /// future instead stops every slot at once without DISCONNECT; the broker
@@ -156,10 +169,10 @@ impl AsyncWorker {
             .into_iter()
             .map(|conn| Slot::new(conn, mdp_core::Worker::new(config.clone(), Instant::now())?))
             .collect::<Result<Vec<_>, AdapterError>>()?;
-        let handler = Arc::new(handler);
+        let (handler, busy) = (Arc::new(handler), Arc::new(Busy::default()));
         let mut tasks = JoinSet::new();
         for slot in slots {
-            tasks.spawn(serve(slot, handler.clone(), stop.clone()));
+            tasks.spawn(serve(slot, handler.clone(), stop.clone(), busy.clone()));
         }
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
@@ -179,7 +192,20 @@ impl AsyncWorker {
 }
 
 /// One slot's life: register, serve until stopped, DISCONNECT.
-async fn serve<H, F>(mut slot: Slot, handler: Arc<H>, stop: StopHandle) -> Result<(), AdapterError>
+///
+/// A slot that is idle when stopped disconnects at once. The slots that
+/// finish a request after the stop leave together, once the broker has
+/// seen every one of their FINALs. MDP has no "last answer": the broker
+/// takes a FINAL for "ready for more" and at once hands the slot a queued
+/// request, if it has one, which the DISCONNECT then gives back. Slots
+/// leaving one by one would pass the request at the head of the queue
+/// from one to the next, each pass using one of the broker's
+/// `max_dispatches`, until it is dropped. So a slot that has answered
+/// waits, heartbeating, until the broker has handed it a request (proof
+/// that its FINAL was read) or [`DEPARTURE_QUIET`] has passed (the broker
+/// had none to give), and until every other slot still serving has done
+/// the same; each then gives back at most one request, once.
+async fn serve<H, F>(mut slot: Slot, handler: Arc<H>, stop: StopHandle, busy: Arc<Busy>) -> Result<(), AdapterError>
 where
     H: Fn(Multipart, AsyncPartSink) -> F,
     F: Future<Output = Multipart>,
@@ -195,14 +221,60 @@ where
                 break;
             }
         };
+        let mut serving = Some(busy.start());
         let (tx, mut rx) = mpsc::channel(PART_QUEUE);
         let mut reply = pin!(handler(body, AsyncPartSink { tx }));
         result = std::future::poll_fn(|cx| slot.poll_serving(cx, &token, &mut rx, reply.as_mut())).await;
+        if result.is_ok() && stop.is_stopped() {
+            let mut quiet = Box::pin(tokio::time::sleep(DEPARTURE_QUIET));
+            result = std::future::poll_fn(|cx| slot.poll_departure(cx, &busy, &mut serving, quiet.as_mut())).await;
+            break;
+        }
     }
     slot.core.disconnect(Instant::now());
     let sent = slot.flush().and_then(|()| slot.settle_now());
     slot.close();
     result.and(sent)
+}
+
+/// How many slots of one worker run a handler or wait for their FINAL to
+/// be read after a stop, and the slots waiting for none to (see [`serve`]).
+#[derive(Default)]
+struct Busy {
+    count: AtomicUsize,
+    /// One waker per waiting slot at most.
+    waiting: Mutex<Vec<Waker>>,
+}
+
+/// Counts one slot in [`Busy`] until dropped (so a slot whose handler
+/// panics is not counted for ever).
+struct Serving<'a>(&'a Busy);
+
+impl Busy {
+    fn start(&self) -> Serving<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Serving(self)
+    }
+
+    /// Whether no handler runs; if one does, `cx` is woken when none does.
+    fn poll_none(&self, cx: &mut Context<'_>) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+            waiting.push(cx.waker().clone());
+        }
+        // The last handler to end takes the lock to wake: a count that
+        // reaches zero after this look wakes this task.
+        self.count.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let waiting = std::mem::take(&mut *self.0.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            waiting.into_iter().for_each(Waker::wake);
+        }
+    }
 }
 
 /// One connection, its core, and the request it has been handed.
@@ -217,6 +289,9 @@ struct Slot {
     pending: Option<(ReplyToken, Multipart)>,
     /// The monitor must be read: it signalled, or is new.
     monitor_due: bool,
+    /// The watch was made since the task last polled it, so tokio does not
+    /// know whom to wake for it yet.
+    unpolled: bool,
     /// Counts replacements, to tell when a callback replaced the sockets.
     generation: u64,
 }
@@ -234,7 +309,7 @@ impl Slot {
     fn new(conn: Connection, core: mdp_core::Worker) -> Result<Slot, AdapterError> {
         let watch = Some(Watch::new(&conn)?);
         let timer = Timer::new()?;
-        Ok(Slot { watch, conn, core, timer, pending: None, monitor_due: true, generation: 0 })
+        Ok(Slot { watch, conn, core, timer, pending: None, monitor_due: true, unpolled: true, generation: 0 })
     }
 
     /// Waits for a request: `None` once stopped. A request the core
@@ -254,6 +329,30 @@ impl Slot {
         match self.pending.take() {
             Some(request) => Poll::Ready(Ok(Some(request))),
             None => Poll::Pending,
+        }
+    }
+
+    /// Serves the socket (heartbeats; a request the broker sends now is
+    /// kept, not started) until this slot may leave (`serving` is dropped
+    /// once the broker handed it a request or `quiet` has passed) and no
+    /// other slot is serving or waiting for its own FINAL to be read.
+    fn poll_departure(
+        &mut self,
+        cx: &mut Context<'_>,
+        busy: &Busy,
+        serving: &mut Option<Serving<'_>>,
+        quiet: Pin<&mut tokio::time::Sleep>,
+    ) -> Poll<Result<(), AdapterError>> {
+        if let Err(e) = self.poll_io(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if serving.is_some() && (self.pending.is_some() || quiet.poll(cx).is_ready()) {
+            *serving = None;
+        }
+        if serving.is_none() && busy.poll_none(cx) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
     }
 
@@ -282,7 +381,7 @@ impl Slot {
             }
         }
         let body = match catch_unwind(AssertUnwindSafe(|| reply.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Pending) => return self.pending_after_io(cx),
             Ok(Poll::Ready(body)) => body,
             Err(_) => {
                 tracing::error!("an async worker's handler panicked; its request goes back to the broker");
@@ -298,6 +397,17 @@ impl Slot {
         Poll::Ready(sent.and(self.answer(token, body, Piece::Last)))
     }
 
+    /// `Pending`, once a watch made since the last [`poll_io`](Self::poll_io)
+    /// (sends that replaced the connection) has been polled too.
+    fn pending_after_io<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, AdapterError>> {
+        if self.unpolled {
+            if let Err(e) = self.poll_io(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Pending
+    }
+
     /// Reads the socket, fires the core's timers, and arranges to be woken
     /// for the next message or deadline.
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Result<(), AdapterError> {
@@ -306,6 +416,7 @@ impl Slot {
             let signalled = match &self.watch {
                 None => true,
                 Some(watch) => {
+                    self.unpolled = false;
                     let s = watch.poll(cx);
                     self.monitor_due |= s.monitor;
                     s.socket || s.monitor
@@ -341,6 +452,7 @@ impl Slot {
             if self.watch.is_none() {
                 self.watch = Some(Watch::new(&self.conn)?);
                 self.monitor_due = true;
+                self.unpolled = true;
             }
             let monitor = std::mem::take(&mut self.monitor_due);
             if settle(self, monitor)? != Next::Replaced {
