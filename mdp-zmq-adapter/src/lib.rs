@@ -90,11 +90,12 @@
 //!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
 //!   that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
-//! * `tokio` (off by default, Unix only): [`AsyncClient`] and
-//!   [`AsyncWorker`] (with [`PartStream`] and [`AsyncPartSink`]) for tokio
-//!   applications, in the [`async_tokio`] module, whose docs say how the
-//!   sockets meet tokio. It adds `tokio` (`rt`, `net`, `time`, `sync`) and
-//!   `futures-core`; without it the adapter depends on no async runtime.
+//! * `tokio` (off by default, Unix only): `AsyncClient` and `AsyncWorker`
+//!   (with `PartStream` and `AsyncPartSink`) for tokio applications, in
+//!   the `async_tokio` module, whose docs say how the sockets meet tokio.
+//!   It adds `tokio` (`rt`, `net`, `time`, `sync`) and `futures-core`;
+//!   without it the adapter depends on no async runtime. (They are in
+//!   these docs when built with the feature: `cargo doc --features tokio`.)
 //!
 //! CURVE (RFC 26) with ZAP (RFC 27) is not a feature: in this workspace
 //! libzmq is always built with libsodium (a patched `zmq-sys`), so
