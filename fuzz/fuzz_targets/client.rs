@@ -59,15 +59,22 @@
 //!   the wire only `Reconnect`; on a lane the client does not have, nothing;
 //! * with several brokers, a timeout or lost connection of a lane also fails
 //!   its broker (lane `l` is on broker `l % brokers`): it is avoided for
-//!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row, and the
+//!   `min(initial × 2ⁿ, max)` after its `n`th failure in a row (a failure
+//!   while it is avoided does not count and changes nothing), and the
 //!   requests that go again leave the lane to wait, and go out (their
-//!   services in the lane's order) on lanes of brokers not avoided. A reply
+//!   services in the lane's order) on lanes of brokers not avoided; if that
+//!   failure leaves every broker avoided, what waits for any service goes
+//!   out next, oldest first, on any lane. A reply
 //!   or PARTIAL from a broker ends its avoidance and resets its count; a
-//!   backoff's end (a `handle_timeout` deadline too) lets what waits go out,
-//!   oldest first, before any lane's timeout is handled;
+//!   backoff's end (a `handle_timeout` deadline too) puts the broker on
+//!   probation (one request on the wire to it at a time, until it answers)
+//!   and lets what waits go out, oldest first, before any lane's timeout is
+//!   handled;
 //! * `cancel` returns whether the id was outstanding; a waiting request just
 //!   goes; one on the wire replaces its lane (the others on it are resent
-//!   using no try), then the next waiting request for its slot goes out;
+//!   using no try), then the next waiting request for its slot goes out,
+//!   and if its broker is on probation what waits for any service may go
+//!   out after it, oldest first;
 //!   queued events naming it are purged, also when it had ended already (a
 //!   queued `Reply` or `Failed` of it is dropped);
 //! * `poll_timeout()` is the earliest deadline of a request on the wire,
@@ -374,6 +381,9 @@ struct Health {
     /// Failures since its last reply.
     failures: u32,
     avoided: bool,
+    /// Its backoff ended and it has not answered since: one request at a
+    /// time.
+    probation: bool,
     /// When its avoidance ends (never, if too far away for `Instant`).
     until: Option<Instant>,
 }
@@ -414,7 +424,12 @@ impl Model {
     /// is not avoided, or every broker is.
     fn usable(&self, lane: usize) -> bool {
         let every = self.brokers.iter().all(|b| b.avoided);
-        every || !self.brokers[lane % self.brokers.len()].avoided
+        let n = self.brokers.len();
+        let broker = lane % n;
+        let h = self.brokers[broker];
+        let on_wire: usize = (0..self.wire.len()).filter(|l| l % n == broker).map(|l| self.wire[l].len()).sum();
+        let busy_probe = h.probation && on_wire > 0;
+        every || !(h.avoided || busy_probe)
     }
 
     /// The lane a request for `service` may go on now: one with nothing on
@@ -448,19 +463,23 @@ impl Model {
     /// `lane`'s broker failed at the latest `now`.
     fn broker_failed(&mut self, lane: usize) {
         let broker = lane % self.brokers.len();
+        if self.brokers[broker].avoided {
+            return;
+        }
         let delay = self.backoff(self.brokers[broker].failures);
         let h = &mut self.brokers[broker];
         h.failures = h.failures.saturating_add(1);
         h.avoided = true;
+        h.probation = false;
         h.until = self.latest.checked_add(delay);
     }
 
     /// A reply or PARTIAL came on `lane`: its broker is up.
     fn broker_answered(&mut self, lane: usize) {
         let broker = lane % self.brokers.len();
-        let was_avoided = self.brokers[broker].avoided;
+        let was_limited = self.brokers[broker].avoided || self.brokers[broker].probation;
         self.brokers[broker] = Health::default();
-        if was_avoided {
+        if was_limited {
             self.send_all_waiting();
         }
     }
@@ -584,6 +603,9 @@ impl Model {
         for service in moved {
             self.freed(&service);
         }
+        if fail_over && self.brokers.iter().all(|b| b.avoided) {
+            self.send_all_waiting();
+        }
     }
 
     fn request(&mut self, service: Bytes, body: Multipart) -> Option<ClientUsageError> {
@@ -679,6 +701,7 @@ impl Model {
         ended.sort();
         for (_, b) in ended {
             self.brokers[b].avoided = false;
+            self.brokers[b].probation = true;
             self.brokers[b].until = None;
             self.send_all_waiting();
         }
@@ -699,6 +722,9 @@ impl Model {
             self.reconnect(lane, Cause::Cancelled);
         }
         self.freed(&p.service);
+        if p.lane.is_some_and(|lane| self.brokers[lane % self.brokers.len()].probation) {
+            self.send_all_waiting();
+        }
         true
     }
 
@@ -929,6 +955,7 @@ impl Harness {
         assert_eq!(self.client.lane_count(), lanes, "lane_count()");
         for (b, h) in model.brokers.iter().enumerate() {
             assert_eq!(self.client.is_avoided(b), h.avoided, "is_avoided({b})");
+            assert_eq!(self.client.is_on_probation(b), h.probation, "is_on_probation({b})");
         }
         for l in 0..lanes {
             assert_eq!(self.client.broker_of(Lane(l)), l % model.brokers.len(), "broker_of({l})");
@@ -952,8 +979,17 @@ impl Harness {
         // every broker is).
         let brokers = model.brokers.len();
         let every_avoided = (0..brokers).all(|b| self.client.is_avoided(b));
-        let usable: Vec<usize> =
-            (0..lanes).filter(|&l| every_avoided || !self.client.is_avoided(self.client.broker_of(Lane(l)))).collect();
+        let on_wire_at = |broker: usize| {
+            let lane_of = |p: &Pending| self.client.lane_of(p.id);
+            model.pending.iter().filter_map(lane_of).filter(|l| self.client.broker_of(*l) == broker).count()
+        };
+        let usable: Vec<usize> = (0..lanes)
+            .filter(|&l| {
+                let broker = self.client.broker_of(Lane(l));
+                let probing = self.client.is_on_probation(broker) && on_wire_at(broker) > 0;
+                every_avoided || !(self.client.is_avoided(broker) || probing)
+            })
+            .collect();
         let key = |p: &Pending| if model.majortomo() { Bytes::new() } else { p.service.clone() };
         let mut slots = HashSet::new();
         for p in &model.pending {

@@ -1,4 +1,4 @@
-//! Runs a whole system, one broker with clients and workers of every
+//! Runs a whole system, one broker or two with clients and workers of every
 //! dialect on `mdp-tests`' simulated network, through a scenario drawn from
 //! the input, as firezone fuzzes its tunnel from `arbitrary::Unstructured`.
 //!
@@ -7,7 +7,7 @@
 //! per answer, client timeout, tries and window, the share of workload
 //! requests cancelled, worker heartbeat and liveness, the broker's request
 //! timeout, dispatch limit, job time limit and in-flight limit per client,
-//! the first clients' dialects and lanes), then up to [`MAX_OPS`]
+//! the first clients' dialects and lanes, one broker or two), then up to [`MAX_OPS`]
 //! operations: requests and workloads, cancels, clients and workers
 //! joining, workers crashing and restarting, time passing, lost messages,
 //! lossy links, partitions, broker restarts and outages. Only faults ZeroMQ and TCP can show are used: no duplication and
@@ -89,6 +89,9 @@ struct Setup {
     max_job_ms: Option<u16>,
     /// The broker's in-flight limit per client and service: 0 for none.
     max_in_flight: u8,
+    /// Two brokers instead of one: every worker registered with both, every
+    /// client knowing both.
+    two_brokers: bool,
     /// Dialects and lanes of the first clients (at least one), one worker per service.
     clients: Vec<(u8, u8)>,
     workers: [u8; 2],
@@ -127,6 +130,7 @@ impl Setup {
         c.broker.max_dispatches = 1 + u32::from(self.max_dispatches % 4);
         c.broker.max_job_time = self.max_job_ms.map(|n| c.service_time + ms(1000 + u64::from(n % 20_000)));
         c.broker.max_in_flight_per_client = NonZeroUsize::new(usize::from(self.max_in_flight % 4));
+        c.brokers = if self.two_brokers { 2 } else { 1 };
         c
     }
 }
@@ -178,8 +182,11 @@ enum Op {
         node: NodeSel,
         ms: u16,
     },
-    RestartBroker,
+    RestartBroker {
+        broker: u8,
+    },
     StopBroker {
+        broker: u8,
         ms: u16,
     },
 }
@@ -204,8 +211,8 @@ impl<'a> Arbitrary<'a> for Op {
             8 => Op::DropNext { node: u.arbitrary()?, n: u.arbitrary()? },
             9 => Op::Lossy { node: u.arbitrary()?, permille: u.arbitrary()? },
             10 => Op::Partition { node: u.arbitrary()?, ms: u.arbitrary()? },
-            11 => Op::RestartBroker,
-            _ => Op::StopBroker { ms: u.arbitrary()? },
+            11 => Op::RestartBroker { broker: u.arbitrary()? },
+            _ => Op::StopBroker { broker: u.arbitrary()?, ms: u.arbitrary()? },
         })
     }
 }
@@ -290,10 +297,11 @@ fn run(input: &Input) {
                 let node = node(&sim, sel);
                 sim.partition(node, ms(u64::from(*n % 16_384)));
             }
-            Op::RestartBroker => sim.restart_broker(),
-            Op::StopBroker { ms: n } => {
-                if sim.broker_is_up() {
-                    sim.stop_broker(ms(u64::from(*n % 16_384)));
+            Op::RestartBroker { broker } => sim.restart_broker(usize::from(*broker) % sim.brokers()),
+            Op::StopBroker { broker, ms: n } => {
+                let b = usize::from(*broker) % sim.brokers();
+                if sim.broker_is_up(b) {
+                    sim.stop_broker(b, ms(u64::from(*n % 16_384)));
                 }
             }
             Op::AddClient { .. } | Op::Join { .. } => {}

@@ -11,6 +11,8 @@ use mdp_core::{
 };
 
 const TIMEOUT: Duration = Duration::from_millis(2500);
+/// The backoff of the clients here: shorter than the timeout (the default
+/// is the default timeout), so backoffs and timeouts do not coincide.
 const BACKOFF: Duration = Duration::from_secs(1);
 
 fn b(s: &'static [u8]) -> Bytes {
@@ -18,10 +20,11 @@ fn b(s: &'static [u8]) -> Bytes {
 }
 
 /// A V0.2 client with `brokers` brokers and one lane to each, and a
-/// backoff without jitter, so its delays are exact.
+/// backoff of [`BACKOFF`] without jitter, so its delays are exact.
 fn client(brokers: usize, t0: Instant) -> Client {
     let mut config = ClientConfig::new(Dialect::V02).with_brokers(brokers);
     config.broker_backoff.jitter = 0.0;
+    config.broker_backoff.initial = BACKOFF;
     Client::new(config, t0).expect("valid config")
 }
 
@@ -47,8 +50,8 @@ fn ask(c: &mut Client, now: Instant, service: &'static [u8]) -> RequestId {
     c.request(now, b(service), vec![b(b"body")]).expect("request accepted")
 }
 
-fn final_for(service: &'static [u8]) -> Multipart {
-    vec![b(b"MDPC02"), b(&[0x03]), b(service), b(b"answer")]
+fn final_for(service: &[u8]) -> Multipart {
+    vec![b(b"MDPC02"), b(&[0x03]), Bytes::copy_from_slice(service), b(b"answer")]
 }
 
 #[test]
@@ -212,6 +215,7 @@ fn requests_on_other_lanes_of_a_failed_broker_stay_until_their_own_deadline() {
     let t0 = Instant::now();
     let mut config = ClientConfig::new(Dialect::V02).with_brokers(2).with_lanes(2);
     config.broker_backoff.jitter = 0.0;
+    config.broker_backoff.initial = BACKOFF;
     let mut c = Client::new(config, t0).unwrap();
     // Lanes 0 and 2 are on broker 0.
     let first = ask(&mut c, t0, b"echo");
@@ -226,4 +230,59 @@ fn requests_on_other_lanes_of_a_failed_broker_stay_until_their_own_deadline() {
     // `first` leaves broker 0; lane 3 (broker 1) is free for it.
     assert_eq!(drain(&mut c).0, [(0, None), (3, Some(b(b"echo")))]);
     assert_eq!(c.lane_of(third), Some(Lane(2)), "not timed out yet: it stays");
+}
+
+#[test]
+fn by_default_a_failed_broker_is_avoided_for_about_one_timeout() {
+    let config = ClientConfig::new(Dialect::V02);
+    assert_eq!(config.broker_backoff.initial, config.timeout);
+}
+
+#[test]
+fn a_broker_on_probation_takes_one_request_at_a_time_until_it_answers() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V02).with_brokers(2).with_lanes(2);
+    config.broker_backoff.jitter = 0.0;
+    config.broker_backoff.initial = BACKOFF;
+    let mut c = Client::new(config, t0).unwrap();
+    // Broker 1 (lanes 1 and 3) fails.
+    c.handle_connection_lost(t0, Lane(1));
+    drain(&mut c);
+    assert!(c.is_avoided(1));
+    // Its backoff ends: on probation, it takes one request.
+    let t1 = t0 + BACKOFF;
+    c.handle_timeout(t1);
+    assert!(!c.is_avoided(1) && c.is_on_probation(1));
+    for service in [&b"a"[..], b"b", b"c", b"d"] {
+        c.request(t1, Bytes::copy_from_slice(service), vec![b(b"body")]).unwrap();
+    }
+    let (sent, _) = drain(&mut c);
+    let to_broker_1: Vec<usize> = sent.iter().map(|(lane, _)| *lane).filter(|lane| lane % 2 == 1).collect();
+    assert_eq!(sent.len(), 4, "lanes 0 and 2 take two services each: {sent:?}");
+    assert_eq!(to_broker_1.len(), 1, "one request to the broker on probation: {sent:?}");
+    // It answers: probation over, it takes requests as the others do.
+    let (lane, service) = sent.iter().find(|(lane, _)| lane % 2 == 1).cloned().unwrap();
+    c.handle_message(t1, Lane(lane), final_for(&service.unwrap()));
+    drain(&mut c);
+    assert!(!c.is_on_probation(1));
+    for service in [&b"e"[..], b"f"] {
+        c.request(t1, Bytes::copy_from_slice(service), vec![b(b"body")]).unwrap();
+    }
+    let (sent, _) = drain(&mut c);
+    assert_eq!(sent.iter().filter(|(lane, _)| lane % 2 == 1).count(), 2, "{sent:?}");
+}
+
+#[test]
+fn one_death_seen_on_several_lanes_is_one_failure() {
+    let t0 = Instant::now();
+    let mut config = ClientConfig::new(Dialect::V02).with_brokers(2).with_lanes(3);
+    config.broker_backoff.jitter = 0.0;
+    config.broker_backoff.initial = BACKOFF;
+    let mut c = Client::new(config, t0).unwrap();
+    // Broker 0's three lanes (0, 2, 4) all lose their connections.
+    for lane in [0, 2, 4] {
+        c.handle_connection_lost(t0, Lane(lane));
+    }
+    drain(&mut c);
+    assert_eq!(c.next_timer(), Some((t0 + BACKOFF, ClientTimer::BrokerBackoff(0))), "not doubled per lane");
 }

@@ -1,4 +1,5 @@
-//! A blocking MDP client over DEALER sockets, one per lane.
+//! A blocking MDP client over DEALER sockets, one per lane, to one broker or
+//! several.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -36,13 +37,16 @@ pub enum ClientError {
     #[error("the answer to {0} restarted: drop the parts received so far")]
     Restarted(RequestId),
     /// A CURVE client's request timed out or failed and no CURVE handshake
-    /// with the broker ever succeeded: the broker's public key given to the
-    /// client is most likely wrong, or the broker does not admit the
-    /// client's key (or the broker speaks no CURVE, or is not there).
-    #[error("no CURVE handshake with the broker at {endpoint} succeeded ({cause}): check the broker's public key (--curve-server) and that the broker admits this client's key")]
+    /// with any of its brokers ever succeeded: the brokers' public key given
+    /// to the client is most likely wrong, or the brokers do not admit the
+    /// client's key (or they speak no CURVE, or are not there). While one
+    /// broker has completed a handshake this is not returned: the client's
+    /// requests could go there, so silence elsewhere is not the cause.
+    #[error("no CURVE handshake with {} succeeded ({cause}): check the broker's public key (--curve-server) and that the broker admits this client's key", brokers_at(.endpoints))]
     NoHandshake {
-        /// The broker's endpoint.
-        endpoint: String,
+        /// The endpoints of the brokers that never completed a handshake:
+        /// all of the client's.
+        endpoints: Vec<String>,
         /// What ended the request: its timeout or failure.
         cause: Box<ClientError>,
     },
@@ -51,14 +55,27 @@ pub enum ClientError {
     Adapter(#[from] AdapterError),
 }
 
-/// A blocking MDP client: one DEALER socket per lane
-/// ([`ClientConfig::lanes`]), all on one ZeroMQ context, driven by an
-/// [`mdp_core::Client`] that decides where each request goes, retries and
-/// reconnects.
+/// A blocking MDP client: one DEALER socket per lane, all on one ZeroMQ
+/// context, driven by an [`mdp_core::Client`] that decides where each
+/// request goes, retries and reconnects.
 ///
 /// With one lane the client has one request per service on the wire at a
-/// time; with `L` lanes, up to `L` per service are served at once, by as
-/// many workers.
+/// time; with `L` lanes ([`ClientConfig::lanes`]), up to `L` per service are
+/// served at once, by as many workers.
+///
+/// **Several brokers.** [`connect_many`](Self::connect_many) takes a list
+/// of brokers that serve the same services, and opens `lanes` connections
+/// to each: lane `l` goes to broker `l % brokers`
+/// ([`mdp_core::Client::broker_of`]), so requests taken in turn go to the
+/// brokers in turn. When a request on a broker's lane times out, or a
+/// connection to it is lost (the broker killed or restarted: the socket
+/// monitor sees it within a tenth of a second), the core avoids that broker
+/// for a backoff ([`ClientConfig::broker_backoff`]) and sends its requests
+/// again on the other brokers' lanes; a warning names the broker's endpoint
+/// when that starts. A request is on the wire on one lane at a time, but
+/// one that timed out at a slow broker may still be served there (its
+/// answer goes to the replaced connection and is never taken for another
+/// request's): as with any retry, requests should be safe to repeat.
 ///
 /// It has no run loop, so it needs no [`StopHandle`](crate::StopHandle):
 /// it does its work inside the calls, each of which returns by the timeout
@@ -69,19 +86,40 @@ pub struct Client {
     core: mdp_core::Client,
     /// Events read while waiting for another request's.
     ready: VecDeque<ClientEvent>,
-    /// The broker's endpoint, for error messages.
-    endpoint: String,
+    /// The brokers' endpoints, by the core's broker index, for error
+    /// messages and logs.
+    endpoints: Vec<String>,
+    /// Per broker, what was last logged about its health.
+    health: Vec<HealthLog>,
+}
+
+/// How often at most a broker's becoming avoided is logged at `warn`. A
+/// broker that fails again and again (a zero backoff, a tiny timeout) would
+/// otherwise log a line per failed request; the lines in between are
+/// counted and the next one says how many.
+const HEALTH_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// What the client last logged about one broker's health.
+#[derive(Debug, Default, Clone, Copy)]
+struct HealthLog {
+    /// Whether the core avoided it when last looked at.
+    avoided: bool,
+    /// When a warning about it was last logged.
+    warned: Option<Instant>,
+    /// Times it became avoided since that warning, not logged.
+    unlogged: u32,
 }
 
 impl Client {
     /// Connects to a broker (`tcp://127.0.0.1:5555`) with
-    /// `config.lanes` connections.
+    /// `config.lanes` connections: [`connect_many`](Self::connect_many)
+    /// with one endpoint.
     ///
     /// A configuration that cannot work is refused here, with
     /// [`ClientError::Config`] carrying the core's [`mdp_core::ConfigError`],
     /// before any socket is made.
     pub fn connect(endpoint: &str, config: ClientConfig) -> Result<Self, ClientError> {
-        Self::connect_with(endpoint, config, None)
+        Self::connect_with(&[endpoint], config, None)
     }
 
     /// [`connect`](Self::connect) over CURVE: every lane encrypted, to a
@@ -89,27 +127,98 @@ impl Client {
     /// A request that gets nowhere because no handshake succeeds ends in
     /// [`ClientError::NoHandshake`], which names the likely cause.
     pub fn connect_curve(endpoint: &str, config: ClientConfig, curve: CurveClient) -> Result<Self, ClientError> {
-        Self::connect_with(endpoint, config, Some(curve))
+        Self::connect_with(&[endpoint], config, Some(curve))
     }
 
-    fn connect_with(endpoint: &str, config: ClientConfig, curve: Option<CurveClient>) -> Result<Self, ClientError> {
+    /// Connects to every broker in `endpoints`, all serving the same
+    /// services, with `config.lanes` connections to each (see "Several
+    /// brokers" above): lane `i` to `endpoints[i % endpoints.len()]`.
+    ///
+    /// `config.brokers` is set to `endpoints.len()`, whatever it was: the
+    /// list is what says how many brokers there are.
+    ///
+    /// An empty list is refused with [`AdapterError::NoEndpoint`] (in
+    /// [`ClientError::Adapter`]), and a configuration that cannot work with
+    /// [`ClientError::Config`], both before any socket is made.
+    pub fn connect_many(endpoints: &[impl AsRef<str>], config: ClientConfig) -> Result<Self, ClientError> {
+        Self::connect_with(endpoints, config, None)
+    }
+
+    /// [`connect_many`](Self::connect_many) over CURVE; every broker must
+    /// have the public key in `curve.server`, as for
+    /// [`Workers::connect_curve`](crate::Workers::connect_curve).
+    pub fn connect_many_curve(
+        endpoints: &[impl AsRef<str>],
+        config: ClientConfig,
+        curve: CurveClient,
+    ) -> Result<Self, ClientError> {
+        Self::connect_with(endpoints, config, Some(curve))
+    }
+
+    fn connect_with(
+        endpoints: &[impl AsRef<str>],
+        mut config: ClientConfig,
+        curve: Option<CurveClient>,
+    ) -> Result<Self, ClientError> {
+        if endpoints.is_empty() {
+            return Err(AdapterError::NoEndpoint.into());
+        }
+        config.brokers = endpoints.len();
         let core = mdp_core::Client::new(config, Instant::now())?;
+        let endpoints: Vec<String> = endpoints.iter().map(|e| e.as_ref().to_owned()).collect();
         let ctx = zmq::Context::new();
-        let open = |_| Connection::open(&ctx, endpoint, curve);
-        let lanes = (0..core.config().lanes).map(open).collect::<Result<_, _>>()?;
-        let endpoint = endpoint.to_owned();
-        Ok(Client { _ctx: ctx, lanes, core, ready: VecDeque::new(), endpoint })
+        // The core says which broker each lane belongs to; the lane count
+        // is its too (lanes × brokers), not `config.lanes`.
+        let open = |lane| Connection::open(&ctx, &endpoints[core.broker_of(Lane(lane))], curve);
+        let lanes = (0..core.lane_count()).map(open).collect::<Result<_, _>>()?;
+        let health = vec![HealthLog::default(); endpoints.len()];
+        Ok(Client { _ctx: ctx, lanes, core, ready: VecDeque::new(), endpoints, health })
     }
 
-    /// `e`, or if it is a timeout or a failure of a CURVE client that never
-    /// completed a handshake, [`ClientError::NoHandshake`] around it.
+    /// `e`, or if it is a timeout or a failure of a CURVE client none of
+    /// whose lanes ever completed a handshake, [`ClientError::NoHandshake`]
+    /// around it.
     fn explain(&self, e: ClientError) -> ClientError {
         let silent = self.lanes.iter().all(Connection::never_handshaken);
         match e {
             ClientError::Timeout(_) | ClientError::Failed(_) if silent => {
-                ClientError::NoHandshake { endpoint: self.endpoint.clone(), cause: Box::new(e) }
+                ClientError::NoHandshake { endpoints: self.endpoints.clone(), cause: Box::new(e) }
             }
             e => e,
+        }
+    }
+
+    /// Logs each broker that the core has started to avoid since the last
+    /// look (see [`HEALTH_LOG_PERIOD`]), and, at `debug`, each it took back.
+    /// With one broker the core never avoids it, and there is nothing to do.
+    fn log_health(&mut self) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        for (broker, log) in self.health.iter_mut().enumerate() {
+            let avoided = self.core.is_avoided(broker);
+            if avoided == log.avoided {
+                continue;
+            }
+            log.avoided = avoided;
+            let endpoint = &self.endpoints[broker];
+            if !avoided {
+                tracing::debug!(%endpoint, "broker taken back after its backoff or a reply");
+                continue;
+            }
+            let now = Instant::now();
+            if log.warned.is_some_and(|at| now.duration_since(at) < HEALTH_LOG_PERIOD) {
+                log.unlogged = log.unlogged.saturating_add(1);
+                continue;
+            }
+            let before = std::mem::take(&mut log.unlogged);
+            log.warned = Some(now);
+            tracing::warn!(
+                %endpoint,
+                also_since_last_line = before,
+                "broker failed (a request timed out or the connection was lost): \
+                 avoided for a backoff, its requests go to the other brokers"
+            );
         }
     }
 
@@ -253,7 +362,18 @@ impl Client {
                 other => tracing::debug!(?other, "client event"),
             }
         }
+        // Every input to the core is followed by a flush, so each change of
+        // a broker's health is seen here.
+        self.log_health();
         Ok(())
+    }
+}
+
+/// "the broker at A" or "any of the brokers at A, B", for error messages.
+fn brokers_at(endpoints: &[String]) -> String {
+    match endpoints {
+        [one] => format!("the broker at {one}"),
+        many => format!("any of the brokers at {}", many.join(", ")),
     }
 }
 

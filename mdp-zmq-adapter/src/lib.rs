@@ -20,7 +20,9 @@
 //! * [`Client`]: a blocking client with one DEALER socket per lane (see
 //!   [`mdp_core::ClientConfig::lanes`]), [`Client::request`], a streaming
 //!   [`Client::parts`] iterator, a [`Client::send`]/[`Client::recv`] pair
-//!   for many outstanding requests, and [`Client::cancel`].
+//!   for many outstanding requests, and [`Client::cancel`]. Given several
+//!   brokers ([`Client::connect_many`]) it spreads its lanes over them and
+//!   sends the requests of a broker that fails to the others.
 //! * [`Worker`]: a blocking worker that calls its handler on its own
 //!   thread, with no hand-off per request, while a keeper thread keeps the
 //!   heartbeats flowing during a long handler call.
@@ -43,7 +45,8 @@
 //! * **Made** by a constructor that takes the endpoint(s), then the core's
 //!   configuration, and returns a `Result`: [`BrokerRunner::bind`] (it
 //!   binds its ROUTER), [`Client::connect`] and [`Worker::connect`] (they
-//!   connect DEALERs). A configuration the core would refuse is refused
+//!   connect DEALERs), and for several brokers [`Client::connect_many`] and
+//!   [`Workers::connect`]. A configuration the core would refuse is refused
 //!   there, before any socket, with the core's [`mdp_core::ConfigError`]
 //!   as it is: [`AdapterError::Config`] (broker and worker) or
 //!   [`ClientError::Config`] (the client, whose calls all return

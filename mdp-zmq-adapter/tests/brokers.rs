@@ -1,12 +1,13 @@
-//! One worker registered with several brokers at once, over real sockets.
+//! Several brokers over real sockets: one worker registered with several at
+//! once, and a client of several.
 #![allow(clippy::disallowed_methods)] // stands in for the application, which reads the clock
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mdp_core::{BrokerConfig, ClientConfig, Dialect, WorkerConfig};
-use mdp_zmq_adapter::{AdapterError, BrokerRunner, Client, StopHandle, Workers};
+use mdp_core::{BrokerConfig, ClientConfig, ClientEvent, Dialect, WorkerConfig};
+use mdp_zmq_adapter::{AdapterError, BrokerRunner, Client, ClientError, StopHandle, Worker, Workers};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -70,4 +71,54 @@ fn an_empty_broker_list_is_refused() {
     let none: [&str; 0] = [];
     let refused = Workers::connect(&none, WorkerConfig::new(b("echo"), Dialect::V02));
     assert!(matches!(refused, Err(AdapterError::NoEndpoint)));
+    let refused = Client::connect_many(&none, ClientConfig::new(Dialect::V02));
+    assert!(matches!(refused, Err(ClientError::Adapter(AdapterError::NoEndpoint))));
+}
+
+/// Lane `l` is connected to broker `l % brokers`, as the core expects: with
+/// 2 lanes to each of two brokers, requests sent at once take lanes 0, 1, 2,
+/// 3 in turn, so two go through one broker each, and four two each. (Lanes
+/// 0 and 1 both to the first broker would answer the two from it alone.)
+/// Each broker has a worker of its own that says which it is.
+#[test]
+fn a_client_of_two_brokers_has_lanes_to_each() {
+    let ((a, stop_a, broker_a), (b_end, stop_b, broker_b)) = (broker(), broker());
+    let tagging = |endpoint: &str, tag: &'static str| {
+        let worker = Worker::connect(endpoint, WorkerConfig::new(b("echo"), Dialect::V02)).unwrap();
+        let stop = worker.stop_handle();
+        let served = thread::spawn(move || {
+            worker.run(move |mut body, _| {
+                body.push(b(tag));
+                body
+            })
+        });
+        (stop, served)
+    };
+    let workers = [tagging(&a, "via a"), tagging(&b_end, "via b")];
+    // The list decides how many brokers there are, whatever the config said.
+    let config = ClientConfig::new(Dialect::V02).with_lanes(2).with_brokers(7);
+    let mut client = Client::connect_many(&[&a, &b_end], config).unwrap();
+    let mut at_once = |n: usize| {
+        for i in 0..n {
+            client.send(b("echo"), vec![b(&i.to_string())]).unwrap();
+        }
+        let mut tags: Vec<Bytes> = (0..n)
+            .map(|_| match client.recv(WAIT).unwrap() {
+                ClientEvent::Reply { body, .. } => body[1].clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        tags.sort();
+        tags
+    };
+    assert_eq!(at_once(2), [b("via a"), b("via b")]);
+    assert_eq!(at_once(4), [b("via a"), b("via a"), b("via b"), b("via b")]);
+    for (stop, served) in workers {
+        stop.stop();
+        served.join().unwrap().unwrap();
+    }
+    for (stop, broker) in [(stop_a, broker_a), (stop_b, broker_b)] {
+        stop.stop();
+        broker.join().unwrap();
+    }
 }

@@ -30,7 +30,9 @@ fn the_worker_refuses_a_bad_configuration_with_the_cores_error() {
 #[test]
 fn the_client_refuses_a_bad_configuration_with_the_cores_error() {
     let config = ClientConfig::new(Dialect::V02).with_lanes(0);
-    let refused = Client::connect(BAD_ENDPOINT, config).err();
+    let refused = Client::connect(BAD_ENDPOINT, config.clone()).err();
+    assert!(matches!(refused, Some(ClientError::Config(ConfigError::Zero("lanes")))), "{refused:?}");
+    let refused = Client::connect_many(&[BAD_ENDPOINT, BAD_ENDPOINT], config).err();
     assert!(matches!(refused, Some(ClientError::Config(ConfigError::Zero("lanes")))), "{refused:?}");
 }
 

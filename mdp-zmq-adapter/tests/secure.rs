@@ -208,3 +208,66 @@ fn a_client_may_not_call_what_the_policy_does_not_grant() {
     }
     assert_eq!(shop.request(b("payments"), vec![b("ok")], ANSWER).unwrap(), vec![b("ok"), b("pay-w")]);
 }
+
+/// A client of two CURVE brokers that share one key pair
+/// (`Client::connect_many_curve`): its lanes to both are encrypted and
+/// served, one request through each. With a wrong server key no lane
+/// completes a handshake, and the error names both brokers.
+#[test]
+fn a_client_of_two_curve_brokers_is_served_by_both_or_names_both() {
+    let broker_key = KeyPair::generate().unwrap();
+    let peer = || CurveClient { server: broker_key.public, own: KeyPair::generate().unwrap() };
+    let (mut endpoints, mut brokers, mut workers) = (Vec::new(), Vec::new(), Vec::new());
+    for tag in ["via a", "via b"] {
+        let curve = CurveServer { secret: broker_key.secret, allowed: None };
+        let mut runner = BrokerRunner::bind_curve(&["tcp://127.0.0.1:*"], BrokerConfig::default(), curve).unwrap();
+        let endpoint = runner.endpoints()[0].clone();
+        brokers.push((runner.stop_handle(), thread::spawn(move || runner.run(|_| {}).unwrap())));
+        let worker = Worker::connect_curve(&endpoint, WorkerConfig::new(b("echo"), Dialect::V02), peer()).unwrap();
+        let stop = worker.stop_handle();
+        let served = thread::spawn(move || {
+            worker
+                .run(move |mut body, _| {
+                    body.push(b(tag));
+                    body
+                })
+                .unwrap()
+        });
+        workers.push((stop, served));
+        endpoints.push(endpoint);
+    }
+
+    let mut client = Client::connect_many_curve(&endpoints, ClientConfig::new(Dialect::V02), peer()).unwrap();
+    // Lanes 0 and 1, one to each broker; a request waits at its broker
+    // until the worker there has registered.
+    for i in 0..2 {
+        client.send(b("echo"), vec![b(&i.to_string())]).unwrap();
+    }
+    let mut tags: Vec<Bytes> = (0..2)
+        .map(|_| match client.recv(ANSWER).unwrap() {
+            mdp_core::ClientEvent::Reply { body, .. } => body[1].clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(tags, [b("via a"), b("via b")]);
+
+    let wrong = CurveClient { server: KeyPair::generate().unwrap().public, own: KeyPair::generate().unwrap() };
+    let mut config = ClientConfig::new(Dialect::V02);
+    config.tries = 1;
+    let mut lost = Client::connect_many_curve(&endpoints, config, wrong).unwrap();
+    match lost.request(b("echo"), vec![b("hi")], SILENCE) {
+        Err(e @ ClientError::NoHandshake { .. }) => {
+            let says = e.to_string();
+            assert!(endpoints.iter().all(|end| says.contains(end.as_str())), "{says}");
+            let ClientError::NoHandshake { endpoints: named, .. } = e else { unreachable!() };
+            assert_eq!(named, endpoints);
+        }
+        other => panic!("a wrong server key got {other:?}"),
+    }
+    // Workers first, the brokers last, so that DISCONNECTs can go out.
+    for (stop, thread) in workers.into_iter().chain(brokers) {
+        stop.stop();
+        thread.join().unwrap();
+    }
+}

@@ -3,13 +3,15 @@
 //! The library half of this crate is a deterministic simulation harness for
 //! mdp-core's state machines; the tests in `tests/` are built on it.
 //!
-//! * [`sim`]: [`Sim`] wires one broker, N clients (each with one or more
-//!   lanes, one connection per lane), raw pipelining clients and M workers
+//! * [`sim`]: [`Sim`] wires one or more brokers, N clients (each with one
+//!   or more lanes to every broker, one connection per lane), raw
+//!   pipelining clients and M worker processes (each serving every broker)
 //!   together over a virtual clock, drives simulated applications (a
 //!   workload per client, which may cancel some of its requests, a service
 //!   per worker), and steps one event at a time.
 //! * [`net`]: [`Net`], the in-memory network, with seeded latency, jitter,
-//!   loss, reordering, partitions and ghost requests.
+//!   loss, reordering, partitions and ghost requests, and brokers that go
+//!   down and come back one by one.
 //! * [`model`]: [`Checker`], the reference model, checked after every step.
 //! * [`rng`]: a tiny seeded generator; every run is a function of its seed.
 //!

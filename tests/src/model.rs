@@ -11,18 +11,30 @@
 //!   connection from what the client transmits, and checks that a lane
 //!   carries at most one request per service on the wire (in the majortomo
 //!   dialect one request at all), that requests for a service go out in the
-//!   order they were made, that none waits in the client while a lane could
+//!   order they were made (their first sends; a request sent again may go
+//!   ahead of newer ones), that none waits in the client while a lane could
 //!   take it, that a reply or PARTIAL taken on a lane is for the request on
 //!   the wire there, and that the client's own view
 //!   ([`Client::lane_of`], [`Client::on_wire`], [`Client::outstanding`])
 //!   agrees with the model's;
-//! * replies per (client, lane, service) come in request order. For a
-//!   one-lane client that is the old rule, replies per (client, service) in
-//!   request order: it holds because the lane carries one request per
-//!   service and the next one goes out only when that one is over. A client
-//!   with several lanes has several requests for a service served at once,
-//!   one per lane, and their replies come in any order (the broker
-//!   dispatches them in parallel); per lane the rule still holds;
+//! * with several brokers, all of the above holds across them: a client's
+//!   lanes go to different brokers ([`Client::broker_of`]), and a request
+//!   that times out on one may be sent again on a lane of another. A lane
+//!   "could take" a waiting request only if the client does not avoid its
+//!   broker ([`Client::is_avoided`]) and, if the broker is on probation
+//!   ([`Client::is_on_probation`]), has no request on the wire to it, or if
+//!   the client avoids every broker (then every lane may take requests
+//!   again);
+//! * replies per (client, lane, service) come in request order, among
+//!   requests only ever sent on that lane. For a one-lane client that is the
+//!   old rule, replies per (client, service) in request order: it holds
+//!   because the lane carries one request per service and the next one goes
+//!   out only when that one is over. A client with several lanes has several
+//!   requests for a service served at once, one per lane, and their replies
+//!   come in any order (the broker dispatches them in parallel); per lane the
+//!   rule still holds. A request that moved to another lane (with several
+//!   brokers, after a timeout on its broker) may arrive on a lane after newer
+//!   requests were answered there; it is exempt;
 //! * every request is answered once, reported failed, or cancelled by its
 //!   application, and only one of these; a request that failed or was
 //!   cancelled while on the wire had its lane's connection replaced (so that
@@ -32,14 +44,20 @@
 //! * a raw client (one connection, many requests per service on it, no
 //!   retries) gets only answers to its own requests, each once, whole and in
 //!   part order, and all of them;
-//! * a worker never holds two requests: the broker dispatches only to a
-//!   registered, idle worker, a REQUEST on the wire always matches such a
-//!   dispatch, and no worker is handed a REQUEST while busy;
-//! * a crashed worker is removed by the broker within its liveness window
-//!   after its last message arrived;
-//! * the broker stays within its configured limits;
+//! * a worker never holds two requests from one broker: each broker
+//!   dispatches only to a worker registered with it and idle there, a
+//!   REQUEST on the wire always matches such a dispatch, and no worker is
+//!   handed a REQUEST while busy for that broker. The model knows
+//!   registrations per broker: a worker process serving several brokers has
+//!   one connection to each and can hold one request from each at once;
+//! * a crashed worker is removed by each broker within its liveness window
+//!   after its last message arrived there;
+//! * each broker stays within its configured limits;
 //! * no state machine asks to be woken in the past.
 //!
+//! [`Client::broker_of`]: mdp_core::Client::broker_of
+//! [`Client::is_avoided`]: mdp_core::Client::is_avoided
+//! [`Client::is_on_probation`]: mdp_core::Client::is_on_probation
 //! [`Client::lane_of`]: mdp_core::Client::lane_of
 //! [`Client::on_wire`]: mdp_core::Client::on_wire
 //! [`Client::outstanding`]: mdp_core::Client::outstanding
@@ -94,11 +112,15 @@ struct Outstanding {
     next_part: usize,
     /// Whether it was ever sent (requests for a service go out in order).
     sent: bool,
+    /// The lane of its latest send.
+    last_lane: Option<usize>,
+    /// Whether it was ever sent on another lane than its previous send.
+    moved: bool,
 }
 
 impl Outstanding {
     fn new(service: Bytes, tag: Bytes) -> Self {
-        Outstanding { service, tag, next_part: 0, sent: false }
+        Outstanding { service, tag, next_part: 0, sent: false, last_lane: None, moved: false }
     }
 }
 
@@ -106,6 +128,8 @@ impl Outstanding {
 #[derive(Debug)]
 struct ClientModel {
     dialect: Dialect,
+    /// How many brokers it knows.
+    brokers: usize,
     /// Outstanding requests (neither answered, failed nor cancelled).
     outstanding: BTreeMap<RequestId, Outstanding>,
     /// The outstanding request of each tag (tags are unique per client).
@@ -164,7 +188,7 @@ struct RawModel {
     outstanding: BTreeMap<Bytes, Outstanding>,
 }
 
-/// What the model knows of a worker registered with the current broker.
+/// What the model knows of a worker connection registered with its broker.
 #[derive(Debug, Clone)]
 struct Registered {
     /// The broker handed it a request it has not answered with FINAL.
@@ -194,6 +218,20 @@ pub struct ModelCounts {
     /// with several lanes can see that (one lane answers a service's
     /// requests one at a time, in order).
     pub overtaking: u64,
+    /// Sends of a request on another lane than its previous send: with
+    /// several brokers, a request leaving a broker that failed.
+    pub moved: u64,
+}
+
+/// What the model knows of one broker (the current incarnation of it).
+#[derive(Debug, Default)]
+struct BrokerModel {
+    /// Worker connections registered with it.
+    workers: HashMap<PeerId, Registered>,
+    /// Dispatches announced by events, not yet seen as a REQUEST transmit.
+    announced: HashMap<PeerId, u32>,
+    /// Crashed worker connections, still registered, and when they crashed.
+    crashed: HashMap<PeerId, Instant>,
 }
 
 /// The reference model and invariant checker. See the [module docs](self).
@@ -211,17 +249,15 @@ pub struct Checker {
     last_answered: HashMap<(usize, usize, Bytes), RequestId>,
     /// PARTIALs per streamed answer from a 0.2 worker.
     partials: usize,
-    workers: HashMap<PeerId, Registered>,
-    /// Dispatches announced by events, not yet seen as a REQUEST transmit.
-    announced: HashMap<PeerId, u32>,
-    /// Crashed worker connections, still registered, and when they crashed.
-    crashed: HashMap<PeerId, Instant>,
+    /// Per broker, by index.
+    brokers: Vec<BrokerModel>,
     counts: ModelCounts,
 }
 
 impl Checker {
-    /// A checker for workers that stream `partials` PARTIALs per answer.
-    pub fn new(t0: Instant, partials: usize) -> Self {
+    /// A checker for `brokers` brokers (at least one) and workers that
+    /// stream `partials` PARTIALs per answer.
+    pub fn new(t0: Instant, partials: usize, brokers: usize) -> Self {
         Checker {
             t0,
             panic_on_violation: true,
@@ -230,9 +266,7 @@ impl Checker {
             raws: Vec::new(),
             last_answered: HashMap::new(),
             partials,
-            workers: HashMap::new(),
-            announced: HashMap::new(),
-            crashed: HashMap::new(),
+            brokers: (0..brokers.max(1)).map(|_| BrokerModel::default()).collect(),
             counts: ModelCounts::default(),
         }
     }
@@ -281,9 +315,10 @@ impl Checker {
         self.raws.get(raw).map_or(0, |r| r.outstanding.len())
     }
 
-    /// Whether the model thinks `worker` is registered with the broker.
-    pub fn is_registered(&self, worker: &PeerId) -> bool {
-        self.workers.contains_key(worker)
+    /// Whether the model thinks worker connection `worker` is registered
+    /// with broker `broker`.
+    pub fn is_registered(&self, broker: usize, worker: &PeerId) -> bool {
+        self.brokers.get(broker).is_some_and(|b| b.workers.contains_key(worker))
     }
 
     /// Reports a violation: panics, or records it.
@@ -303,10 +338,12 @@ impl Checker {
 
     // ---- clients ----
 
-    /// A client with `lanes` lanes was added; returns its index.
-    pub fn add_client(&mut self, dialect: Dialect, lanes: usize) -> usize {
+    /// A client with `lanes` lanes in all, to `brokers` brokers, was added;
+    /// returns its index.
+    pub fn add_client(&mut self, dialect: Dialect, lanes: usize, brokers: usize) -> usize {
         self.clients.push(ClientModel {
             dialect,
+            brokers: brokers.max(1),
             outstanding: BTreeMap::new(),
             by_tag: HashMap::new(),
             cancelled: HashSet::new(),
@@ -390,9 +427,14 @@ impl Checker {
                 ));
             }
         }
+        let mut moved = false;
         if let Some(o) = c.outstanding.get_mut(&id) {
             o.sent = true;
+            moved = o.last_lane.is_some_and(|last| last != lane);
+            o.moved |= moved;
+            o.last_lane = Some(lane);
         }
+        self.counts.moved += u64::from(moved);
         c.wire[lane].push((id, service));
         Ok(())
     }
@@ -457,13 +499,19 @@ impl Checker {
             ClientEvent::Restarted { id } => {
                 self.counts.restarted += 1;
                 let c = &mut self.clients[client];
+                let (brokers, on_wire) = (c.brokers, c.lane_of(*id).is_some());
                 match c.outstanding.get_mut(id) {
-                    Some(o) => {
+                    // With one broker a request is sent again on its lane's
+                    // new connection at once. With several it leaves the
+                    // lane of the broker that failed, and may wait for a
+                    // lane of another; it is off its old connection either
+                    // way (else the model would still have it there), so
+                    // no part of the old send can come any more.
+                    Some(o) if on_wire || (brokers > 1 && o.sent) => {
                         o.next_part = 0;
-                        c.lane_of(*id)
-                            .is_none()
-                            .then(|| format!("client {client}: Restarted {id}, which it did not send again"))
+                        None
                     }
+                    Some(_) => Some(format!("client {client}: Restarted {id}, which it did not send again")),
                     None => Some(c.not_outstanding(client, "Restarted", *id)),
                 }
             }
@@ -529,6 +577,11 @@ impl Checker {
         let overtook = c.outstanding.range(..id).any(|(_, older)| older.service == o.service);
         self.counts.overtaking += u64::from(overtook);
         check_answer(&o, dialect, body, lossy, self.partials).map_err(|e| format!("client {client}: {e} ({id})"))?;
+        if o.moved {
+            // It came to this lane from another, maybe after newer requests
+            // were answered here (see the module docs).
+            return Ok(());
+        }
         let key = (client, lane, o.service.clone());
         let last = self.last_answered.insert(key, id);
         match last {
@@ -546,7 +599,8 @@ impl Checker {
     /// matched a request, became that request's event; every request the
     /// model has on the wire is outstanding (one that failed or was
     /// cancelled there had its lane replaced); none waits while a lane could
-    /// take it; and the client's own view agrees with the model's.
+    /// take it (a lane of a broker the client avoids cannot, unless it
+    /// avoids them all); and the client's own view agrees with the model's.
     pub fn check_client(&mut self, now: Instant, client: usize, core: &Client) {
         if let Some((id, lane, last)) = self.clients[client].expect.take() {
             let what = if last { "FINAL" } else { "PARTIAL" };
@@ -567,6 +621,18 @@ impl Checker {
                 ));
             }
         }
+        // Whether lane `l` may take requests at all: the client avoids a
+        // broker that failed lately, unless it avoids every broker, and
+        // sends one request at a time to a broker on probation.
+        let every_avoided = (0..core.config().brokers).all(|b| core.is_avoided(b));
+        let on_wire_at = |b: usize| -> usize {
+            (0..c.wire.len()).filter(|&l| core.broker_of(Lane(l)) == b).map(|l| c.wire[l].len()).sum()
+        };
+        let usable = |l: usize| {
+            let b = core.broker_of(Lane(l));
+            let busy_probe = core.is_on_probation(b) && on_wire_at(b) > 0;
+            every_avoided || !(core.is_avoided(b) || busy_probe)
+        };
         let mut on_wire = 0;
         for (&id, o) in &c.outstanding {
             let lane = c.lane_of(id);
@@ -578,10 +644,12 @@ impl Checker {
                 ));
             }
             if lane.is_none() {
-                if let Some(free) = (0..c.wire.len()).find(|&l| c.lane_takes(l, &o.service)) {
+                if let Some(free) = (0..c.wire.len()).find(|&l| usable(l) && c.lane_takes(l, &o.service)) {
                     return Err(format!(
-                        "client {client}: {id} for {:?} waits in the client, though lane {free} could take it",
-                        o.service
+                        "client {client}: {id} for {:?} waits in the client, though lane {free} could take it \
+                         (its broker {} neither avoided nor busy with a probe)",
+                        o.service,
+                        core.broker_of(Lane(free))
                     ));
                 }
             }
@@ -655,77 +723,87 @@ impl Checker {
         Ok(Some(tag))
     }
 
-    // ---- broker ----
+    // ---- brokers ----
 
-    /// A message from `from` reached the broker.
-    pub fn delivered_to_broker(&mut self, now: Instant, from: &PeerId, frames: &[Bytes]) {
-        let Some(w) = self.workers.get_mut(from) else { return };
+    /// A message from `from` reached broker `broker`.
+    pub fn delivered_to_broker(&mut self, now: Instant, broker: usize, from: &PeerId, frames: &[Bytes]) {
+        let Some(w) = self.brokers[broker].workers.get_mut(from) else { return };
         w.last_delivered = now;
         if matches!(PeerCommand::decode(frames.to_vec()), Ok((_, PeerCommand::Final { .. }))) {
             w.holding = false;
         }
     }
 
-    /// The broker emitted `event`.
-    pub fn broker_event(&mut self, now: Instant, event: &BrokerEvent) {
+    /// Broker `broker` emitted `event`.
+    pub fn broker_event(&mut self, now: Instant, broker: usize, event: &BrokerEvent) {
+        let b = &mut self.brokers[broker];
         match event {
             BrokerEvent::WorkerReady { worker, .. } => {
-                self.workers.insert(worker.clone(), Registered { holding: false, last_delivered: now });
+                b.workers.insert(worker.clone(), Registered { holding: false, last_delivered: now });
             }
             BrokerEvent::WorkerGone { worker, .. } => {
-                self.workers.remove(worker);
-                self.crashed.remove(worker);
+                b.workers.remove(worker);
+                b.crashed.remove(worker);
             }
-            BrokerEvent::RequestDispatched { worker, client, .. } => match self.workers.get_mut(worker) {
-                None => self
-                    .violate(now, format!("broker dispatched {client}'s request to {worker}, not a registered worker")),
-                Some(w) if w.holding => self
-                    .violate(now, format!("broker dispatched {client}'s request to {worker}, which holds one already")),
+            BrokerEvent::RequestDispatched { worker, client, .. } => match b.workers.get_mut(worker) {
+                None => self.violate(
+                    now,
+                    format!(
+                        "broker {broker} dispatched {client}'s request to {worker}, not a worker registered with it"
+                    ),
+                ),
+                Some(w) if w.holding => self.violate(
+                    now,
+                    format!("broker {broker} dispatched {client}'s request to {worker}, which holds one already"),
+                ),
                 Some(w) => {
                     w.holding = true;
-                    *self.announced.entry(worker.clone()).or_default() += 1;
+                    *b.announced.entry(worker.clone()).or_default() += 1;
                 }
             },
             _ => {}
         }
     }
 
-    /// The broker sent `frames` to `to`.
-    pub fn broker_transmit(&mut self, now: Instant, to: &PeerId, frames: &[Bytes]) {
+    /// Broker `broker` sent `frames` to `to`.
+    pub fn broker_transmit(&mut self, now: Instant, broker: usize, to: &PeerId, frames: &[Bytes]) {
         if !matches!(BrokerCommand::decode(frames.to_vec()), Ok((_, BrokerCommand::Request { .. }))) {
             return;
         }
-        match self.announced.get_mut(to) {
+        match self.brokers[broker].announced.get_mut(to) {
             Some(n) if *n > 0 => *n -= 1,
-            _ => {
-                self.violate(now, format!("broker sent a REQUEST to {to}, not a dispatch to a registered idle worker"))
-            }
+            _ => self.violate(
+                now,
+                format!("broker {broker} sent a REQUEST to {to}, not a dispatch to a registered idle worker"),
+            ),
         }
     }
 
-    /// A new broker replaced the old one (or the broker went down).
-    pub fn broker_restarted(&mut self) {
-        self.workers.clear();
-        self.announced.clear();
-        self.crashed.clear();
+    /// A new broker replaced broker `broker` (or it went down): what the
+    /// model knew of it is gone with it. The other brokers are not touched.
+    pub fn broker_restarted(&mut self, broker: usize) {
+        self.brokers[broker] = BrokerModel::default();
     }
 
     // ---- workers ----
 
-    /// The worker on connection `peer` crashed at `now`.
-    pub fn worker_crashed(&mut self, now: Instant, peer: &PeerId) {
-        if self.workers.contains_key(peer) {
-            self.crashed.insert(peer.clone(), now);
+    /// The worker on connection `peer` to broker `broker` crashed at `now`.
+    pub fn worker_crashed(&mut self, now: Instant, broker: usize, peer: &PeerId) {
+        let b = &mut self.brokers[broker];
+        if b.workers.contains_key(peer) {
+            b.crashed.insert(peer.clone(), now);
         }
     }
 
     // ---- every step ----
 
-    /// Checks what must hold after every step: crashed workers removed in
-    /// time, the broker within its limits.
-    pub fn check_broker(&mut self, now: Instant, config: &BrokerConfig, stats: &BrokerStats) {
-        for (peer, crashed_at) in &self.crashed {
-            let Some(w) = self.workers.get(peer) else { continue };
+    /// Checks what must hold after every step at broker `broker` (while it
+    /// is up): crashed workers removed in time, the broker within its
+    /// limits.
+    pub fn check_broker(&mut self, now: Instant, broker: usize, config: &BrokerConfig, stats: &BrokerStats) {
+        let b = &self.brokers[broker];
+        for (peer, crashed_at) in &b.crashed {
+            let Some(w) = b.workers.get(peer) else { continue };
             let window = if w.holding { config.busy_timeout() } else { config.idle_worker_timeout() };
             let deadline = w.last_delivered + window;
             if now > deadline {
@@ -734,7 +812,7 @@ impl Checker {
                 let last = w.last_delivered.saturating_duration_since(self.t0);
                 return self.violate(
                     now,
-                    format!("crashed worker {peer} (crashed at t+{crashed:?}, last heard t+{last:?}, holding: {}) still registered {late:?} after its {window:?} window", w.holding),
+                    format!("crashed worker {peer} (crashed at t+{crashed:?}, last heard t+{last:?}, holding: {}) still registered with broker {broker} {late:?} after its {window:?} window", w.holding),
                 );
             }
         }
@@ -778,15 +856,18 @@ impl Checker {
             over.push(format!("{} bytes held with no worker busy", stats.held_bytes));
         }
         for what in over {
-            self.violate(now, format!("broker over its limits: {what}"));
+            self.violate(now, format!("broker {broker} over its limits: {what}"));
         }
-        let holding = self.workers.values().filter(|w| w.holding).count();
-        let idle = self.workers.len() - holding;
+        let workers = &self.brokers[broker].workers;
+        let holding = workers.values().filter(|w| w.holding).count();
+        let idle = workers.len() - holding;
         if (stats.busy_workers, stats.idle_workers) != (holding, idle) {
             let (busy, broker_idle) = (stats.busy_workers, stats.idle_workers);
             self.violate(
                 now,
-                format!("broker counts {busy} busy and {broker_idle} idle workers; the model {holding} and {idle}"),
+                format!(
+                    "broker {broker} counts {busy} busy and {broker_idle} idle workers; the model {holding} and {idle}"
+                ),
             );
         }
     }
@@ -923,9 +1004,9 @@ mod tests {
         lie: impl Fn(Lane) -> Lane,
     ) -> (Checker, Client, Vec<RequestId>, Instant) {
         let t0 = Instant::now();
-        let mut checker = Checker::new(t0, 0);
+        let mut checker = Checker::new(t0, 0, 1);
         checker.panic_on_violation = false;
-        checker.add_client(Dialect::V02, model_lanes);
+        checker.add_client(Dialect::V02, model_lanes, 1);
         let mut client = Client::new(mdp_core::ClientConfig::new(Dialect::V02).with_lanes(lanes), t0).unwrap();
         let mut ids = Vec::new();
         for tag in tags {
@@ -973,6 +1054,51 @@ mod tests {
         let (mut checker, client, ..) = setup(2, 1, &[b"a", b"b"], |l| l);
         checker.check_client(Instant::now(), 0, &client);
         assert!(checker.violations()[0].what.contains("though lane 1 could take it"), "{:?}", checker.violations());
+    }
+
+    #[test]
+    fn a_lane_of_an_avoided_broker_does_not_count_as_free() {
+        // Two brokers, one lane each. `a` goes to lane 0 (broker 0), `b`
+        // half a second later to lane 1 (broker 1). `a` times out: broker
+        // 0 is avoided (for 1.875 s to 2.5 s), and `a` waits, though lane 0
+        // carries nothing: the rule must not count it. Then `b` times out
+        // too: with every broker avoided every lane may take requests
+        // again, and both go out.
+        let t0 = Instant::now();
+        let mut checker = Checker::new(t0, 0, 2);
+        checker.panic_on_violation = false;
+        checker.add_client(Dialect::V02, 2, 2);
+        let config = mdp_core::ClientConfig::new(Dialect::V02).with_brokers(2);
+        let timeout = config.timeout;
+        let mut client = Client::new(config, t0).unwrap();
+        let drain = |checker: &mut Checker, client: &mut Client, now: Instant| {
+            while let Some(t) = client.poll_transmit() {
+                checker.client_transmit(now, 0, t.lane, &t.transmit);
+            }
+            while let Some(e) = client.poll_event() {
+                checker.client_event(now, 0, &e, false);
+            }
+            checker.check_client(now, 0, client);
+        };
+        let issue = |checker: &mut Checker, client: &mut Client, now: Instant, tag: &'static [u8]| {
+            let id = client.request(now, echo(), vec![Bytes::from_static(tag)]).unwrap();
+            checker.issued(now, 0, id, echo(), Bytes::from_static(tag));
+            drain(checker, client, now);
+            id
+        };
+        let a = issue(&mut checker, &mut client, t0, b"a");
+        let t1 = t0 + Duration::from_millis(500);
+        issue(&mut checker, &mut client, t1, b"b");
+        client.handle_timeout(t0 + timeout);
+        drain(&mut checker, &mut client, t0 + timeout);
+        assert!(client.is_avoided(0) && !client.is_avoided(1));
+        assert_eq!(checker.lane_of(0, a), None, "a waits");
+        assert_eq!(checker.violations(), &[]);
+        client.handle_timeout(t1 + timeout);
+        drain(&mut checker, &mut client, t1 + timeout);
+        assert!(client.is_avoided(0) && client.is_avoided(1));
+        assert!(checker.lane_of(0, a).is_some(), "a is on the wire again");
+        assert_eq!(checker.violations(), &[]);
     }
 
     #[test]

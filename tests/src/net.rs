@@ -1,18 +1,27 @@
-//! The in-memory network between the broker and its peers, with seeded
+//! The in-memory network between the brokers and their peers, with seeded
 //! faults (after str0m's `netem` and firezone's `BufferedTransmits`).
 //!
 //! Every client or worker *connection* has a [`PeerId`], as a ROUTER socket
-//! would see it. Ids are never reused: a reconnect opens a new connection
-//! with a new id, and whatever was in flight to or from the old one is
-//! dropped, as ZeroMQ does when a socket is closed.
+//! would see it, and goes to one broker, by its index
+//! ([`Net::broker_of`]). Ids are never reused, not even across brokers: a
+//! reconnect opens a new connection with a new id, and whatever was in
+//! flight to or from the old one is dropped, as ZeroMQ does when a socket
+//! is closed. (A connection to broker `b > 0` has `@b` at the end of its
+//! id, for reading logs; the ids of broker 0's connections are what they
+//! were when the network had one broker.)
 //!
 //! A connection belongs to a [`Node`], a simulated process. A client with
 //! several lanes has one connection per lane, all of the one
-//! [`Node::Client`]: the faults of a node (its [`Link`], its partitions,
-//! [`Net::drop_next`]) hit every lane of that client, as a host's network
-//! would hit every socket of a process on it, while order is kept per
-//! connection, so messages on different lanes of one client overtake each
-//! other.
+//! [`Node::Client`], and a worker process serving several brokers one per
+//! broker, all of the one [`Node::Worker`]: the faults of a node (its
+//! [`Link`], its partitions, [`Net::drop_next`]) hit every connection of
+//! that process, to every broker, as a host's network would hit every
+//! socket of a process on it, while order is kept per connection, so
+//! messages on different connections of one process overtake each other.
+//!
+//! Each broker goes down and comes back on its own
+//! ([`Net::broker_restarted`]): what is in flight to or from it is lost,
+//! the other brokers' connections are not touched.
 //!
 //! # What the faults model
 //!
@@ -64,7 +73,7 @@ use mdp_core::{BrokerCommand, Multipart, PeerCommand, PeerId};
 
 use crate::rng::Rng;
 
-/// A simulated process other than the broker.
+/// A simulated process other than a broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Node {
     /// The client with this index.
@@ -82,13 +91,13 @@ pub enum Node {
 /// Which way a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dir {
-    /// From a client or worker to the broker.
+    /// From a client or worker to the connection's broker.
     ToBroker,
-    /// From the broker to a client or worker.
+    /// From the connection's broker to a client or worker.
     FromBroker,
 }
 
-/// One node's link to the broker, the same both ways.
+/// One node's link to the brokers, the same both ways and to each broker.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Link {
     /// The fixed part of the one-way delay.
@@ -168,7 +177,7 @@ pub struct Packet {
     pub dir: Dir,
     /// The frames.
     pub frames: Multipart,
-    /// The broker incarnation it was sent to or from.
+    /// The incarnation of the connection's broker it was sent to or from.
     epoch: u64,
 }
 
@@ -192,6 +201,8 @@ impl Ord for Packet {
 #[derive(Debug)]
 struct Conn {
     node: Node,
+    /// The broker it goes to.
+    broker: usize,
     open: bool,
     /// After closing: still deliver what it sent before (a crashed process's
     /// last messages are on the wire already).
@@ -211,7 +222,7 @@ pub struct NetStats {
     pub dropped_closed: u64,
     /// Messages held back by a partition.
     pub held: u64,
-    /// Messages dropped because the broker was down or restarted.
+    /// Messages dropped because their broker was down or restarted.
     pub dropped_broker: u64,
     /// Messages held back by [`Faults::reorder`].
     pub reordered: u64,
@@ -222,6 +233,15 @@ pub struct NetStats {
     /// PARTIALs lost, either way. While this is zero, every streamed
     /// answer must arrive whole.
     pub lost_partials: u64,
+}
+
+/// What the network knows of one broker.
+#[derive(Debug, Clone, Copy)]
+struct BrokerLink {
+    /// Counts its restarts: a message sent to or from an older incarnation
+    /// is lost.
+    epoch: u64,
+    up: bool,
 }
 
 /// The network. See the [module docs](self).
@@ -240,15 +260,16 @@ pub struct Net {
     conns: HashMap<PeerId, Conn>,
     next_conn: u64,
     cut: HashMap<Node, Instant>,
-    epoch: u64,
-    broker_up: bool,
+    /// Per broker: its incarnation and whether it is up.
+    brokers: Vec<BrokerLink>,
     drop_next: HashMap<Node, u32>,
     stats: NetStats,
 }
 
 impl Net {
-    /// An empty network; `link` is every node's link unless set otherwise.
-    pub fn new(seed: u64, link: Link, faults: Faults) -> Self {
+    /// An empty network to `brokers` brokers (at least one), all up;
+    /// `link` is every node's link unless set otherwise.
+    pub fn new(seed: u64, link: Link, faults: Faults, brokers: usize) -> Self {
         Net {
             rng: Rng::new(seed),
             faults,
@@ -260,8 +281,7 @@ impl Net {
             conns: HashMap::new(),
             next_conn: 0,
             cut: HashMap::new(),
-            epoch: 0,
-            broker_up: true,
+            brokers: vec![BrokerLink { epoch: 0, up: true }; brokers.max(1)],
             drop_next: HashMap::new(),
             stats: NetStats::default(),
         }
@@ -292,19 +312,37 @@ impl Net {
         self.links.values().chain([&self.default_link]).map(Link::max_delay).max().unwrap_or_default()
     }
 
-    /// Opens a new connection for `node` and returns its id.
-    pub fn connect(&mut self, node: Node) -> PeerId {
+    /// How many brokers the network reaches.
+    pub fn brokers(&self) -> usize {
+        self.brokers.len()
+    }
+
+    /// Opens a new connection from `node` to broker `broker` and returns its id.
+    ///
+    /// # Panics
+    ///
+    /// If the network has no such broker.
+    pub fn connect(&mut self, node: Node, broker: usize) -> PeerId {
+        assert!(broker < self.brokers.len(), "no broker {broker}: the network has {}", self.brokers.len());
         let n = self.next_conn;
         self.next_conn += 1;
-        let name = match node {
+        let mut name = match node {
             Node::Client(i) => format!("c{i}#{n}"),
             Node::Worker(i) => format!("w{i}#{n}"),
             Node::Raw(i) => format!("r{i}#{n}"),
             Node::Ghost => format!("ghost#{n}"),
         };
+        if broker > 0 {
+            name.push_str(&format!("@{broker}"));
+        }
         let id = PeerId(Bytes::from(name));
-        self.conns.insert(id.clone(), Conn { node, open: true, deliver_sent: false });
+        self.conns.insert(id.clone(), Conn { node, broker, open: true, deliver_sent: false });
         id
+    }
+
+    /// The broker a connection goes to.
+    pub fn broker_of(&self, peer: &PeerId) -> Option<usize> {
+        self.conns.get(peer).map(|c| c.broker)
     }
 
     /// Closes a connection. Messages to it are dropped from now on; messages
@@ -327,8 +365,8 @@ impl Net {
         self.conns.get(peer).map(|c| c.node)
     }
 
-    /// Cuts `node` off until `until`: what it sends or is sent meanwhile
-    /// arrives after `until`.
+    /// Cuts `node` off every broker until `until`: what it sends or is sent
+    /// meanwhile arrives after `until`.
     pub fn partition(&mut self, node: Node, until: Instant) {
         self.cut.insert(node, until);
     }
@@ -359,12 +397,25 @@ impl Net {
         self.drop_next.clear();
     }
 
-    /// The broker went down (`up == false`) or a new one came up: every
-    /// connection to the old one breaks, so everything in flight is lost.
-    pub fn broker_restarted(&mut self, up: bool) {
-        self.epoch += 1;
-        self.broker_up = up;
-        self.last_at.clear();
+    /// Broker `broker` went down (`up == false`) or a new one came up in
+    /// its place: every connection to the old one breaks, so everything in
+    /// flight to or from it is lost. The other brokers' connections are not
+    /// touched.
+    ///
+    /// # Panics
+    ///
+    /// If the network has no such broker.
+    pub fn broker_restarted(&mut self, broker: usize, up: bool) {
+        let b = &mut self.brokers[broker];
+        b.epoch += 1;
+        b.up = up;
+        let conns = &self.conns;
+        self.last_at.retain(|(peer, _), _| conns.get(peer).is_some_and(|c| c.broker != broker));
+    }
+
+    /// Whether broker `broker` is up, as far as the network goes.
+    pub fn broker_is_up(&self, broker: usize) -> bool {
+        self.brokers.get(broker).is_some_and(|b| b.up)
     }
 
     /// Sends `frames` on connection `peer` in direction `dir`, applying the faults.
@@ -374,12 +425,12 @@ impl Net {
             self.stats.dropped_closed += 1;
             return;
         };
-        let node = conn.node;
+        let (node, broker) = (conn.node, conn.broker);
         if !conn.open {
             self.stats.dropped_closed += 1;
             return;
         }
-        if !self.broker_up {
+        if !self.brokers[broker].up {
             self.stats.dropped_broker += 1;
             return;
         }
@@ -391,7 +442,7 @@ impl Net {
             return;
         }
         if dir == Dir::ToBroker && node != Node::Ghost && self.rng.chance(self.faults.ghost_requests) {
-            self.ghost(now, &frames);
+            self.ghost(now, broker, &frames);
         }
         let mut at = now + link.latency + self.rng.duration(link.jitter);
         if self.rng.chance(self.faults.reorder) {
@@ -410,27 +461,29 @@ impl Net {
         if self.rng.chance(self.faults.duplicate) {
             self.stats.duplicated += 1;
             let copy_at = at + self.rng.duration(self.faults.reorder_delay + link.max_delay());
-            self.push(copy_at, peer.clone(), dir, frames.clone());
+            self.push(copy_at, peer.clone(), broker, dir, frames.clone());
         }
-        self.push(at, peer, dir, frames);
+        self.push(at, peer, broker, dir, frames);
     }
 
-    /// A copy of a client REQUEST from a connection that closes at once.
-    fn ghost(&mut self, now: Instant, frames: &Multipart) {
+    /// A copy of a client REQUEST to `broker` from a connection that closes
+    /// at once.
+    fn ghost(&mut self, now: Instant, broker: usize, frames: &Multipart) {
         if !matches!(PeerCommand::decode(frames.clone()), Ok((_, PeerCommand::Request { .. }))) {
             return;
         }
         self.stats.ghosts += 1;
-        let ghost = self.connect(Node::Ghost);
+        let ghost = self.connect(Node::Ghost, broker);
         self.close(&ghost, true);
         let at = now + self.default_link.latency + self.rng.duration(self.faults.reorder_delay);
-        self.push(at, ghost, Dir::ToBroker, frames.clone());
+        self.push(at, ghost, broker, Dir::ToBroker, frames.clone());
     }
 
-    fn push(&mut self, at: Instant, peer: PeerId, dir: Dir, frames: Multipart) {
+    fn push(&mut self, at: Instant, peer: PeerId, broker: usize, dir: Dir, frames: Multipart) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push(Reverse(Packet { at, seq, peer, dir, frames, epoch: self.epoch }));
+        let epoch = self.brokers[broker].epoch;
+        self.queue.push(Reverse(Packet { at, seq, peer, dir, frames, epoch }));
     }
 
     fn count_lost_partial(&mut self, dir: Dir, frames: &Multipart) {
@@ -447,19 +500,22 @@ impl Net {
     }
 
     /// The next message due at `now` that survives to be delivered. Messages
-    /// whose connection closed or whose broker is gone are dropped on the
-    /// way; those of a node cut off meanwhile wait for the partition to heal.
+    /// whose connection closed or whose broker is gone (down, or restarted
+    /// since they were sent) are dropped on the way; those of a node cut
+    /// off meanwhile wait for the partition to heal.
     pub fn pop_due(&mut self, now: Instant) -> Option<Packet> {
         while self.queue.peek().is_some_and(|Reverse(p)| p.at <= now) {
             let Reverse(p) = self.queue.pop()?;
-            if p.epoch != self.epoch || !self.broker_up {
-                self.stats.dropped_broker += 1;
-                continue;
-            }
+            // Connections are never forgotten, so every packet's is known.
             let Some(conn) = self.conns.get(&p.peer) else {
                 self.stats.dropped_closed += 1;
                 continue;
             };
+            let broker = self.brokers[conn.broker];
+            if p.epoch != broker.epoch || !broker.up {
+                self.stats.dropped_broker += 1;
+                continue;
+            }
             let deliverable = conn.open || (p.dir == Dir::ToBroker && conn.deliver_sent);
             if !deliverable {
                 self.stats.dropped_closed += 1;

@@ -1,40 +1,60 @@
-//! The deterministic simulation: one [`Broker`], N [`Client`]s and M
-//! [`Worker`]s on a [`Net`], under a virtual clock (after quinn's `Pair` and
-//! str0m's `progress`).
+//! The deterministic simulation: one or more [`Broker`]s, N [`Client`]s and
+//! M worker processes on a [`Net`], under a virtual clock (after quinn's
+//! `Pair` and str0m's `progress`).
+//!
+//! # Brokers
+//!
+//! A simulation has [`SimConfig::brokers`] brokers (one unless set), by
+//! index from 0. Each is its own [`Broker`] with its own up or down state:
+//! [`Sim::stop_broker`] takes one down for a while, [`Sim::restart_broker`]
+//! replaces it at once, [`Sim::kill_broker`] stops it for good. What is in
+//! flight to or from a broker that goes down is lost; the others carry on.
+//!
+//! Every client knows every broker (`ClientConfig::with_brokers`): its lane
+//! `l` is a connection to broker [`Client::broker_of`]`(l)`, and
+//! [`SimConfig::client_lanes`] counts its lanes *per broker*. Every worker
+//! process serves every broker, as `mdp_zmq_adapter::Workers` does: one
+//! connection and one [`Worker`] per broker, each registering,
+//! heartbeating and backing off on its own, and one handler slot per
+//! broker, so a worker process answers one request from each broker at
+//! once (a broker never sees it idle while it works for that broker). Raw
+//! clients talk to broker 0 only.
+//!
+//! With one broker this is the single-broker simulation it always was: the
+//! same connections, the same order of events, the same run for a seed.
 //!
 //! # Clients and lanes
 //!
-//! A client has [`SimConfig::client_lanes`] lanes unless added with
-//! [`Sim::add_client_with_lanes`]: one connection ([`PeerId`]) per lane, all
-//! of them on the client's one [`Node::Client`], so the client's link,
-//! partitions and [`Net::drop_next`] hit every lane (one process, one host),
-//! while each lane keeps its own order and messages on different lanes
-//! overtake each other. Each [`ClientTransmit`]
-//! goes to its lane's connection; a
-//! [`Reconnect`](PeerTransmit::Reconnect) closes only that lane's connection
-//! and opens a new one (what was in flight to the old one is dropped), and
-//! a message from the broker is handed to the client with the lane of the
-//! connection it came on.
+//! A client has [`SimConfig::client_lanes`] lanes per broker unless added
+//! with [`Sim::add_client_with_lanes`]: one connection ([`PeerId`]) per
+//! lane, all of them on the client's one [`Node::Client`], so the client's
+//! link, partitions and [`Net::drop_next`] hit every lane (one process, one
+//! host), while each lane keeps its own order and messages on different
+//! lanes overtake each other. Each [`ClientTransmit`] goes to its lane's
+//! connection; a [`Reconnect`](PeerTransmit::Reconnect) closes only that
+//! lane's connection and opens a new one to the same broker (what was in
+//! flight to the old one is dropped), and a message from a broker is handed
+//! to the client with the lane of the connection it came on.
 //!
 //! A *raw client* ([`Sim::add_raw_client`]) is a peer without mdp-rs's
 //! client: one connection that sends every request of its workload at once,
 //! many for one service, and tells the answers apart by their bodies, as a
 //! third-party client that pipelines on one DEALER socket does. It has no
 //! timeouts and no retries, so scenarios with raw clients lose no message on
-//! their links and do not restart the broker.
+//! their links and do not restart broker 0.
 //!
 //! # Stepping
 //!
 //! [`Sim::step`] does exactly one thing: it finds the earliest thing due —
 //! a message arriving, a state machine's `poll_timeout`, a simulated worker
 //! application sending its next part, a client's workload issuing its next
-//! request, the broker coming back up — jumps the clock to it if it lies
+//! request, a broker coming back up — jumps the clock to it if it lies
 //! ahead, does it, and drains every output of the state machine it touched
 //! (the drain rule), feeding transmits to the network and events to the
 //! [`Checker`]. Then it checks the invariants. Ties go to messages first,
-//! then the broker, clients, workers, worker applications, workloads, raw
-//! clients' sends and the workloads' cancels, so a run is a pure function
-//! of its seed.
+//! then the brokers (by index), clients, workers (by worker, then broker),
+//! worker applications (likewise), workloads, raw clients' sends and the
+//! workloads' cancels, so a run is a pure function of its seed.
 //!
 //! [`Sim::run_until`] steps until a condition holds and fails with a
 //! [`SimError`] instead of hanging when it does not within a step budget;
@@ -43,7 +63,8 @@
 //!
 //! # The simulated applications
 //!
-//! A worker's application answers each request `[tag]` after
+//! A worker's application (each of its handler slots, one per broker)
+//! answers each request `[tag]` after
 //! [`SimConfig::service_time`]: in the 0.2 dialects it first sends
 //! [`SimConfig::partials`] PARTIALs `tag/p0`, `tag/p1`, …, spread over the
 //! service time, then the FINAL `tag/final`; in MDP/0.1 only the REPLY
@@ -53,7 +74,10 @@
 //! outstanding, whatever their services: the client itself keeps what its
 //! lanes cannot carry yet waiting, in order (a majortomo lane carries one
 //! request at a time, so such a client's requests for another service
-//! wait there, not in the workload).
+//! wait there, not in the workload). It issues each as soon as its window
+//! allows, unless [`SimConfig::client_interval`] paces it: then one every
+//! interval on average, at random times, so that the load on the brokers
+//! is what the applications ask for rather than what the fleet can carry.
 //!
 //! # Cancelling
 //!
@@ -104,6 +128,34 @@
 //! assert_eq!((counts.answered, counts.cancelled), (1, 1));
 //! assert_eq!(sim.stats().client_reconnects, 1, "lane 0 replaced");
 //! ```
+//!
+//! Several brokers: a client and a worker process know both; broker 1
+//! stops for good, and the request that went to it is answered through
+//! broker 0 after one timeout.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use mdp_core::{Dialect, Lane};
+//! use mdp_tests::{Sim, SimConfig};
+//!
+//! let mut config = SimConfig::new(3);
+//! config.brokers = 2;
+//! let mut sim = Sim::new(config);
+//! let echo = Bytes::from_static(b"echo");
+//! sim.add_worker(echo.clone(), Dialect::V02);
+//! let c = sim.add_client(Dialect::V02);
+//! assert_eq!(sim.client_lanes(c), 2, "one lane to each broker");
+//! sim.kill_broker(1);
+//! sim.request(c, echo.clone()).unwrap();
+//! let second = sim.request(c, echo).unwrap();
+//! assert_eq!(sim.client(c).lane_of(second), Some(Lane(1)));
+//! assert_eq!(sim.client(c).broker_of(Lane(1)), 1);
+//! sim.quiesce(100_000).unwrap();
+//! assert!(sim.elapsed() >= Duration::from_millis(2500), "answered after one timeout");
+//! let counts = sim.finish();
+//! assert_eq!((counts.answered, counts.failed, counts.moved), (2, 0, 1));
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -124,14 +176,26 @@ use crate::rng::Rng;
 pub struct SimConfig {
     /// Seeds every random choice (faults, backoff jitter).
     pub seed: u64,
-    /// The broker's configuration (also for brokers started later).
+    /// How many brokers (at least one). Default: 1.
+    pub brokers: usize,
+    /// Every broker's configuration (also for brokers started later).
     pub broker: BrokerConfig,
     /// Each client's timeout per send of a request.
     pub client_timeout: Duration,
     /// Each client's number of tries per request.
     pub client_tries: u32,
+    /// How long each client avoids a broker that failed (the seed is
+    /// replaced per client). Only used with several brokers. Default:
+    /// mdp-core's.
+    pub client_broker_backoff: Backoff,
     /// Most requests a client's workload keeps outstanding.
     pub client_window: usize,
+    /// How often a client's workload issues a request: each request at a
+    /// random time within `0..=2 × client_interval` after the one before
+    /// (one per interval on average), as an application whose requests
+    /// come from outside, while the window allows. Zero (the default): as
+    /// soon as the window allows, so the workload keeps its window full.
+    pub client_interval: Duration,
     /// The workers' heartbeat interval.
     pub worker_heartbeat: Duration,
     /// The workers' liveness (intervals of silence before they reconnect).
@@ -142,7 +206,7 @@ pub struct SimConfig {
     pub link: Link,
     /// The network's faults.
     pub faults: Faults,
-    /// Report sends to closed connections to the broker with
+    /// Report sends to closed connections to a broker with
     /// `handle_unreachable`, as the ZeroMQ adapter does with
     /// `ZMQ_ROUTER_MANDATORY`. Off by default, so that dead workers are
     /// found by their silence alone.
@@ -153,8 +217,9 @@ pub struct SimConfig {
     pub partials: usize,
     /// Keep every broker event, for [`Sim::broker_log`].
     pub record_broker_events: bool,
-    /// Lanes (connections to the broker) of each client added with
-    /// [`Sim::add_client`]. Default: 1.
+    /// Lanes (connections) *to each broker* of each client added with
+    /// [`Sim::add_client`]: it has `client_lanes × brokers` in all.
+    /// Default: 1.
     pub client_lanes: usize,
     /// The fraction of the workloads' requests that their applications
     /// cancel (see [`cancel_delay`](Self::cancel_delay)). Default: none.
@@ -168,15 +233,19 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Defaults: mdp-core's default timings, 1 ms links without faults,
-    /// 2 ms service time with 2 PARTIALs, 16 requests outstanding per client.
+    /// Defaults: one broker, mdp-core's default timings, 1 ms links without
+    /// faults, 2 ms service time with 2 PARTIALs, 16 requests outstanding
+    /// per client.
     pub fn new(seed: u64) -> Self {
         SimConfig {
             seed,
+            brokers: 1,
             broker: BrokerConfig::default(),
             client_timeout: Duration::from_millis(2500),
             client_tries: 3,
+            client_broker_backoff: ClientConfig::new(Dialect::V02).broker_backoff,
             client_window: 16,
+            client_interval: Duration::ZERO,
             worker_heartbeat: Duration::from_millis(2500),
             worker_liveness: 3,
             backoff: Backoff::default(),
@@ -251,7 +320,7 @@ pub struct SimStats {
     pub worker_reconnects: u64,
     /// Worker crashes.
     pub worker_crashes: u64,
-    /// Broker restarts.
+    /// Brokers started again after going down (any of them).
     pub broker_restarts: u64,
     /// Calls of `handle_unreachable`.
     pub unreachable: u64,
@@ -277,6 +346,8 @@ struct ClientNode {
     issued: u64,
     /// Most requests the workload keeps outstanding.
     window: usize,
+    /// The workload issues its next request no earlier than this.
+    next_issue: Instant,
 }
 
 /// A simulated raw client: one connection, requests pipelined on it.
@@ -292,7 +363,7 @@ struct RawNode {
     answers: Vec<Bytes>,
 }
 
-/// The request a simulated worker application is answering.
+/// The request a worker process's handler slot is answering.
 #[derive(Debug)]
 struct Job {
     token: ReplyToken,
@@ -303,24 +374,56 @@ struct Job {
     next_at: Instant,
 }
 
-/// A simulated worker process (`None` while crashed).
+/// A simulated worker process: one slot per broker.
 #[derive(Debug)]
 struct WorkerNode {
+    /// By broker index.
+    slots: Vec<Slot>,
+    config: WorkerConfig,
+    incarnation: u64,
+}
+
+/// What a worker process has for one broker: a connection, a state machine
+/// (`None` while the process is crashed) and a handler slot.
+#[derive(Debug)]
+struct Slot {
     worker: Option<Worker>,
     peer: PeerId,
-    config: WorkerConfig,
     job: Option<Job>,
-    incarnation: u64,
+}
+
+impl WorkerNode {
+    fn is_running(&self) -> bool {
+        self.slots.iter().any(|s| s.worker.is_some())
+    }
+}
+
+/// A simulated broker.
+#[derive(Debug)]
+struct BrokerNode {
+    broker: Broker,
+    state: BrokerState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokerState {
+    Up,
+    /// Down; a new broker starts then.
+    DownUntil(Instant),
+    /// Stopped for good.
+    Dead,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
     Packet,
-    BrokerUp,
-    Broker,
+    BrokerUp(usize),
+    Broker(usize),
     Client(usize),
-    Worker(usize),
-    App(usize),
+    /// Worker process, broker.
+    Worker(usize, usize),
+    /// Worker process, broker: the handler slot for that broker.
+    App(usize, usize),
     Issue(usize),
     RawIssue(usize),
     Cancel,
@@ -332,14 +435,15 @@ pub struct Sim {
     config: SimConfig,
     t0: Instant,
     now: Instant,
-    broker: Broker,
-    /// The broker is down until then.
-    broker_down_until: Option<Instant>,
+    /// By index.
+    brokers: Vec<BrokerNode>,
     clients: Vec<ClientNode>,
     raws: Vec<RawNode>,
     workers: Vec<WorkerNode>,
     /// Draws which workload requests are cancelled, and when.
     cancel_rng: Rng,
+    /// Draws the workloads' intervals ([`SimConfig::client_interval`]).
+    interval_rng: Rng,
     /// Cancels the workloads will make: (when, order) to (client, request).
     cancels: BTreeMap<(Instant, u64), (usize, RequestId)>,
     next_cancel: u64,
@@ -348,26 +452,34 @@ pub struct Sim {
     /// The reference model and invariants.
     pub checker: Checker,
     stats: SimStats,
-    broker_log: Vec<(Duration, BrokerEvent)>,
+    broker_log: Vec<(Duration, usize, BrokerEvent)>,
     last_moved: (Instant, u64),
 }
 
 impl Sim {
-    /// A simulation with a broker and no peers, at virtual time zero.
-    pub fn new(config: SimConfig) -> Self {
+    /// A simulation with [`SimConfig::brokers`] brokers (at least one) and
+    /// no peers, at virtual time zero.
+    pub fn new(mut config: SimConfig) -> Self {
+        config.brokers = config.brokers.max(1);
         let t0 = Instant::now();
-        let net = Net::new(config.seed, config.link, config.faults.clone());
+        let net = Net::new(config.seed, config.link, config.faults.clone(), config.brokers);
+        let brokers = (0..config.brokers)
+            .map(|_| BrokerNode {
+                broker: Broker::new(config.broker.clone(), t0).expect("a valid broker configuration"),
+                state: BrokerState::Up,
+            })
+            .collect();
         Sim {
-            broker: Broker::new(config.broker.clone(), t0).expect("a valid broker configuration"),
-            broker_down_until: None,
+            brokers,
             clients: Vec::new(),
             raws: Vec::new(),
             workers: Vec::new(),
             cancel_rng: Rng::new(config.seed ^ 0xCA9C_E15E_ED00_0000),
+            interval_rng: Rng::new(config.seed ^ 0x1E7E_0A15_0000_0000),
             cancels: BTreeMap::new(),
             next_cancel: 0,
             net,
-            checker: Checker::new(t0, config.partials),
+            checker: Checker::new(t0, config.partials, config.brokers),
             stats: SimStats::default(),
             broker_log: Vec::new(),
             last_moved: (t0, 0),
@@ -394,14 +506,29 @@ impl Sim {
         &self.config
     }
 
-    /// The broker.
-    pub fn broker(&self) -> &Broker {
-        &self.broker
+    /// How many brokers the simulation has.
+    pub fn brokers(&self) -> usize {
+        self.brokers.len()
     }
 
-    /// Whether the broker is up.
-    pub fn broker_is_up(&self) -> bool {
-        self.broker_down_until.is_none()
+    /// Broker `b` (while it is down or stopped for good, the one that went
+    /// down).
+    ///
+    /// # Panics
+    ///
+    /// If there is no broker `b`.
+    pub fn broker(&self, b: usize) -> &Broker {
+        &self.brokers[b].broker
+    }
+
+    /// Whether broker `b` is up.
+    pub fn broker_is_up(&self, b: usize) -> bool {
+        self.brokers[b].state == BrokerState::Up
+    }
+
+    /// Whether broker `b` was stopped for good ([`Sim::kill_broker`]).
+    pub fn broker_is_dead(&self, b: usize) -> bool {
+        self.brokers[b].state == BrokerState::Dead
     }
 
     /// Client `i`'s state machine.
@@ -423,7 +550,7 @@ impl Sim {
         &self.clients[i].peers
     }
 
-    /// Client `i`'s number of lanes.
+    /// Client `i`'s number of lanes, to every broker.
     pub fn client_lanes(&self, i: usize) -> usize {
         self.clients[i].peers.len()
     }
@@ -440,14 +567,31 @@ impl Sim {
         self.clients[i].service.as_ref()
     }
 
-    /// Worker `j`'s state machine, `None` while crashed.
-    pub fn worker(&self, j: usize) -> Option<&Worker> {
-        self.workers[j].worker.as_ref()
+    /// Requests left in client `i`'s workload, not issued yet.
+    pub fn workload_left(&self, i: usize) -> usize {
+        self.clients[i].workload.len()
     }
 
-    /// Worker `j`'s current connection.
+    /// Worker process `j`'s state machine for broker 0, `None` while
+    /// crashed. (With one broker, its only one.)
+    pub fn worker(&self, j: usize) -> Option<&Worker> {
+        self.worker_for(j, 0)
+    }
+
+    /// Worker process `j`'s state machine for broker `b`, `None` while
+    /// crashed.
+    pub fn worker_for(&self, j: usize, b: usize) -> Option<&Worker> {
+        self.workers[j].slots[b].worker.as_ref()
+    }
+
+    /// Worker process `j`'s current connection to broker 0.
     pub fn worker_peer(&self, j: usize) -> &PeerId {
-        &self.workers[j].peer
+        self.worker_peer_for(j, 0)
+    }
+
+    /// Worker process `j`'s current connection to broker `b`.
+    pub fn worker_peer_for(&self, j: usize, b: usize) -> &PeerId {
+        &self.workers[j].slots[b].peer
     }
 
     /// Number of clients (raw clients not included).
@@ -476,14 +620,14 @@ impl Sim {
         &self.raws[k].answers
     }
 
-    /// Number of workers, crashed ones included.
+    /// Number of worker processes, crashed ones included.
     pub fn workers(&self) -> usize {
         self.workers.len()
     }
 
-    /// Indices of the workers that are running.
+    /// Indices of the worker processes that are running.
     pub fn live_workers(&self) -> Vec<usize> {
-        (0..self.workers.len()).filter(|&j| self.workers[j].worker.is_some()).collect()
+        (0..self.workers.len()).filter(|&j| self.workers[j].is_running()).collect()
     }
 
     /// What the model counted: issued, answered, failed, …
@@ -501,9 +645,10 @@ impl Sim {
         self.net.stats()
     }
 
-    /// Every broker event so far with its time since the start (only with
+    /// Every broker event so far, with its time since the start and the
+    /// index of the broker that emitted it (only with
     /// [`SimConfig::record_broker_events`]).
-    pub fn broker_log(&self) -> &[(Duration, BrokerEvent)] {
+    pub fn broker_log(&self) -> &[(Duration, usize, BrokerEvent)] {
         &self.broker_log
     }
 
@@ -517,34 +662,50 @@ impl Sim {
     // ---- setting up ----
 
     /// Adds a client speaking `dialect` with [`SimConfig::client_lanes`]
-    /// lanes; returns its index.
+    /// lanes to each broker; returns its index.
     pub fn add_client(&mut self, dialect: Dialect) -> usize {
         self.add_client_with_lanes(dialect, self.config.client_lanes)
     }
 
-    /// Adds a client speaking `dialect` with `lanes` lanes (at least 1),
-    /// each its own connection; returns its index.
+    /// Adds a client speaking `dialect` that knows every broker, with
+    /// `lanes` lanes (at least 1) to each, each its own connection; returns
+    /// its index.
     pub fn add_client_with_lanes(&mut self, dialect: Dialect, lanes: usize) -> usize {
         let lanes = lanes.max(1);
-        let mut config = ClientConfig::new(dialect).with_lanes(lanes);
+        let i = self.clients.len();
+        let mut config = ClientConfig::new(dialect).with_lanes(lanes).with_brokers(self.brokers.len());
         config.timeout = self.config.client_timeout;
         config.tries = self.config.client_tries;
         config.max_outstanding = self.config.client_window.max(1);
+        config.broker_backoff = self.config.client_broker_backoff.clone();
+        // Each client its own jitter, as `Backoff` asks of a fleet.
+        config.broker_backoff.seed = self.config.seed ^ 0xB0FF_0000_0000_0000 ^ i as u64;
         let client = Client::new(config, self.now).expect("valid client config");
-        let i = self.checker.add_client(dialect, lanes);
-        let peers = (0..lanes).map(|_| self.net.connect(Node::Client(i))).collect();
+        let total = client.lane_count();
+        let checker_index = self.checker.add_client(dialect, total, self.brokers.len());
+        debug_assert_eq!(checker_index, i);
+        let peers = (0..total).map(|l| self.net.connect(Node::Client(i), client.broker_of(Lane(l)))).collect();
         let window = self.config.client_window;
-        self.clients.push(ClientNode { client, peers, workload: VecDeque::new(), service: None, issued: 0, window });
+        let next_issue = self.now + self.next_interval();
+        self.clients.push(ClientNode {
+            client,
+            peers,
+            workload: VecDeque::new(),
+            service: None,
+            issued: 0,
+            window,
+            next_issue,
+        });
         i
     }
 
     /// Adds a raw client speaking `dialect` (see the [module docs](self));
     /// returns its index. It sends its workload ([`Sim::submit_raw`]) at
     /// once, up to [`SimConfig::client_window`] requests outstanding, on its
-    /// one connection.
+    /// one connection, to broker 0.
     pub fn add_raw_client(&mut self, dialect: Dialect) -> usize {
         let k = self.checker.add_raw(dialect);
-        let peer = self.net.connect(Node::Raw(k));
+        let peer = self.net.connect(Node::Raw(k), 0);
         let window = self.config.client_window.max(1);
         self.raws.push(RawNode {
             peer,
@@ -569,26 +730,37 @@ impl Sim {
         self.clients[i].window = window.clamp(1, self.config.client_window.max(1));
     }
 
-    /// Adds and starts a worker of `service` speaking `dialect`; returns its index.
+    /// Adds and starts a worker process of `service` speaking `dialect`,
+    /// serving every broker; returns its index.
     pub fn add_worker(&mut self, service: Bytes, dialect: Dialect) -> usize {
         let mut config = WorkerConfig::new(service, dialect);
         config.heartbeat_interval = self.config.worker_heartbeat;
         config.liveness = self.config.worker_liveness;
         config.backoff = self.config.backoff.clone();
         let j = self.workers.len();
-        let peer = self.net.connect(Node::Worker(j));
-        self.workers.push(WorkerNode { worker: None, peer, config, job: None, incarnation: 0 });
+        let slots = (0..self.brokers.len())
+            .map(|b| Slot { worker: None, peer: self.net.connect(Node::Worker(j), b), job: None })
+            .collect();
+        self.workers.push(WorkerNode { slots, config, incarnation: 0 });
         self.start_worker(j);
         j
     }
 
+    /// Starts worker process `j`'s state machines on its current
+    /// connections, one per broker.
     fn start_worker(&mut self, j: usize) {
         let node = &mut self.workers[j];
         node.incarnation += 1;
-        let mut config = node.config.clone();
-        config.backoff.seed = self.config.seed ^ ((j as u64) << 32) ^ node.incarnation;
-        node.worker = Some(Worker::new(config, self.now).expect("valid worker config"));
-        self.drain_worker(j);
+        for b in 0..node.slots.len() {
+            let mut config = node.config.clone();
+            // Each connection its own jitter; broker 0's seed is the one a
+            // single-broker simulation always used.
+            config.backoff.seed = self.config.seed ^ ((j as u64) << 32) ^ ((b as u64) << 48) ^ node.incarnation;
+            node.slots[b].worker = Some(Worker::new(config, self.now).expect("valid worker config"));
+        }
+        for b in 0..self.brokers.len() {
+            self.drain_worker(j, b);
+        }
     }
 
     /// Appends requests for `services` to client `i`'s workload.
@@ -621,49 +793,67 @@ impl Sim {
 
     // ---- faults ----
 
-    /// Worker `j`'s process dies: it is driven no more, messages to it are
-    /// lost, the ones it sent already still arrive.
+    /// Worker process `j` dies: it is driven no more, messages to it are
+    /// lost (from every broker), the ones it sent already still arrive.
     pub fn crash_worker(&mut self, j: usize) {
+        let now = self.now;
         let node = &mut self.workers[j];
-        if node.worker.take().is_none() {
+        if !node.is_running() {
             return;
         }
-        node.job = None;
-        self.net.close(&node.peer, true);
-        self.checker.worker_crashed(self.now, &node.peer);
+        for (b, slot) in node.slots.iter_mut().enumerate() {
+            slot.worker = None;
+            slot.job = None;
+            self.net.close(&slot.peer, true);
+            self.checker.worker_crashed(now, b, &slot.peer);
+        }
         self.stats.worker_crashes += 1;
     }
 
-    /// Worker `j` is started again as a new process on a new connection
-    /// (crashing the old one first if it runs).
+    /// Worker process `j` is started again as a new process on new
+    /// connections (crashing the old one first if it runs).
     pub fn restart_worker(&mut self, j: usize) {
         self.crash_worker(j);
-        self.workers[j].peer = self.net.connect(Node::Worker(j));
+        for b in 0..self.brokers.len() {
+            self.workers[j].slots[b].peer = self.net.connect(Node::Worker(j), b);
+        }
         self.start_worker(j);
     }
 
-    /// A new broker replaces the old one at once; everything in flight is lost.
-    pub fn restart_broker(&mut self) {
-        self.stop_broker(Duration::ZERO);
-        self.start_broker();
+    /// A new broker replaces broker `b` at once; everything in flight to or
+    /// from it is lost. A broker stopped for good comes back too.
+    pub fn restart_broker(&mut self, b: usize) {
+        self.stop_broker(b, Duration::ZERO);
+        self.start_broker(b);
     }
 
-    /// The broker goes down for `down_for`, then a new one starts. Messages
-    /// sent to it meanwhile are lost.
-    pub fn stop_broker(&mut self, down_for: Duration) {
-        self.net.broker_restarted(false);
-        self.checker.broker_restarted();
-        self.broker_down_until = Some(self.now + down_for);
+    /// Broker `b` goes down for `down_for`, then a new one starts in its
+    /// place. Messages sent to it meanwhile are lost.
+    pub fn stop_broker(&mut self, b: usize, down_for: Duration) {
+        self.take_down(b, BrokerState::DownUntil(self.now + down_for));
     }
 
-    fn start_broker(&mut self) {
-        self.broker = Broker::new(self.config.broker.clone(), self.now).expect("a valid broker configuration");
-        self.broker_down_until = None;
-        self.net.broker_restarted(true);
+    /// Broker `b` stops for good: it never comes back (unless
+    /// [`restart_broker`](Self::restart_broker) says so). Messages sent to
+    /// it from now on are lost; its peers find out by their timeouts.
+    pub fn kill_broker(&mut self, b: usize) {
+        self.take_down(b, BrokerState::Dead);
+    }
+
+    fn take_down(&mut self, b: usize, state: BrokerState) {
+        self.net.broker_restarted(b, false);
+        self.checker.broker_restarted(b);
+        self.brokers[b].state = state;
+    }
+
+    fn start_broker(&mut self, b: usize) {
+        let broker = Broker::new(self.config.broker.clone(), self.now).expect("a valid broker configuration");
+        self.brokers[b] = BrokerNode { broker, state: BrokerState::Up };
+        self.net.broker_restarted(b, true);
         self.stats.broker_restarts += 1;
     }
 
-    /// Cuts `node` off the broker for `duration`.
+    /// Cuts `node` off every broker for `duration`.
     pub fn partition(&mut self, node: Node, duration: Duration) {
         self.net.partition(node, self.now + duration);
     }
@@ -689,14 +879,16 @@ impl Sim {
     }
 
     /// After [`stop_faults`](Self::stop_faults), runs until what the faults
-    /// left behind is gone: a stopped broker is back up, the network holds
-    /// nothing (a crashed worker's READY held by a partition may arrive now
-    /// and register a worker that is already dead), then for the broker's
-    /// longest window, so that dead workers have expired and so have the
-    /// queued requests of clients that gave up and reconnected (MDP cannot
-    /// cancel them; ahead of a new request they would outlast its timeout).
+    /// left behind is gone: every stopped broker is back up (but those
+    /// stopped for good), the network holds nothing (a crashed worker's
+    /// READY held by a partition may arrive now and register a worker that
+    /// is already dead), then for the brokers' longest window, so that dead
+    /// workers have expired and so have the queued requests of clients that
+    /// gave up and reconnected (MDP cannot cancel them; ahead of a new
+    /// request they would outlast its timeout).
     pub fn await_recovery(&mut self, max_steps: u64) -> Result<(), SimError> {
-        self.run_until(|s| s.broker_is_up() && s.net.in_flight() == 0, max_steps)?;
+        let all_up = |s: &Sim| s.brokers.iter().all(|b| !matches!(b.state, BrokerState::DownUntil(_)));
+        self.run_until(|s| all_up(s) && s.net.in_flight() == 0, max_steps)?;
         let broker = &self.config.broker;
         let window = broker.idle_worker_timeout().max(broker.busy_timeout()).max(broker.request_timeout);
         self.run_for(window + Duration::from_secs(1), max_steps)?;
@@ -767,10 +959,19 @@ impl Sim {
             self.clients.iter().map(|c| (c.client.outstanding(), c.client.on_wire())).collect();
         let left: Vec<usize> = self.clients.iter().map(|c| c.workload.len()).collect();
         let raw: Vec<(usize, usize)> = self.raws.iter().map(|r| (r.outstanding, r.workload.len())).collect();
+        let brokers: Vec<String> = self
+            .brokers
+            .iter()
+            .map(|b| match b.state {
+                BrokerState::Up => format!("{:?}", b.broker.stats()),
+                BrokerState::DownUntil(until) => format!("down until t+{:?}", until - self.t0),
+                BrokerState::Dead => "stopped for good".to_owned(),
+            })
+            .collect();
+        let brokers = brokers.join("; ");
         format!(
-            "(outstanding, on the wire) per client {outstanding:?}, left to issue {left:?}, raw clients (outstanding, left) {raw:?}, live workers {:?}, broker {:?}, {:?}, in flight {}",
+            "(outstanding, on the wire) per client {outstanding:?}, left to issue {left:?}, raw clients (outstanding, left) {raw:?}, live workers {:?}, brokers [{brokers}], {:?}, in flight {}",
             self.live_workers(),
-            self.broker.stats(),
             self.checker.counts(),
             self.net.in_flight()
         )
@@ -805,24 +1006,25 @@ impl Sim {
                     self.deliver(p.peer, p.dir, p.frames);
                 }
             }
-            Due::BrokerUp => self.start_broker(),
-            Due::Broker => {
-                self.broker.handle_timeout(self.now);
-                self.drain_broker();
+            Due::BrokerUp(b) => self.start_broker(b),
+            Due::Broker(b) => {
+                self.brokers[b].broker.handle_timeout(self.now);
+                self.drain_broker(b);
             }
             Due::Client(i) => {
                 self.clients[i].client.handle_timeout(self.now);
                 self.drain_client(i);
             }
-            Due::Worker(j) => {
-                if let Some(w) = &mut self.workers[j].worker {
+            Due::Worker(j, b) => {
+                if let Some(w) = &mut self.workers[j].slots[b].worker {
                     w.handle_timeout(self.now);
                 }
-                self.drain_worker(j);
+                self.drain_worker(j, b);
             }
-            Due::App(j) => self.work(j),
+            Due::App(j, b) => self.work(j, b),
             Due::Issue(i) => {
                 if let Some(service) = self.clients[i].workload.pop_front() {
+                    self.clients[i].next_issue = self.now + self.next_interval();
                     match self.issue_now(i, service) {
                         Ok(id) => self.maybe_schedule_cancel(i, id),
                         Err(e) => panic!("client {i}'s workload could not issue a request: {e}"),
@@ -852,24 +1054,31 @@ impl Sim {
             }
         };
         consider(self.net.next_at(), Due::Packet);
-        match self.broker_down_until {
-            Some(until) => consider(Some(until), Due::BrokerUp),
-            None => consider(self.broker.poll_timeout(), Due::Broker),
+        for (b, broker) in self.brokers.iter().enumerate() {
+            match broker.state {
+                BrokerState::DownUntil(until) => consider(Some(until), Due::BrokerUp(b)),
+                BrokerState::Up => consider(broker.broker.poll_timeout(), Due::Broker(b)),
+                BrokerState::Dead => {}
+            }
         }
         for (i, c) in self.clients.iter().enumerate() {
             consider(c.client.poll_timeout(), Due::Client(i));
         }
         for (j, w) in self.workers.iter().enumerate() {
-            if let Some(worker) = &w.worker {
-                consider(worker.poll_timeout(), Due::Worker(j));
+            for (b, slot) in w.slots.iter().enumerate() {
+                if let Some(worker) = &slot.worker {
+                    consider(worker.poll_timeout(), Due::Worker(j, b));
+                }
             }
         }
         for (j, w) in self.workers.iter().enumerate() {
-            consider(w.job.as_ref().map(|job| job.next_at), Due::App(j));
+            for (b, slot) in w.slots.iter().enumerate() {
+                consider(slot.job.as_ref().map(|job| job.next_at), Due::App(j, b));
+            }
         }
-        for i in 0..self.clients.len() {
+        for (i, c) in self.clients.iter().enumerate() {
             if self.can_issue(i) {
-                consider(Some(self.now), Due::Issue(i));
+                consider(Some(c.next_issue.max(self.now)), Due::Issue(i));
             }
         }
         for (k, r) in self.raws.iter().enumerate() {
@@ -881,13 +1090,26 @@ impl Sim {
         best
     }
 
-    /// Whether client `i`'s workload issues its next request now. Its
-    /// window is the only limit: the client keeps waiting what its lanes
-    /// cannot carry yet (a majortomo request for another service included,
-    /// which the workload once had to hold back itself).
+    /// Whether client `i`'s workload has a request to issue, now or at its
+    /// next interval. Its window is the only other limit: the client keeps
+    /// waiting what its lanes cannot carry yet (a majortomo request for
+    /// another service included, which the workload once had to hold back
+    /// itself).
     fn can_issue(&self, i: usize) -> bool {
         let c = &self.clients[i];
         !c.workload.is_empty() && c.client.outstanding() < c.window
+    }
+
+    /// The time from a workload's request to its next one: none without
+    /// [`SimConfig::client_interval`] (and then nothing is drawn, so runs
+    /// without it are what they always were).
+    fn next_interval(&mut self) -> Duration {
+        let mean = self.config.client_interval;
+        if mean.is_zero() {
+            Duration::ZERO
+        } else {
+            self.interval_rng.duration(mean * 2)
+        }
     }
 
     fn issue_now(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
@@ -931,9 +1153,11 @@ impl Sim {
         let now = self.now;
         match dir {
             Dir::ToBroker => {
-                self.checker.delivered_to_broker(now, &peer, &frames);
-                self.broker.handle_message(now, peer, frames);
-                self.drain_broker();
+                // The network only delivers to a broker that is up.
+                let b = self.net.broker_of(&peer).unwrap_or_default();
+                self.checker.delivered_to_broker(now, b, &peer, &frames);
+                self.brokers[b].broker.handle_message(now, peer, frames);
+                self.drain_broker(b);
             }
             Dir::FromBroker => match self.net.node_of(&peer) {
                 Some(Node::Client(i)) if self.clients[i].peers.contains(&peer) => {
@@ -950,22 +1174,26 @@ impl Sim {
                         r.answers.push(tag);
                     }
                 }
-                Some(Node::Worker(j)) if self.workers[j].peer == peer => {
-                    let node = &mut self.workers[j];
-                    let Some(worker) = &mut node.worker else { return };
-                    if node.job.is_some() || worker.is_busy() {
+                Some(Node::Worker(j)) if self.workers[j].slots.iter().any(|s| s.peer == peer) => {
+                    let b = self.workers[j].slots.iter().position(|s| s.peer == peer).unwrap_or_default();
+                    let slot = &mut self.workers[j].slots[b];
+                    let Some(worker) = &mut slot.worker else { return };
+                    if slot.job.is_some() || worker.is_busy() {
                         let is_request = matches!(
                             mdp_core::BrokerCommand::decode(frames.clone()),
                             Ok((_, mdp_core::BrokerCommand::Request { .. }))
                         );
                         if is_request {
-                            self.checker.violate(now, format!("worker {j} ({peer}) was sent a REQUEST while busy"));
+                            self.checker.violate(
+                                now,
+                                format!("worker {j} ({peer}) was sent a REQUEST by broker {b} while busy for it"),
+                            );
                         }
                     }
-                    if let Some(worker) = &mut self.workers[j].worker {
+                    if let Some(worker) = &mut self.workers[j].slots[b].worker {
                         worker.handle_message(now, frames);
                     }
-                    self.drain_worker(j);
+                    self.drain_worker(j, b);
                 }
                 other => self
                     .checker
@@ -974,24 +1202,25 @@ impl Sim {
         }
     }
 
-    /// Drains the broker; with `router_mandatory`, reports sends to closed
+    /// Drains broker `b`; with `router_mandatory`, reports sends to closed
     /// connections back to it and drains again.
-    fn drain_broker(&mut self) {
+    fn drain_broker(&mut self, b: usize) {
         let now = self.now;
         loop {
+            let broker = &mut self.brokers[b].broker;
             let mut events = Vec::new();
-            while let Some(e) = self.broker.poll_event() {
+            while let Some(e) = broker.poll_event() {
                 events.push(e);
             }
             let mut transmits = Vec::new();
-            while let Some(t) = self.broker.poll_transmit() {
+            while let Some(t) = broker.poll_transmit() {
                 transmits.push(t);
             }
             if events.is_empty() && transmits.is_empty() {
                 return;
             }
             for e in events {
-                self.checker.broker_event(now, &e);
+                self.checker.broker_event(now, b, &e);
                 match &e {
                     BrokerEvent::RequestDispatched { .. } => self.stats.dispatched += 1,
                     BrokerEvent::RequestRequeued { .. } => self.stats.requeued += 1,
@@ -1003,12 +1232,12 @@ impl Sim {
                     _ => {}
                 }
                 if self.config.record_broker_events {
-                    self.broker_log.push((self.now - self.t0, e));
+                    self.broker_log.push((self.now - self.t0, b, e));
                 }
             }
             let mut unreachable = Vec::new();
             for t in transmits {
-                self.checker.broker_transmit(now, &t.to, &t.frames);
+                self.checker.broker_transmit(now, b, &t.to, &t.frames);
                 if self.config.router_mandatory && !self.net.is_open(&t.to) {
                     unreachable.push(t.to);
                 } else {
@@ -1017,7 +1246,7 @@ impl Sim {
             }
             for peer in unreachable {
                 self.stats.unreachable += 1;
-                self.broker.handle_unreachable(now, &peer);
+                self.brokers[b].broker.handle_unreachable(now, &peer);
             }
         }
     }
@@ -1033,7 +1262,8 @@ impl Sim {
                 PeerTransmit::Send(frames) => self.net.send(now, peer, Dir::ToBroker, frames),
                 PeerTransmit::Reconnect => {
                     self.net.close(&peer, false);
-                    self.clients[i].peers[lane.0] = self.net.connect(Node::Client(i));
+                    let b = self.clients[i].client.broker_of(lane);
+                    self.clients[i].peers[lane.0] = self.net.connect(Node::Client(i), b);
                     self.stats.client_reconnects += 1;
                 }
             }
@@ -1045,9 +1275,12 @@ impl Sim {
         self.checker.check_client(now, i, &self.clients[i].client);
     }
 
-    fn drain_worker(&mut self, j: usize) {
+    /// Drains worker process `j`'s state machine for broker `b`: its
+    /// transmits go to its connection to that broker, a request it hands
+    /// over to the handler slot for that broker.
+    fn drain_worker(&mut self, j: usize, b: usize) {
         let now = self.now;
-        let Some(worker) = &mut self.workers[j].worker else { return };
+        let Some(worker) = &mut self.workers[j].slots[b].worker else { return };
         let mut transmits = Vec::new();
         while let Some(t) = worker.poll_transmit() {
             transmits.push(t);
@@ -1057,11 +1290,12 @@ impl Sim {
             events.push(e);
         }
         for t in transmits {
+            let slot = &mut self.workers[j].slots[b];
             match t {
-                PeerTransmit::Send(frames) => self.net.send(now, self.workers[j].peer.clone(), Dir::ToBroker, frames),
+                PeerTransmit::Send(frames) => self.net.send(now, slot.peer.clone(), Dir::ToBroker, frames),
                 PeerTransmit::Reconnect => {
-                    self.net.close(&self.workers[j].peer, false);
-                    self.workers[j].peer = self.net.connect(Node::Worker(j));
+                    self.net.close(&slot.peer, false);
+                    slot.peer = self.net.connect(Node::Worker(j), b);
                     self.stats.worker_reconnects += 1;
                 }
             }
@@ -1069,30 +1303,45 @@ impl Sim {
         for e in events {
             match e {
                 WorkerEvent::Request { token, body } => {
-                    if self.workers[j].job.is_some() {
-                        self.checker.violate(now, format!("worker {j} was handed a request while answering another"));
+                    if self.workers[j].slots[b].job.is_some() {
+                        let who = self.worker_name(j, b);
+                        self.checker.violate(now, format!("{who} was handed a request while answering another"));
                     }
                     let tag = body.first().cloned().unwrap_or_default();
                     let parts =
                         if self.workers[j].config.dialect.supports_partial() { self.config.partials } else { 0 };
                     let gap = self.config.service_time / (parts as u32 + 1);
-                    self.workers[j].job = Some(Job { token, tag, sent: 0, parts, gap, next_at: now + gap });
+                    self.workers[j].slots[b].job = Some(Job { token, tag, sent: 0, parts, gap, next_at: now + gap });
                 }
-                WorkerEvent::Disconnected { .. } => self.workers[j].job = None,
+                WorkerEvent::Disconnected { .. } => self.workers[j].slots[b].job = None,
                 WorkerEvent::Discarded { reason: WorkerDiscardReason::RequestWhileBusy { client } } => {
-                    self.checker.violate(now, format!("worker {j} got a REQUEST from {client} while busy"));
+                    let who = self.worker_name(j, b);
+                    self.checker.violate(now, format!("{who} got a REQUEST from {client} while busy"));
                 }
                 WorkerEvent::Discarded { .. } => self.stats.worker_discards += 1,
-                other => self.checker.violate(now, format!("worker {j}: unknown event {other:?}")),
+                other => {
+                    let who = self.worker_name(j, b);
+                    self.checker.violate(now, format!("{who}: unknown event {other:?}"));
+                }
             }
         }
     }
 
-    /// Worker `j`'s application sends its next part.
-    fn work(&mut self, j: usize) {
+    /// How violations name worker process `j`'s part for broker `b`: as
+    /// they always did with one broker.
+    fn worker_name(&self, j: usize, b: usize) -> String {
+        if self.brokers.len() == 1 {
+            format!("worker {j}")
+        } else {
+            format!("worker {j} for broker {b}")
+        }
+    }
+
+    /// Worker process `j`'s handler slot for broker `b` sends its next part.
+    fn work(&mut self, j: usize, b: usize) {
         let now = self.now;
-        let node = &mut self.workers[j];
-        let (Some(worker), Some(job)) = (&mut node.worker, &mut node.job) else { return };
+        let slot = &mut self.workers[j].slots[b];
+        let (Some(worker), Some(job)) = (&mut slot.worker, &mut slot.job) else { return };
         let result = if job.sent < job.parts {
             let body = vec![part_body(&job.tag, job.sent)];
             job.sent += 1;
@@ -1101,30 +1350,36 @@ impl Sim {
         } else {
             let body = vec![final_body(&job.tag)];
             let token = job.token.clone();
-            node.job = None;
+            slot.job = None;
             worker.reply(now, &token, body)
         };
         if let Err(e) = result {
-            self.checker.violate(now, format!("worker {j}'s application could not answer: {e}"));
+            self.checker.violate(now, format!("worker {j}'s application (broker {b}) could not answer: {e}"));
         }
-        self.drain_worker(j);
+        self.drain_worker(j, b);
     }
 
     /// The invariants that hold after every step.
     fn check(&mut self) {
         let now = self.now;
-        if self.broker_down_until.is_none() {
-            self.checker.check_timeout(now, &"the broker", self.broker.poll_timeout());
-            self.checker.check_broker(now, self.broker.config(), &self.broker.stats());
+        for b in 0..self.brokers.len() {
+            let node = &self.brokers[b];
+            if node.state == BrokerState::Up {
+                let t = node.broker.poll_timeout();
+                self.checker.check_timeout(now, &format_args!("broker {b}"), t);
+                self.checker.check_broker(now, b, node.broker.config(), &node.broker.stats());
+            }
         }
         for i in 0..self.clients.len() {
             let t = self.clients[i].client.poll_timeout();
             self.checker.check_timeout(now, &format_args!("client {i}"), t);
         }
         for j in 0..self.workers.len() {
-            if let Some(w) = &self.workers[j].worker {
-                let t = w.poll_timeout();
-                self.checker.check_timeout(now, &format_args!("worker {j}"), t);
+            for b in 0..self.brokers.len() {
+                if let Some(w) = &self.workers[j].slots[b].worker {
+                    let t = w.poll_timeout();
+                    self.checker.check_timeout(now, &format_args!("worker {j} for broker {b}"), t);
+                }
             }
         }
     }

@@ -296,9 +296,9 @@ fn broker_restart() {
         let mut sim = fleet(c, lanes);
         workload(&mut sim, 200);
         sim.run_for(ms(700), STEPS).unwrap();
-        sim.restart_broker();
+        sim.restart_broker(0);
         sim.run_for(Duration::from_secs(4), STEPS).unwrap();
-        sim.stop_broker(Duration::from_secs(3));
+        sim.stop_broker(0, Duration::from_secs(3));
         let (sim, counts) = finish(sim, "broker restart");
         assert_eq!(sim.stats().broker_restarts, 2);
         assert!(sim.stats().workers_ready >= 12, "every worker registered with each broker");
@@ -330,7 +330,7 @@ fn everything_at_once() {
         sim.restart_worker(seed as usize % 6);
         sim.partition(Node::Worker(5 - seed as usize % 6), Duration::from_secs(9));
         sim.run_for(Duration::from_secs(2), STEPS).unwrap();
-        sim.restart_broker();
+        sim.restart_broker(0);
         finish(sim, "everything");
     }
 }
@@ -442,15 +442,15 @@ fn requeue_past_a_full_queue_stays_within_the_held_bound() {
         sim.submit(i, (0..20).map(|_| alpha()));
     }
     let full =
-        |s: &Sim| s.broker().stats().queued_requests == 2 && (0..2).all(|j| s.worker(j).is_some_and(|w| w.is_busy()));
+        |s: &Sim| s.broker(0).stats().queued_requests == 2 && (0..2).all(|j| s.worker(j).is_some_and(|w| w.is_busy()));
     sim.run_until(full, STEPS).unwrap();
     sim.crash_worker(0);
     sim.crash_worker(1);
     let mut most_queued = 0;
     sim.run_until(
         |s| {
-            most_queued = most_queued.max(s.broker().stats().queued_requests);
-            s.broker().stats().idle_workers + s.broker().stats().busy_workers == 0
+            most_queued = most_queued.max(s.broker(0).stats().queued_requests);
+            s.broker(0).stats().idle_workers + s.broker(0).stats().busy_workers == 0
         },
         STEPS,
     )

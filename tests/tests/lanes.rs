@@ -55,7 +55,7 @@ fn most_busy(sim: &mut Sim, i: Option<usize>) -> usize {
         |s| {
             let outstanding = i.map_or_else(|| s.raw_outstanding(0), |i| s.client(i).outstanding());
             if outstanding >= 8 {
-                most = most.max(s.broker().stats().busy_workers);
+                most = most.max(s.broker(0).stats().busy_workers);
             }
             s.is_quiet()
         },
@@ -193,10 +193,10 @@ fn max_in_flight_per_client_counts_per_connection_and_service() {
 }
 
 /// Dispatches of client connections `of` in `log`, and of everyone.
-fn dispatches(log: &[(Duration, BrokerEvent)], of: impl Fn(&PeerId) -> bool) -> (usize, usize) {
-    let all = log.iter().filter(|(_, e)| matches!(e, BrokerEvent::RequestDispatched { .. })).count();
+fn dispatches(log: &[(Duration, usize, BrokerEvent)], of: impl Fn(&PeerId) -> bool) -> (usize, usize) {
+    let all = log.iter().filter(|(_, _, e)| matches!(e, BrokerEvent::RequestDispatched { .. })).count();
     let mine =
-        log.iter().filter(|(_, e)| matches!(e, BrokerEvent::RequestDispatched { client, .. } if of(client))).count();
+        log.iter().filter(|(_, _, e)| matches!(e, BrokerEvent::RequestDispatched { client, .. } if of(client))).count();
     (mine, all)
 }
 
@@ -219,7 +219,7 @@ fn light_beside_a_flood(sim: &mut Sim, light: usize) -> (usize, Duration, (usize
         let log = &sim.broker_log()[n0..];
         let at = log
             .iter()
-            .position(|(_, e)| matches!(e, BrokerEvent::RequestDispatched { client, .. } if is_light(sim, client)))
+            .position(|(_, _, e)| matches!(e, BrokerEvent::RequestDispatched { client, .. } if is_light(sim, client)))
             .expect("the light request was dispatched");
         worst_ahead = worst_ahead.max(dispatches(&log[..at], |_| true).1);
         worst_wait = worst_wait.max(sim.elapsed() - t0);

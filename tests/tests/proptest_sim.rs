@@ -164,7 +164,7 @@ fn run(ops: Vec<Op>, lanes: Vec<usize>, seed: u64) {
                 let node = worker.map_or(Node::Client(client), |w| Node::Worker(w % model.workers));
                 sim.partition(node, Duration::from_millis(ms));
             }
-            Op::RestartBroker => sim.restart_broker(),
+            Op::RestartBroker => sim.restart_broker(0),
         }
         assert_eq!(sim.live_workers(), model.alive.iter().copied().collect::<Vec<_>>());
         assert_eq!(sim.counts().issued, model.issued);

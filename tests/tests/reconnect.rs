@@ -44,9 +44,9 @@ fn served_after_restart(config: SimConfig, dialect: Dialect, offset: Duration, d
     sim.run_until(|s| s.counts().answered == 1, STEPS).unwrap();
     sim.run_for(offset, STEPS).unwrap();
 
-    sim.stop_broker(down);
+    sim.stop_broker(0, down);
     sim.run_until(Sim::is_quiet, STEPS).unwrap();
-    sim.run_until(|s| s.broker_is_up(), STEPS).unwrap();
+    sim.run_until(|s| s.broker_is_up(0), STEPS).unwrap();
     let up = sim.elapsed();
     sim.request(c, echo).unwrap();
     sim.run_until(|s| s.counts().answered == 2, STEPS).unwrap_or_else(|e| panic!("{e}"));
@@ -55,7 +55,7 @@ fn served_after_restart(config: SimConfig, dialect: Dialect, offset: Duration, d
     let served = sim
         .broker_log()
         .iter()
-        .find_map(|(at, e)| match e {
+        .find_map(|(at, _, e)| match e {
             BrokerEvent::RequestDispatched { worker, .. }
                 if *at >= up && sim.net.node_of(worker) == Some(Node::Worker(w)) =>
             {

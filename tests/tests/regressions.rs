@@ -107,7 +107,7 @@ fn a_broker_restart_does_not_shift_later_replies() {
     let client = sim.add_client(Dialect::V02);
     sim.request(client, echo.clone()).unwrap();
     sim.run_for(Duration::from_millis(100), STEPS).unwrap();
-    sim.restart_broker();
+    sim.restart_broker(0);
     sim.run_for(Duration::from_millis(100), STEPS).unwrap();
     // Answered by the new broker once the worker registers again; the
     // client matches it to the first request: the checker panics.

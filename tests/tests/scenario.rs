@@ -49,7 +49,7 @@ fn ten_thousand_requests(lanes: usize) -> (Sim, ModelCounts, SimStats) {
     assert_eq!(stats.requeued, 0);
     assert_eq!(stats.dispatched, 10_000);
     assert_eq!(stats.client_reconnects + stats.worker_reconnects, 0);
-    assert_eq!(sim.broker().stats().replies_sent, 10_000);
+    assert_eq!(sim.broker(0).stats().replies_sent, 10_000);
     println!("lanes {lanes}: {counts:?}\n{stats:?}\n{:?}\nvirtual time {:?}", sim.net_stats(), sim.elapsed());
     (sim, counts, stats)
 }

@@ -146,9 +146,9 @@ fn soak() {
         }
         if rng.chance(1.0 / 90.0) {
             if rng.chance(0.5) {
-                sim.restart_broker();
+                sim.restart_broker(0);
             } else {
-                sim.stop_broker(ms(rng.below(5_000)));
+                sim.stop_broker(0, ms(rng.below(5_000)));
             }
         }
     }

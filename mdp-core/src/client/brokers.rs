@@ -6,9 +6,12 @@
 //! lanes times out or the connection of one of its lanes is lost. It is
 //! then *avoided* for its backoff: requests go to lanes of the other
 //! brokers, unless every broker is avoided, when every lane may take them
-//! again (there is nowhere better to go). A reply from a broker ends its
-//! avoidance and resets its backoff. With one broker none of this applies:
-//! a failed lane is reconnected and its requests are sent again on it.
+//! again (there is nowhere better to go). When the backoff ends the broker
+//! is *on probation*: it takes one request at a time, so that a broker
+//! still dead costs one request a timeout, not one per lane and service. A
+//! reply from a broker ends its avoidance or probation and resets its
+//! backoff. With one broker none of this applies: a failed lane is
+//! reconnected and its requests are sent again on it.
 
 use std::time::Instant;
 
@@ -24,6 +27,9 @@ pub(super) struct Health {
     /// `BrokerBackoff` timer ends this, unless its backoff is too long for
     /// `Instant`, in which case a reply does.
     avoided: bool,
+    /// Its backoff ended and it has not answered since: one request at a
+    /// time may be on the wire to it.
+    probation: bool,
 }
 
 impl Client {
@@ -35,7 +41,18 @@ impl Client {
     /// Whether `lane` may take a request now, as far as its broker's health
     /// goes.
     pub(super) fn lane_usable(&self, lane: usize, every_broker_avoided: bool) -> bool {
-        every_broker_avoided || !self.health[self.broker_index(lane)].avoided
+        let broker = self.broker_index(lane);
+        let health = self.health[broker];
+        if every_broker_avoided {
+            return true;
+        }
+        let busy_probe = health.probation && self.on_wire_at(broker) > 0;
+        !(health.avoided || busy_probe)
+    }
+
+    /// How many requests are on the wire on `broker`'s lanes.
+    fn on_wire_at(&self, broker: usize) -> usize {
+        self.lanes.iter().skip(broker).step_by(self.config.brokers).map(Vec::len).sum()
     }
 
     /// Whether every broker is avoided (then none is).
@@ -49,13 +66,20 @@ impl Client {
         self.config.brokers > 1
     }
 
-    /// `lane`'s broker failed: avoid it for its next backoff.
+    /// `lane`'s broker failed: avoid it for its next backoff. A broker
+    /// already avoided stays so, its backoff unchanged: one death seen on
+    /// several lanes (each connection lost, each request timing out) is one
+    /// failure, not one per lane.
     pub(super) fn broker_failed(&mut self, now: Instant, lane: usize) {
         let broker = self.broker_index(lane);
         let health = &mut self.health[broker];
+        if health.avoided {
+            return;
+        }
         let delay = self.config.broker_backoff.delay(health.failures, &mut self.rng);
         health.failures = health.failures.saturating_add(1);
         health.avoided = true;
+        health.probation = false;
         self.timers.set(ClientTimer::BrokerBackoff(broker), deadline(now, delay));
     }
 
@@ -64,22 +88,24 @@ impl Client {
     pub(super) fn broker_answered(&mut self, now: Instant, lane: usize) {
         let broker = self.broker_index(lane);
         let health = &mut self.health[broker];
-        if health.failures == 0 && !health.avoided {
+        if health.failures == 0 && !health.avoided && !health.probation {
             return;
         }
-        let was_avoided = health.avoided;
+        let was_limited = health.avoided || health.probation;
         *health = Health::default();
         self.timers.clear(ClientTimer::BrokerBackoff(broker));
-        if was_avoided {
+        if was_limited {
             self.send_all_waiting(now);
         }
     }
 
-    /// `broker`'s backoff is over: it may take requests again.
+    /// `broker`'s backoff is over: it may take a request again, one at a
+    /// time until it answers.
     pub(super) fn backoff_ended(&mut self, now: Instant, broker: usize) {
         self.timers.clear(ClientTimer::BrokerBackoff(broker));
         if let Some(health) = self.health.get_mut(broker) {
             health.avoided = false;
+            health.probation = true;
         }
         self.send_all_waiting(now);
     }
@@ -88,7 +114,7 @@ impl Client {
     /// first: each time, the oldest request at the front of its service's
     /// queue for which a lane is free. (Ids, not the map's order, decide,
     /// so the order is the same on every run and platform.)
-    fn send_all_waiting(&mut self, now: Instant) {
+    pub(super) fn send_all_waiting(&mut self, now: Instant) {
         loop {
             let placeable = self.services.iter().filter_map(|(name, state)| {
                 let id = *state.waiting.front()?;
@@ -115,5 +141,12 @@ impl Client {
     /// False for a broker the client does not have.
     pub fn is_avoided(&self, broker: usize) -> bool {
         self.health.get(broker).is_some_and(|h| h.avoided)
+    }
+
+    /// Whether `broker` is on probation: its backoff ended and it has not
+    /// answered since, so it takes one request at a time (unless every
+    /// broker is avoided). False for a broker the client does not have.
+    pub fn is_on_probation(&self, broker: usize) -> bool {
+        self.health.get(broker).is_some_and(|h| h.probation)
     }
 }

@@ -37,9 +37,13 @@ pub struct ClientConfig {
     pub brokers: usize,
     /// How long a broker that failed is avoided: after a request on it timed
     /// out or its connection was lost, new requests and retries go to the
-    /// other brokers for this long. Consecutive failures double it, up to
-    /// its `max`; a reply from the broker resets it. Only used with more
-    /// than one broker. Default 1 s, up to 30 s.
+    /// other brokers for this long. Then it takes one request at a time
+    /// until it answers one. Each failure in a row doubles it, up to its
+    /// `max` (failures seen while the broker is avoided, on its other
+    /// lanes, do not count); a reply from the broker resets it. Only used with more than
+    /// one broker. Default 2.5 s (the default timeout: a broker that did
+    /// not answer within a timeout is not asked again sooner), doubling up
+    /// to 30 s, with jitter 0.25.
     pub broker_backoff: Backoff,
 }
 
@@ -53,7 +57,7 @@ impl ClientConfig {
             max_outstanding: 1024,
             lanes: 1,
             brokers: 1,
-            broker_backoff: Backoff::default(),
+            broker_backoff: Backoff { initial: Duration::from_millis(2500), ..Backoff::default() },
         }
     }
 

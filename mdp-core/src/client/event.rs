@@ -44,9 +44,14 @@ pub enum ClientEvent {
         /// The part's frames.
         body: Multipart,
     },
-    /// `id` was sent again after PARTIALs of it had been delivered: throw
-    /// those parts away, the answer starts again from its first part (and
-    /// may differ, if another worker gives it).
+    /// `id`'s send was given up after PARTIALs of it had been delivered,
+    /// and it is sent again: throw those parts away, the answer starts
+    /// again from its first part (and may differ, if another worker gives
+    /// it). With one broker it has been sent again on its lane's new
+    /// connection already; with several it leaves the lane of the broker
+    /// that failed and may wait in the client for a lane of another one
+    /// (no part of the old send can arrive meanwhile: that lane was
+    /// replaced).
     Restarted {
         /// The request.
         id: RequestId,

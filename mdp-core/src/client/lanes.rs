@@ -120,6 +120,11 @@ impl Client {
         for service in moved {
             self.after_freed(now, &service);
         }
+        if fail_over && self.every_broker_avoided() {
+            // The last broker not avoided just failed: every lane may take
+            // requests again, so what waits for any service may go out.
+            self.send_all_waiting(now);
+        }
     }
 
     /// After a reconnect: fail `id` if this send used a try (it timed out,

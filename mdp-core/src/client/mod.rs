@@ -129,10 +129,11 @@ impl ServiceState {
 /// answer out of order.
 ///
 /// * A new request goes to a lane with nothing on the wire for its service,
-///   the least loaded first (fewest requests on the wire; the lowest lane on
-///   a tie). If every lane has one for that service, it waits in the client,
-///   behind the others waiting for that service, and goes out when a lane
-///   frees up. So a client with `L` lanes has up to `L` requests per service
+///   the least loaded first (fewest requests on the wire; on a tie, the
+///   first after the lane taken last, so lanes take requests in turn). If
+///   every lane has one for that service, it waits in the client, behind
+///   the others waiting for that service, and goes out when a lane frees
+///   up. So a client with `L` lanes has up to `L` requests per service
 ///   being served at once, and requests for different services go out side
 ///   by side.
 /// * PARTIALs become [`ClientEvent::Partial`]s of the matched request; the
@@ -169,10 +170,11 @@ impl ServiceState {
 /// try), so that its late reply can never be taken for the answer to a
 /// later request; then the next waiting request goes out.
 ///
-/// Each request sent gets a fresh deadline. A resent request whose PARTIALs
-/// were already delivered is announced with [`ClientEvent::Restarted`]: the
-/// parts delivered so far must be thrown away, because the answer starts
-/// again from its first part.
+/// Each request sent gets a fresh deadline. A request resent (or, with
+/// several brokers, taken off its lane to be sent again elsewhere) whose
+/// PARTIALs were already delivered is announced with
+/// [`ClientEvent::Restarted`]: the parts delivered so far must be thrown
+/// away, because the answer starts again from its first part.
 ///
 /// Failing or cancelling a request on the wire always comes with a
 /// reconnect, so its late reply can never arrive and be taken for the reply
@@ -197,10 +199,15 @@ impl ServiceState {
 /// for their service; they wait in the client if those lanes are busy with
 /// their service. While any broker is not avoided, no request goes to one
 /// that is; if every broker is avoided, every lane may take requests again.
+/// When the backoff ends the broker is on probation
+/// ([`Client::is_on_probation`]): it takes one request at a time until it
+/// answers one, so a broker still dead costs one request a timeout.
 /// Requests already on other lanes of a failed broker stay there until
 /// their own deadlines. The backoff ends with its timer
 /// ([`ClientTimer::BrokerBackoff`]) or with a reply from the broker; each
-/// failure in a row doubles it, up to its `max`, and a reply resets it.
+/// failure in a row doubles it, up to its `max` (a failure seen while the
+/// broker is avoided, on another of its lanes, does not count), and a reply
+/// resets it and ends any probation.
 /// Matching stays exact: each lane is one connection to one broker.
 ///
 /// With one broker (the default) a failed lane's requests are resent on
@@ -378,6 +385,11 @@ impl Client {
             self.reconnect(now, lane, Resend::Cancelled);
         }
         self.after_freed(now, &service);
+        if lane.is_some_and(|lane| self.is_on_probation(self.broker_index(lane))) {
+            // It may have been the probe of a broker on probation, which
+            // may now take a request for any service.
+            self.send_all_waiting(now);
+        }
         true
     }
 

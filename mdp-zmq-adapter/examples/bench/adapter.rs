@@ -7,6 +7,12 @@
 //! (`raw::client`), sending MDP requests straight to our broker. With
 //! `spec.external` (the `external` transport) the same workers and clients
 //! use that broker, and ours is not started.
+//!
+//! With `spec.brokers` > 1, that many of our brokers run, each on its own
+//! thread; each worker is a [`Workers`] registered with all of them (one
+//! connection and one handler slot per broker), and each client a
+//! [`Client::connect_many`] of all of them with `spec.lanes_per_broker()`
+//! lanes to each.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -16,40 +22,38 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mdp_core::RequestId;
 use mdp_core::{ClientConfig, ClientEvent, WorkerConfig};
-use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, StopHandle, Worker};
+use mdp_zmq_adapter::{BrokerRunner, Client, ClientError, PartSink, StopHandle, Worker, Workers};
 
 use crate::{run_clients, BoxError, Measured, Shared, Spec, Window, BROKER, WORKER};
 
 pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
-    let (endpoint, broker) = match &spec.external {
-        Some(url) => (url.clone(), None),
+    let mut endpoints = Vec::new();
+    let mut brokers = Vec::new();
+    match &spec.external {
+        Some(url) => endpoints.push(url.clone()),
         None => {
-            let (endpoint, stop, thread) = start_broker(spec)?;
-            (endpoint, Some((stop, thread)))
+            for _ in 0..spec.brokers {
+                let (endpoint, stop, thread) = start_broker(spec)?;
+                endpoints.push(endpoint);
+                brokers.push((stop, thread));
+            }
         }
-    };
+    }
     let mut worker_stops = Vec::new();
     let mut workers = Vec::new();
     for w in 0..spec.workers {
-        let worker = Worker::connect(&endpoint, WorkerConfig::new(spec.service(w % spec.services), spec.dialect))?;
-        worker_stops.push(worker.stop_handle());
-        let service_time = spec.service_time;
-        workers.push(thread::Builder::new().name(WORKER.into()).spawn(move || {
-            worker.run(|body, _| {
-                if !service_time.is_zero() {
-                    thread::sleep(service_time);
-                }
-                body
-            })
-        })?);
+        let config = WorkerConfig::new(spec.service(w % spec.services), spec.dialect);
+        let (stop, thread) = start_worker(&endpoints, config, spec.service_time)?;
+        worker_stops.push(stop);
+        workers.push(thread);
     }
 
     let clients = if spec.raw_client {
         run_clients(spec, shared, window, label, || {
-            crate::raw::client(spec, &endpoint, shared, crate::raw::Replies::Mdp)
+            crate::raw::client(spec, &endpoints[0], shared, crate::raw::Replies::Mdp)
         })
     } else {
-        run_clients(spec, shared, window, label, || client(spec, &endpoint, shared).map_err(BoxError::from))
+        run_clients(spec, shared, window, label, || client(spec, &endpoints, shared).map_err(BoxError::from))
     };
 
     for stop in &worker_stops {
@@ -58,7 +62,7 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
     for w in workers {
         w.join().expect("worker thread panicked")?;
     }
-    if let Some((stop, thread)) = broker {
+    for (stop, thread) in brokers {
         stop.stop();
         thread.join().expect("broker thread panicked")?;
     }
@@ -66,6 +70,46 @@ pub fn run(spec: &Spec, shared: &Shared, window: &Window, label: &str) -> Result
 }
 
 type BrokerThread = thread::JoinHandle<Result<(), mdp_zmq_adapter::AdapterError>>;
+type WorkerThread = BrokerThread;
+
+/// An echo worker (sleeping `service_time` first, if any) on a thread of its
+/// own: its stop handle and its thread. It connects on that thread, so that
+/// its ZeroMQ context's I/O and reaper threads, which libzmq starts with the
+/// first socket, are named after it and count as the worker's in the CPU
+/// split (connected on the main thread, they counted as nobody's).
+///
+/// With one endpoint it is a plain [`Worker`], as before `--brokers`
+/// existed, so those figures stay comparable with the earlier ones; with
+/// several, a [`Workers`], whose threads take this thread's name too.
+fn start_worker(
+    endpoints: &[String],
+    config: WorkerConfig,
+    service_time: Duration,
+) -> Result<(StopHandle, WorkerThread), BoxError> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let endpoints = endpoints.to_vec();
+    let echo = move |body, _: &PartSink<'_>| {
+        if !service_time.is_zero() {
+            thread::sleep(service_time);
+        }
+        body
+    };
+    let thread = thread::Builder::new().name(WORKER.into()).spawn(move || {
+        if let [endpoint] = endpoints.as_slice() {
+            let worker = Worker::connect(endpoint, config)?;
+            let _ = ready_tx.send(worker.stop_handle());
+            worker.run(echo)
+        } else {
+            let worker = Workers::connect(&endpoints, config)?;
+            let _ = ready_tx.send(worker.stop_handle());
+            worker.run(echo)
+        }
+    })?;
+    match ready_rx.recv() {
+        Ok(stop) => Ok((stop, thread)),
+        Err(_) => Err(thread.join().expect("worker thread panicked").err().map_or("no worker".into(), Into::into)),
+    }
+}
 
 /// Our broker on a thread of its own, bound to a free port: its endpoint,
 /// its stop handle and its thread.
@@ -89,8 +133,9 @@ fn start_broker(spec: &Spec) -> Result<(String, StopHandle, BrokerThread), BoxEr
 
 /// One client: `depth` requests outstanding, request slot `k` always to
 /// service `k % services`; each reply is timed and its slot sent again.
-fn client(spec: &Spec, endpoint: &str, shared: &Shared) -> Result<Vec<u64>, ClientError> {
-    let mut client = Client::connect(endpoint, ClientConfig::new(spec.dialect).with_lanes(spec.lanes))?;
+fn client(spec: &Spec, endpoints: &[String], shared: &Shared) -> Result<Vec<u64>, ClientError> {
+    let config = ClientConfig::new(spec.dialect).with_lanes(spec.lanes_per_broker());
+    let mut client = Client::connect_many(endpoints, config)?;
     let body = spec.body();
     let services: Vec<Bytes> = (0..spec.services).map(|i| spec.service(i)).collect();
     let mut sent: HashMap<RequestId, (Instant, usize)> = HashMap::with_capacity(spec.depth);

@@ -11,7 +11,11 @@
 //! * `adapter`: our [`BrokerRunner`](mdp_zmq_adapter::BrokerRunner) on its
 //!   own thread, [`Client`](mdp_zmq_adapter::Client)s (one thread each,
 //!   `send`/`recv` for pipelining) and [`Worker`](mdp_zmq_adapter::Worker)s
-//!   with an echo handler. See `adapter.rs`.
+//!   with an echo handler. See `adapter.rs`. With `--brokers 1,2` each
+//!   load runs once with one broker and once with two, in turn: with two,
+//!   each worker is a [`Workers`](mdp_zmq_adapter::Workers) registered with
+//!   both and each client a `Client::connect_many` of both, with half its
+//!   lanes to each (the same number of connections per client).
 //! * `tokio`: the same mdp-core state machines over the tokio TCP transport
 //!   of `mdp-core/examples/tokio_tcp/transport.rs` (included below with
 //!   `#[path]`). See `over_tokio.rs`.
@@ -136,6 +140,15 @@ struct Args {
     /// (the tokio broker always has one thread of its own).
     #[arg(long, value_name = "N", default_value_t = 2)]
     tokio_threads: usize,
+    /// How many of our brokers the `adapter` runs use; each number is a run
+    /// of its own, in turn with the other transports. With N > 1 every
+    /// worker is registered with all N brokers (one handler slot each), and
+    /// every MDP client connects to all N with its lanes split evenly
+    /// between them (`--lanes` / N each, at least one), so a client has as
+    /// many connections as with one broker. `fanout-dealer` runs with one.
+    #[arg(long = "brokers", value_name = "N", value_delimiter = ',', default_value = "1",
+          value_parser = clap::value_parser!(u32).range(1..64))]
+    broker_counts: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -228,6 +241,9 @@ pub struct Spec {
     /// The endpoint of a broker that is already running (`--broker`), used
     /// instead of starting ours.
     pub external: Option<String>,
+    /// How many of our brokers to start (`--brokers`); `lanes` is split
+    /// evenly between them.
+    pub brokers: usize,
 }
 
 impl Spec {
@@ -251,6 +267,11 @@ impl Spec {
     /// time, if they take time.
     pub fn ideal_rate(&self) -> Option<f64> {
         (!self.service_time.is_zero()).then(|| self.workers as f64 / self.service_time.as_secs_f64())
+    }
+
+    /// Lanes of each MDP client to each broker: `lanes` split between them.
+    pub fn lanes_per_broker(&self) -> usize {
+        (self.lanes / self.brokers).max(1)
     }
 
     /// A request body of `size` bytes.
@@ -550,15 +571,17 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let mut outcomes = Vec::new();
     for &load in &args.loads {
         for &size in &args.sizes {
-            // Each external broker is a run of its own, in turn with the others.
+            // Each external broker is a run of its own, in turn with the
+            // others, and so is each count of our brokers for `adapter`.
             let runs = (0..args.repeat).flat_map(|_| args.transports.iter().copied()).flat_map(|t| {
-                let externals: Vec<Option<&(String, String)>> = match t {
-                    Transport::External => args.brokers.iter().map(Some).collect(),
-                    _ => vec![None],
+                let variants: Vec<(Option<&(String, String)>, usize)> = match t {
+                    Transport::External => args.brokers.iter().map(|e| (Some(e), 1)).collect(),
+                    Transport::Adapter => args.broker_counts.iter().map(|&n| (None, n as usize)).collect(),
+                    _ => vec![(None, 1)],
                 };
-                externals.into_iter().map(move |e| (t, e))
+                variants.into_iter().map(move |(e, n)| (t, e, n))
             });
-            for (transport, external) in runs {
+            for (transport, external, brokers) in runs {
                 // The raw proxy has no services: one pipelined run serves as
                 // the ceiling for both MDP pipelined loads.
                 if transport == Transport::Raw && load == LoadKind::PipeSvc && args.loads.contains(&LoadKind::Pipe) {
@@ -570,9 +593,17 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 if !matches!(transport, Transport::Adapter | Transport::External) && load == LoadKind::FanoutDealer {
                     continue;
                 }
-                let mut spec = spec_for(args, transport, load, size as usize, dialect);
+                // The raw DEALER client has one socket, to one broker.
+                if brokers > 1 && load == LoadKind::FanoutDealer {
+                    continue;
+                }
+                let mut spec = spec_for(args, transport, load, size as usize, dialect, brokers);
                 spec.external = external.map(|(_, url)| url.clone());
-                let who = external.map_or_else(|| transport.to_string(), |(name, _)| name.clone());
+                let who = match external {
+                    Some((name, _)) => name.clone(),
+                    None if brokers > 1 => format!("{transport} ×{brokers}"),
+                    None => transport.to_string(),
+                };
                 let label = format!("{who} {} {} B", spec.load_name, spec.size);
                 let load_avg = load_average();
                 let shared = Arc::new(Shared::default());
@@ -624,6 +655,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
     }
     println!("# load average at end {}", load_average());
     print_tables(&outcomes);
+    print_broker_scaling(&outcomes);
     let failures: u64 = outcomes.iter().map(|o| o.failures).sum();
     if failures > 0 {
         println!("\n{failures} requests failed or got a wrong reply (see the lines above)");
@@ -631,7 +663,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dialect: Dialect) -> Spec {
+fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dialect: Dialect, brokers: usize) -> Spec {
     let (clients, depth, workers, services) = match load {
         LoadKind::Seq => (1, 1, 1, 1),
         LoadKind::Pipe => (args.clients, args.depth, args.workers, 1),
@@ -645,6 +677,9 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         LoadKind::Pipe | LoadKind::PipeSvc => args.lanes,
         LoadKind::Fanout | LoadKind::FanoutDealer => args.fanout_lanes.unwrap_or(workers),
     };
+    // Split evenly between the brokers, so the label says how many there
+    // really are.
+    let lanes = (lanes / brokers).max(1) * brokers;
     let service_ms = if fanout { args.service_ms } else { 0.0 };
     let load_name = match (transport, load) {
         (_, LoadKind::Seq) => "seq".to_owned(),
@@ -670,6 +705,7 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         raw_client: load == LoadKind::FanoutDealer,
         max_in_flight: args.max_in_flight,
         external: None,
+        brokers,
     }
 }
 
@@ -824,5 +860,40 @@ fn print_tables(outcomes: &[Outcome]) {
                 line("req/s", format!("{ratio:.2}× raw"), None);
             }
         }
+    }
+}
+
+/// For each run of the adapter with several brokers: its req/s against the
+/// same load and body with one broker (medians of the repeats).
+fn print_broker_scaling(outcomes: &[Outcome]) {
+    let summaries = summarise(outcomes);
+    let one = |o: &Outcome| {
+        summaries.iter().find(|s| {
+            s.first.transport == Transport::Adapter
+                && s.first.spec.brokers == 1
+                && s.first.spec.external.is_none()
+                && s.first.load == o.load
+                && s.first.spec.size == o.spec.size
+        })
+    };
+    let mut header = false;
+    for s in summaries.iter().filter(|s| s.first.spec.brokers > 1) {
+        let Some(base) = one(s.first) else { continue };
+        if !header {
+            println!("\nSeveral brokers: req/s and CPU per request against one broker, same load and body.");
+            header = true;
+        }
+        println!(
+            "  {:<13} {:<30} {:>5} B  {:>8.0} against {:>8.0} req/s = {:.2}×   CPU {:.1} against {:.1} µs/req = {:.2}×",
+            s.first.who,
+            s.first.spec.load_name,
+            s.first.spec.size,
+            s.rate,
+            base.rate,
+            s.rate / base.rate,
+            s.cpu_us,
+            base.cpu_us,
+            s.cpu_us / base.cpu_us,
+        );
     }
 }

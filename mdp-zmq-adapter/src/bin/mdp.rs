@@ -3,6 +3,8 @@
 //! ```sh
 //! mdp call echo hello world          # prints each reply frame on a line
 //! mdp call -n 64 --lanes 8 echo hi   # 64 at once over 8 connections
+//! mdp -b tcp://127.0.0.1:5555 -b tcp://127.0.0.1:5556 call echo hi
+//!                                    # two brokers: fails over if one dies
 //! mdp service echo                   # asks mmi.service: 200 or 404
 //! mdp worker echo                    # serves `echo` until Ctrl-C
 //! mdp keygen alice                   # writes alice.pub and alice.key
@@ -22,8 +24,11 @@ use mdp_zmq_adapter::{curve_available, Client, ClientError, CurveClient, Key, Ke
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// The broker to connect to. A worker takes several (repeat the flag)
-    /// and registers with each; a client takes one.
+    /// The broker to connect to. Repeat the flag for several brokers that
+    /// serve the same services: a worker registers with each; a client
+    /// spreads its connections over them and, when one fails (a request
+    /// times out or the connection is lost), sends its requests to the
+    /// others.
     #[arg(short, long, global = true, value_name = "URL", default_value = "tcp://127.0.0.1:5555")]
     broker: Vec<String>,
     /// The dialect to speak.
@@ -50,8 +55,8 @@ enum Command {
         /// Give up after this long in all (retries included).
         #[arg(short, long, value_name = "SECONDS", default_value_t = 5.0)]
         timeout: f64,
-        /// Connections to the broker: up to this many copies of the request
-        /// are served at once, by as many workers.
+        /// Connections to each broker: up to this many copies of the
+        /// request per broker are served at once, by as many workers.
         #[arg(short, long, value_name = "N", default_value_t = 1)]
         lanes: usize,
         /// Send the request this many times, all at once; the replies are
@@ -133,21 +138,14 @@ fn curve(args: &Args) -> Result<Option<CurveClient>, String> {
     Ok(Some(CurveClient { server, own }))
 }
 
+/// A client of every `--broker`, with `lanes` connections to each.
 fn client(args: &Args, lanes: usize) -> Result<Client, String> {
     let config = ClientConfig::new(args.dialect.into()).with_lanes(lanes);
     let connected = match curve(args)? {
-        Some(curve) => Client::connect_curve(one_broker(args)?, config, curve),
-        None => Client::connect(one_broker(args)?, config),
+        Some(curve) => Client::connect_many_curve(&args.broker, config, curve),
+        None => Client::connect_many(&args.broker, config),
     };
     connected.map_err(|e| e.to_string())
-}
-
-/// The broker a client connects to: a client takes one for now.
-fn one_broker(args: &Args) -> Result<&str, String> {
-    match args.broker.as_slice() {
-        [one] => Ok(one),
-        _ => Err("a client connects to one --broker (a worker takes several)".to_owned()),
-    }
 }
 
 fn keygen(name: &Path) -> Result<(), String> {
