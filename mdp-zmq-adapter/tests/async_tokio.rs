@@ -241,7 +241,7 @@ async fn dropping_a_part_stream_cancels_the_request() {
 /// not heartbeat meanwhile, the broker would expire it (and re-queue the
 /// request), or the worker would give the broker up and register again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_awaiting_for_three_heartbeat_windows_keeps_its_worker_registered() {
+async fn a_handler_awaiting_longer_than_three_heartbeat_windows_keeps_its_worker_registered() {
     let interval = Duration::from_millis(50);
     let mut broker_config = BrokerConfig::default();
     broker_config.heartbeat_interval = interval;
@@ -500,6 +500,21 @@ fn outside_a_runtime_the_constructors_return_an_error() {
         .block_on(async { AsyncClient::connect(&broker.endpoint, ClientConfig::new(Dialect::V02)) })
         .unwrap_err();
     assert!(matches!(refused, ClientError::Adapter(AdapterError::NoRuntime)), "{refused}");
+}
+
+#[test]
+fn the_client_is_shared_across_tasks_and_its_futures_can_be_spawned() {
+    fn send_sync<T: Send + Sync + Clone + 'static>(_: &T) {}
+    fn spawnable<T: Future + Send + 'static>(_: &T) {}
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let client = AsyncClient::connect("tcp://127.0.0.1:9", ClientConfig::new(Dialect::V02)).unwrap();
+    send_sync(&client);
+    spawnable(&client.request("echo", vec![b("x")]));
+    spawnable(&client.request_timeout("echo", vec![b("x")], Duration::from_secs(1)));
+    let parts = client.parts("echo", vec![b("x")]);
+    let _: &dyn futures::Stream<Item = Result<Multipart, ClientError>> = &parts;
+    spawnable(&async move { drop(parts) });
 }
 
 #[test]
