@@ -25,6 +25,12 @@ pub enum AdapterError {
     /// A handler panicked; the worker that ran it stopped.
     #[error("a worker's handler panicked")]
     HandlerPanicked,
+    /// An async client or worker was made or run outside a tokio runtime,
+    /// in one built without IO or time (`Builder::enable_all` turns both
+    /// on), or its runtime shut down while a request waited.
+    #[cfg(all(feature = "tokio", unix))]
+    #[error("no usable tokio runtime: call this inside a tokio runtime built with IO and time enabled (Builder::enable_all), and keep that runtime running")]
+    NoRuntime,
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {

@@ -28,6 +28,9 @@
 //!   heartbeats flowing during a long handler call.
 //! * [`Workers`]: one service served to several brokers at once, one
 //!   [`Worker`] and one handler slot per broker.
+//! * With the `tokio` feature: `AsyncClient`, shared by many tasks, and
+//!   `AsyncWorker`, an async handler serving several requests at once
+//!   (see the `async_tokio` module's docs for how the sockets meet tokio).
 //!
 //! The client and the worker watch each DEALER with libzmq's socket
 //! monitor: when an established connection to the broker ends (a broker
@@ -90,6 +93,12 @@
 //!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
 //!   that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
+//! * `tokio` (off by default, Unix only): `AsyncClient` and `AsyncWorker`
+//!   (with `PartStream` and `AsyncPartSink`) for tokio applications, in
+//!   the `async_tokio` module, whose docs say how the sockets meet tokio.
+//!   It adds `tokio` (`rt`, `net`, `time`, `sync`) and `futures-core`;
+//!   without it the adapter depends on no async runtime. (They are in
+//!   these docs when built with the feature: `cargo doc --features tokio`.)
 //!
 //! CURVE (RFC 26) with ZAP (RFC 27) is not a feature: in this workspace
 //! libzmq is always built with libsodium (a patched `zmq-sys`), so
@@ -100,6 +109,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(all(feature = "tokio", unix))]
+pub mod async_tokio;
 mod broker;
 mod client;
 mod curve;
@@ -112,6 +123,8 @@ mod stop;
 mod worker;
 mod workers;
 
+#[cfg(all(feature = "tokio", unix))]
+pub use async_tokio::{AsyncClient, AsyncPartSink, AsyncWorker, PartStream};
 pub use broker::BrokerRunner;
 pub use client::{Client, ClientError, Parts};
 pub use curve::{curve_available, AllowList, CurveClient, CurveServer, Key, KeyError, KeyPair};

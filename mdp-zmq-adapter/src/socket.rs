@@ -74,6 +74,14 @@ impl Connection {
             return false;
         }
         self.monitor_due = now + MONITOR_PERIOD;
+        self.read_monitor()
+    }
+
+    /// Whether the monitor reported that the socket's connection to the
+    /// broker ended since it was last read: reads every pending event now,
+    /// without blocking. (The tokio adapter calls it when the monitor's
+    /// `ZMQ_FD` signals, instead of [`lost`](Self::lost)'s period.)
+    pub(crate) fn read_monitor(&mut self) -> bool {
         let mut lost = false;
         // An event is two frames: 2 bytes of event number and 4 of value,
         // then the endpoint.
@@ -113,6 +121,18 @@ impl Connection {
         } else {
             zmq::POLLIN | zmq::POLLOUT
         }
+    }
+
+    /// Whether messages wait in the backlog for room in the socket's pipe.
+    #[cfg(all(feature = "tokio", unix))]
+    pub(crate) fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// The monitor's PAIR socket, whose `ZMQ_FD` the tokio adapter watches.
+    #[cfg(all(feature = "tokio", unix))]
+    pub(crate) fn monitor(&self) -> &zmq::Socket {
+        &self.monitor
     }
 
     /// One message without blocking.

@@ -16,6 +16,10 @@
 //!   each worker is a [`Workers`](mdp_zmq_adapter::Workers) registered with
 //!   both and each client a `Client::connect_many` of both, with half its
 //!   lanes to each (the same number of connections per client).
+//! * `async` (with `--features tokio`): the `adapter` runs' broker, with
+//!   [`AsyncClient`](mdp_zmq_adapter::AsyncClient)s and
+//!   [`AsyncWorker`](mdp_zmq_adapter::AsyncWorker)s on a tokio runtime
+//!   instead of a thread each. See `over_async.rs`.
 //! * `tokio`: the same mdp-core state machines over the tokio TCP transport
 //!   of `mdp-core/examples/tokio_tcp/transport.rs` (included below with
 //!   `#[path]`). See `over_tokio.rs`.
@@ -59,6 +63,7 @@
 mod transport;
 
 mod adapter;
+mod over_async;
 mod over_tokio;
 mod raw;
 
@@ -136,10 +141,15 @@ struct Args {
     /// against it. Repeatable; NAME labels its rows.
     #[arg(long = "broker", value_name = "NAME=URL", value_parser = parse_broker)]
     brokers: Vec<(String, String)>,
-    /// Threads of the tokio runtime that runs the tokio clients and workers
-    /// (the tokio broker always has one thread of its own).
+    /// Threads of the tokio runtime that runs the tokio and async clients
+    /// and workers (the tokio broker always has one thread of its own).
     #[arg(long, value_name = "N", default_value_t = 2)]
     tokio_threads: usize,
+    /// The async workers' handler awaits `tokio::time::sleep` for the
+    /// service time (rounded up by tokio's timer to its next millisecond),
+    /// instead of sleeping it exactly on tokio's blocking pool.
+    #[arg(long)]
+    async_tokio_sleep: bool,
     /// How many of our brokers the `adapter` runs use; each number is a run
     /// of its own, in turn with the other transports. With N > 1 every
     /// worker is registered with all N brokers (one handler slot each), and
@@ -173,6 +183,9 @@ enum LoadKind {
 enum Transport {
     /// mdp-zmq-adapter: BrokerRunner, Client, Worker.
     Adapter,
+    /// mdp-zmq-adapter's BrokerRunner, AsyncClient and AsyncWorker (needs
+    /// `--features tokio`).
+    Async,
     /// mdp-core over the tokio TCP example transport.
     Tokio,
     /// Raw libzmq ROUTER-ROUTER proxy, no MDP.
@@ -192,6 +205,7 @@ impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Transport::Adapter => "adapter",
+            Transport::Async => "async",
             Transport::Tokio => "tokio",
             Transport::Raw => "raw proxy",
             Transport::External => "external",
@@ -244,6 +258,9 @@ pub struct Spec {
     /// How many of our brokers to start (`--brokers`); `lanes` is split
     /// evenly between them.
     pub brokers: usize,
+    /// `--async-tokio-sleep`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub async_tokio_sleep: bool,
 }
 
 impl Spec {
@@ -519,7 +536,7 @@ impl Outcome {
 
     /// "broker / clients / workers" CPU µs per reply.
     fn split(&self) -> String {
-        let peers = if self.transport == Transport::Tokio {
+        let peers = if matches!(self.transport, Transport::Tokio | Transport::Async) {
             format!("{:.0} (tokio runtime)", self.role_us(3))
         } else {
             format!("{:.0} / {:.0}", self.role_us(1), self.role_us(2))
@@ -610,6 +627,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 let (measured, mut samples) = match transport {
                     Transport::Adapter | Transport::External => adapter::run(&spec, &shared, &window, &label)?,
                     Transport::Tokio => over_tokio::run(&spec, &shared, &window, &label)?,
+                    Transport::Async => over_async::run(&spec, &shared, &window, &label)?,
                     Transport::Raw => raw::run(&spec, &shared, &window, &label)?,
                 };
                 samples.sort_unstable();
@@ -706,6 +724,7 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         max_in_flight: args.max_in_flight,
         external: None,
         brokers,
+        async_tokio_sleep: args.async_tokio_sleep,
     }
 }
 
