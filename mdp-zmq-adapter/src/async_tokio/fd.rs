@@ -38,11 +38,11 @@ impl AsRawFd for ZmqFd {
 /// connection (fields drop in order) and drops it by hand before calling
 /// `replace`; then it makes a new one for the new sockets.
 ///
-/// tokio 1.54 deprecates the safe `AsyncFd::with_interest` for exactly
-/// this obligation (its replacement, `AsyncFd::register_with_interest`, is
-/// `unsafe`, and this crate forbids `unsafe`). The obligation is the one
-/// above: the descriptor stays open and the same while the `AsyncFd` lives,
-/// which the field order and the drop before `replace` guarantee.
+/// That is the safety condition of `AsyncFd::register_with_interest`, the
+/// one `unsafe` call of this crate (tokio deprecated the safe
+/// `with_interest` because it cannot check it): the descriptor stays open
+/// and the same while the `AsyncFd` lives, which the field order and the
+/// drop before `replace` guarantee.
 pub(crate) struct Watch {
     socket: AsyncFd<ZmqFd>,
     monitor: AsyncFd<ZmqFd>,
@@ -69,10 +69,16 @@ impl Watch {
         let register = |fd| {
             // ZMQ_FD only ever becomes readable: libzmq writes to it when a
             // command reaches the socket's mailbox.
-            #[allow(deprecated)] // see the type's docs: the descriptor outlives the registration
-            let registered = AsyncFd::with_interest(ZmqFd(fd), Interest::READABLE);
-            registered
-                .map_err(|e| AdapterError::Zmq { what: "register ZMQ_FD with tokio".into(), source: io_to_zmq(&e) })
+            #[allow(unsafe_code)]
+            // SAFETY: `fd` is the open ZMQ_FD of a socket the `Connection`
+            // owns, and it stays open and the same until the `Watch` holding
+            // this registration is dropped, which every owner does before
+            // the socket is closed or replaced (see `Watch`).
+            let registered = unsafe { AsyncFd::register_with_interest(ZmqFd(fd), Interest::READABLE) };
+            registered.map_err(|e| AdapterError::Zmq {
+                what: "register ZMQ_FD with tokio".into(),
+                source: io_to_zmq(&e.into_parts().1),
+            })
         };
         let socket = in_runtime(|| register(socket))??;
         let monitor = in_runtime(|| register(monitor))??;
