@@ -78,9 +78,10 @@
 //! * **Unregister first.** An `AsyncFd` is dropped before the socket it
 //!   watches is closed or replaced (a lane or a worker connection replaced
 //!   on the core's `Reconnect`), and the new socket is registered before
-//!   anyone sleeps on it. (tokio 1.54 deprecates the safe
-//!   `AsyncFd::with_interest` because a caller could break exactly this;
-//!   the crate forbids `unsafe`, so it uses that and keeps the rule.)
+//!   anyone sleeps on it. This is the safety condition of
+//!   `AsyncFd::register_with_interest`, the crate's one `unsafe` call
+//!   (tokio deprecated the safe `with_interest` because it cannot check
+//!   it).
 //!
 //! The client's requests send on the caller's task, under the client's
 //! lock, and settle the lane themselves; one driver task per client reads
