@@ -14,6 +14,13 @@ use crate::AdapterError;
 /// Most messages held back while the socket's pipe is full.
 const MAX_BACKLOG: usize = 10_000;
 
+/// How long a socket closed after its last words (a worker's FINAL and
+/// DISCONNECT) may still take to hand them to the broker. Sockets are made
+/// with linger 0 so that a replaced connection drops what was meant for the
+/// old one; a worker that leaves wants the opposite, or the broker misses
+/// its DISCONNECT and keeps dispatching to it until its heartbeats expire.
+pub(crate) const CLOSING_LINGER_MS: i32 = 500;
+
 /// How often the socket monitor is read. It is not in the poll set: every
 /// socket polled costs each wake-up a few system calls (libzmq checks its
 /// mailbox), and a lost connection is rare, so it is enough to notice it
@@ -49,6 +56,14 @@ impl Connection {
         let (ctx, endpoint, monitor_due) = (ctx.clone(), endpoint.to_owned(), Instant::now());
         let backlog = VecDeque::new();
         Ok(Connection { ctx, endpoint, socket, monitor, monitor_due, curve, handshaken: false, backlog })
+    }
+
+    /// Lets what the socket still holds go out after it is closed, for up
+    /// to [`CLOSING_LINGER_MS`]: for a worker's last messages.
+    pub(crate) fn linger_on_close(&self) {
+        if let Err(e) = self.socket.set_linger(CLOSING_LINGER_MS) {
+            tracing::debug!(error = %e, "set LINGER");
+        }
     }
 
     /// Whether CURVE is on and no handshake with the broker has succeeded.

@@ -112,6 +112,8 @@ impl Worker {
         let mut link = lock(&link);
         link.core.disconnect(Instant::now());
         link.flush();
+        // The DISCONNECT must reach the broker after the socket closes.
+        link.conn.linger_on_close();
         result.and(link.failed.take().map_or(Ok(()), Err))
     }
 }

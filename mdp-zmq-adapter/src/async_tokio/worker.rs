@@ -27,11 +27,6 @@ use crate::{AdapterError, StopHandle};
 /// socket yet; a handler that sends more waits in [`AsyncPartSink::send`].
 const PART_QUEUE: usize = 16;
 
-/// How long a slot's socket may take, once the slot has stopped, to hand
-/// its last messages (the FINAL, the DISCONNECT) to the broker:
-/// [`AsyncWorker::run`] returns when they are sent or this passes.
-const DISCONNECT_LINGER_MS: i32 = 500;
-
 /// How long a slot that has answered after a stop waits for the broker to
 /// hand it the next request (which shows the broker has read its FINAL)
 /// before it takes it that the broker had none (see [`serve`]).
@@ -516,13 +511,11 @@ impl Slot {
         }
     }
 
-    /// Lets the socket's last messages go out after it closes, for up to
-    /// [`DISCONNECT_LINGER_MS`], and unregisters it.
+    /// Lets the socket's last messages go out after it closes (see
+    /// `CLOSING_LINGER_MS`), and unregisters it.
     fn close(mut self) {
         self.watch = None;
-        if let Err(e) = self.conn.socket.set_linger(DISCONNECT_LINGER_MS) {
-            tracing::debug!(error = %e, "set LINGER");
-        }
+        self.conn.linger_on_close();
     }
 }
 
