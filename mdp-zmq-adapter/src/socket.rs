@@ -118,6 +118,32 @@ impl Connection {
         self.flush_backlog()
     }
 
+    /// Whether messages wait for room in the socket's pipe.
+    pub(crate) fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Sends what is held back, waiting up to [`CLOSING_LINGER_MS`] for
+    /// room: for a worker's last messages (a FINAL, the DISCONNECT) before
+    /// it closes, which the linger alone would not send, since libzmq has
+    /// not taken them yet. Blocks; what is left after that is dropped with
+    /// the socket.
+    pub(crate) fn drain_backlog(&mut self) -> Result<(), AdapterError> {
+        let deadline = Instant::now() + Duration::from_millis(CLOSING_LINGER_MS.unsigned_abs().into());
+        self.flush_backlog()?;
+        while self.has_backlog() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(endpoint = %self.endpoint, held = self.backlog.len(), "closing with messages unsent");
+                break;
+            }
+            let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1);
+            self.socket.poll(zmq::POLLOUT, ms).map_err(AdapterError::zmq("poll"))?;
+            self.flush_backlog()?;
+        }
+        Ok(())
+    }
+
     /// Sends what it can of the backlog, in order.
     pub(crate) fn flush_backlog(&mut self) -> Result<(), AdapterError> {
         while let Some(frames) = self.backlog.front() {
@@ -136,12 +162,6 @@ impl Connection {
         } else {
             zmq::POLLIN | zmq::POLLOUT
         }
-    }
-
-    /// Whether messages wait in the backlog for room in the socket's pipe.
-    #[cfg(all(feature = "tokio", unix))]
-    pub(crate) fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
     }
 
     /// The monitor's PAIR socket, whose `ZMQ_FD` the tokio adapter watches.

@@ -112,7 +112,11 @@ impl Worker {
         let mut link = lock(&link);
         link.core.disconnect(Instant::now());
         link.flush();
-        // The DISCONNECT must reach the broker after the socket closes.
+        // The last FINAL and the DISCONNECT must reach the broker: what the
+        // pipe had no room for yet is sent first, then the socket lingers.
+        if let Err(e) = link.conn.drain_backlog() {
+            tracing::debug!(error = %e, "sending the last messages");
+        }
         link.conn.linger_on_close();
         result.and(link.failed.take().map_or(Ok(()), Err))
     }

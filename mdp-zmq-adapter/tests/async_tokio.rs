@@ -527,3 +527,27 @@ fn a_bad_configuration_is_refused_before_any_socket() {
     let refused = AsyncWorker::connect("nowhere", echo_config(), 1).unwrap_err();
     assert!(matches!(refused, AdapterError::Zmq { .. }), "{refused}");
 }
+
+/// A handler that panics before it even makes its future ends `run` with
+/// `HandlerPanicked`, as a panic inside the future does, and its slot
+/// still says DISCONNECT, so the broker hands the request to another
+/// worker instead of waiting for this one's heartbeats to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_before_its_future_ends_run_and_disconnects() {
+    let broker = Broker::start(BrokerConfig::default());
+    let (_stop, worker) = spawn_worker(&broker.endpoint, echo_config(), 1, |body: Multipart, _parts| {
+        if body.first().is_some_and(|f| f.as_ref() == b"boom") {
+            panic!("the handler's synchronous part panics");
+        }
+        async move { body }
+    });
+    let client = AsyncClient::connect(&broker.endpoint, AsyncClient::config(Dialect::V02)).unwrap();
+    let request = tokio::spawn(client.request("echo", vec![b("boom")]));
+    let ended = tokio::time::timeout(WAIT, worker).await.expect("run ended").expect("task");
+    assert!(matches!(ended, Err(AdapterError::HandlerPanicked)), "{ended:?}");
+    eventually("the broker has the worker's DISCONNECT", || {
+        broker.events().iter().any(|e| matches!(e, BrokerEvent::WorkerGone { reason: GoneReason::Disconnected, .. }))
+    })
+    .await;
+    request.abort();
+}

@@ -76,7 +76,12 @@ const MAX_ROUNDS: usize = 16;
 /// its reader has not taken yet, at most 128 (past that the driver stops
 /// reading that request's lane until the reader catches up, so a worker
 /// streaming PARTIALs faster than they are read is held back in libzmq
-/// and the broker, not here). What a caller keeps is the caller's:
+/// and the broker, not here). The request's timeout
+/// ([`ClientConfig::timeout`]) still runs meanwhile and covers the whole
+/// answer, so a [`parts`](Self::parts) reader that falls behind for longer
+/// than the timeout gets its request restarted or failed, and the other
+/// requests on that lane wait with it: read streams promptly, or give
+/// them a timeout that covers the reader. What a caller keeps is the caller's:
 /// [`request`](Self::request) joins the whole answer in memory, so use
 /// [`parts`](Self::parts) for answers of unbounded length. Requests
 /// waiting for room are held by their futures.
@@ -298,7 +303,8 @@ struct State {
     /// Per lane, the request whose reader fell behind, while reading that
     /// lane waits for it.
     paused: Vec<Option<RequestId>>,
-    /// Set by `dispatch` when a slot overflows; taken by `read`.
+    /// Set by `dispatch` when a slot overflows; taken by `read`, which
+    /// pauses the lane that request is on.
     behind: Option<RequestId>,
     /// The driver task, to wake when it has something to do.
     driver: Option<Waker>,
@@ -479,8 +485,12 @@ impl Driven for LaneRef<'_> {
             self.state.core.handle_message(Instant::now(), Lane(lane), frames);
             self.state.flush()?;
             if let Some(id) = self.state.behind.take() {
-                // Only this lane's message can have filled that slot.
-                self.state.paused[lane] = Some(id);
+                // The lane to hold is the one the request is on: any flush
+                // (a timeout's `Restarted`, say) may have filled its slot,
+                // not only this lane's message.
+                if let Some(Lane(on)) = self.state.core.lane_of(id) {
+                    self.state.paused[on] = Some(id);
+                }
             }
             if self.next(before) == Next::Replaced {
                 return Ok(Next::Replaced);
@@ -665,7 +675,10 @@ impl PartStream {
                 },
                 Step::Sent { id, _permit } => {
                     let mut state = self.client.handle.shared.lock();
-                    if let Some(e) = state.broken() {
+                    // What already came is given out before a failure of
+                    // the client ends the stream.
+                    let queued = state.slots.get(&id).is_some_and(|slot| !slot.events.is_empty());
+                    if let Some(e) = state.broken().filter(|_| !queued) {
                         state.core.cancel(Instant::now(), id);
                         state.forget(id);
                         return Poll::Ready(Some(Err(e.into())));

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::fd::{settle, Driven, Next, Timer, Watch};
-use crate::socket::Connection;
+use crate::socket::{Connection, CLOSING_LINGER_MS};
 use crate::{AdapterError, StopHandle};
 
 /// PARTIALs a handler may have sent that its slot has not passed to the
@@ -218,7 +218,14 @@ where
         };
         let mut serving = Some(busy.start());
         let (tx, mut rx) = mpsc::channel(PART_QUEUE);
-        let mut reply = pin!(handler(body, AsyncPartSink { tx }));
+        // The handler's synchronous part may panic too, before there is a
+        // future to poll: that ends the slot as a panic in the future does.
+        let made = catch_unwind(AssertUnwindSafe(|| handler(body, AsyncPartSink { tx })));
+        let Ok(reply) = made else {
+            result = Err(AdapterError::HandlerPanicked);
+            break;
+        };
+        let mut reply = pin!(reply);
         result = std::future::poll_fn(|cx| slot.poll_serving(cx, &token, &mut rx, reply.as_mut())).await;
         if result.is_ok() && stop.is_stopped() {
             let mut quiet = Box::pin(tokio::time::sleep(DEPARTURE_QUIET));
@@ -228,6 +235,15 @@ where
     }
     slot.core.disconnect(Instant::now());
     let sent = slot.flush().and_then(|()| slot.settle_now());
+    // What the pipe had no room for yet (the last FINAL, the DISCONNECT)
+    // goes out before the socket closes, for up to the closing linger;
+    // the linger alone would drop it, since libzmq has not taken it.
+    let until = Instant::now() + std::time::Duration::from_millis(CLOSING_LINGER_MS.unsigned_abs().into());
+    while slot.conn.has_backlog() && Instant::now() < until && slot.conn.flush_backlog().is_ok() {
+        if slot.conn.has_backlog() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
     slot.close();
     result.and(sent)
 }
