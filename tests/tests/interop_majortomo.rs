@@ -15,10 +15,6 @@
 //! The frame rule both sides check is in `tests/interop/rule.py`; `request`,
 //! `partial` and `final_part` below are the same rule in Rust.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
@@ -26,84 +22,13 @@ use bytes::Bytes;
 use mdp_core::{BrokerConfig, ClientConfig, Dialect, WorkerConfig};
 use mdp_zmq_adapter::{BrokerRunner, Client, StopHandle, Worker};
 
+#[path = "../interop/harness.rs"]
+mod harness;
+use harness::{final_part, partial, request, their_broker, Script};
+
 const COUNT: usize = 1000;
 const PARTIALS: usize = 3;
 const WAIT: Duration = Duration::from_secs(30);
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
-}
-
-/// The venv's python, made once per test binary.
-fn python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(interop_dir().join("setup-venv.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/interop/setup-venv.sh");
-        assert!(out.status.success(), "setup-venv.sh failed: is PyPI reachable?");
-        let stdout = String::from_utf8(out.stdout).expect("utf-8 path");
-        PathBuf::from(stdout.lines().last().expect("setup-venv.sh prints the python path").trim())
-    })
-}
-
-/// A Python script of `tests/interop/`, killed when dropped.
-struct Script(Child);
-
-impl Script {
-    fn start(name: &str, args: &[&str]) -> Self {
-        let child = Command::new(python())
-            .arg(interop_dir().join(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Script(child)
-    }
-
-    /// Waits for it to exit; returns its exit code and stdout.
-    fn finish(mut self) -> (i32, String) {
-        let mut out = String::new();
-        if let Some(stdout) = self.0.stdout.take() {
-            for line in BufReader::new(stdout).lines() {
-                out.push_str(&line.unwrap_or_default());
-                out.push('\n');
-            }
-        }
-        let status = self.0.wait().expect("wait for script");
-        (status.code().unwrap_or(-1), out)
-    }
-}
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn request(i: usize) -> Vec<Bytes> {
-    let mut third = vec![0x00, 0xff];
-    third.extend_from_slice(&(i as u32).to_be_bytes());
-    let big: Vec<u8> = (0..=255u8).cycle().take(256 * (i % 4)).collect();
-    vec![Bytes::from_static(b"req"), Bytes::from(i.to_string()), Bytes::from(third), Bytes::new(), Bytes::from(big)]
-}
-
-fn partial(j: usize, req: &[Bytes]) -> Vec<Bytes> {
-    let mut part = vec![Bytes::from_static(b"part"), Bytes::from(j.to_string())];
-    part.extend(req.iter().cloned());
-    part
-}
-
-fn final_part(req: &[Bytes]) -> Vec<Bytes> {
-    let mut part = vec![Bytes::from_static(b"final")];
-    part.extend(req.iter().rev().cloned());
-    part
-}
 
 /// Our broker on a free loopback port, on its own thread.
 struct OurBroker {
@@ -133,17 +58,6 @@ impl Drop for OurBroker {
             let _ = t.join();
         }
     }
-}
-
-/// majortomo's broker on a free loopback port; returns it and its endpoint.
-fn their_broker() -> (Script, String) {
-    let mut script = Script::start("mt_broker.py", &["tcp://127.0.0.1:*"]);
-    let stdout = script.0.stdout.as_mut().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the broker's READY line");
-    let endpoint = line.strip_prefix("READY ").unwrap_or_else(|| panic!("unexpected broker line {line:?}"));
-    let endpoint = endpoint.trim().to_owned();
-    (script, endpoint)
 }
 
 fn their_worker(endpoint: &str) -> Script {
