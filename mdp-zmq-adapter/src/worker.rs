@@ -208,25 +208,10 @@ impl Link {
         self.failed.take().map_or(Ok(()), Err)
     }
 
-    /// Passes a part of the answer to the request `token` names to the
-    /// core. The core tells whether that is still the request in progress:
-    /// a reconnect while the handler ran drops it, and the core then
-    /// refuses the answer, as it must, since it could not reach the client.
+    /// Passes a part of the answer to the core ([`Piece::pass`]) and sends
+    /// it.
     fn answer(&mut self, token: &ReplyToken, body: Multipart, piece: Piece) {
-        let now = Instant::now();
-        let result = match piece {
-            Piece::Partial => self.core.partial(now, token, body),
-            Piece::Last => self.core.reply(now, token, body),
-        };
-        match result {
-            Ok(()) => {}
-            // Expected after a reconnect (the latest dropped request, or an
-            // older one): the Disconnected event was logged already.
-            Err(e @ (WorkerUsageError::RequestDropped | WorkerUsageError::StaleToken)) => {
-                tracing::debug!(error = %e, "the handler's answer is for a dropped request");
-            }
-            Err(e) => tracing::warn!(error = %e, "worker could not send the handler's answer"),
-        }
+        piece.pass(&mut self.core, token, body);
         self.flush();
     }
 
@@ -271,13 +256,38 @@ impl Link {
     }
 }
 
-/// Which piece of an answer the handler gave.
+/// Which piece of an answer the handler gave (the blocking and the async
+/// worker alike).
 #[derive(Debug, Clone, Copy)]
-enum Piece {
+pub(crate) enum Piece {
     /// One streamed part (PARTIAL); more follow.
     Partial,
     /// The last or only part (FINAL, or REPLY in MDP/0.1).
     Last,
+}
+
+impl Piece {
+    /// Passes this piece of the answer to the request `token` names to the
+    /// core, which queues it to send. The core tells whether that is still
+    /// the request in progress: a reconnect while the handler ran drops it,
+    /// and the core then refuses the answer, as it must, since it could not
+    /// reach the client; that is logged, not returned.
+    pub(crate) fn pass(self, core: &mut mdp_core::Worker, token: &ReplyToken, body: Multipart) {
+        let now = Instant::now();
+        let result = match self {
+            Piece::Partial => core.partial(now, token, body),
+            Piece::Last => core.reply(now, token, body),
+        };
+        match result {
+            Ok(()) => {}
+            // Expected after a reconnect (the latest dropped request, or an
+            // older one): the Disconnected event was logged already.
+            Err(e @ (WorkerUsageError::RequestDropped | WorkerUsageError::StaleToken)) => {
+                tracing::debug!(error = %e, "the handler's answer is for a dropped request");
+            }
+            Err(e) => tracing::warn!(error = %e, "worker could not send the handler's answer"),
+        }
+    }
 }
 
 /// The keeper thread; stopping and joining it is this guard's drop.

@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use mdp_core::{Multipart, PeerTransmit, ReplyToken, WorkerConfig, WorkerEvent, WorkerUsageError};
+use mdp_core::{Multipart, PeerTransmit, ReplyToken, WorkerConfig, WorkerEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::fd::{settle, Driven, Next, Timer, Watch};
 use crate::socket::{Connection, CLOSING_LINGER_MS};
+use crate::worker::Piece;
 use crate::{AdapterError, StopHandle};
 
 /// PARTIALs a handler may have sent that its slot has not passed to the
@@ -307,15 +308,6 @@ struct Slot {
     generation: u64,
 }
 
-/// Which part of an answer the handler gave.
-#[derive(Debug, Clone, Copy)]
-enum Piece {
-    /// A PARTIAL; more follow.
-    Partial,
-    /// The FINAL (REPLY in MDP/0.1).
-    Last,
-}
-
 impl Slot {
     fn new(conn: Connection, core: mdp_core::Worker) -> Result<Slot, AdapterError> {
         let watch = Some(Watch::new(&conn)?);
@@ -472,22 +464,10 @@ impl Slot {
         }
     }
 
-    /// Passes a part of the handler's answer to the core, which refuses it
-    /// if the request was lost meanwhile (a reconnect: it could not reach
-    /// the client), and sends it.
+    /// Passes a part of the handler's answer to the core ([`Piece::pass`])
+    /// and sends it.
     fn answer(&mut self, token: &ReplyToken, body: Multipart, piece: Piece) -> Result<(), AdapterError> {
-        let now = Instant::now();
-        let result = match piece {
-            Piece::Partial => self.core.partial(now, token, body),
-            Piece::Last => self.core.reply(now, token, body),
-        };
-        match result {
-            Ok(()) => {}
-            Err(e @ (WorkerUsageError::RequestDropped | WorkerUsageError::StaleToken)) => {
-                tracing::debug!(error = %e, "the handler's answer is for a dropped request");
-            }
-            Err(e) => tracing::warn!(error = %e, "worker could not send the handler's answer"),
-        }
+        piece.pass(&mut self.core, token, body);
         self.flush()?;
         self.settle_now()
     }
