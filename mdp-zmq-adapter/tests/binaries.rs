@@ -323,16 +323,33 @@ fn broker_refuses_a_policy_that_does_not_parse_and_exits_2() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two `mdp-broker` processes on free ports, `a` and `b`, and one
+/// `mdp worker echo` registered with both; all killed when dropped.
+struct TwoBrokers {
+    a: String,
+    b: String,
+    broker_a: Killed,
+    _broker_b: Killed,
+    _worker: Killed,
+}
+
+impl TwoBrokers {
+    fn start() -> Self {
+        let (a, b) = (format!("tcp://127.0.0.1:{}", free_port()), format!("tcp://127.0.0.1:{}", free_port()));
+        let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let broker_a = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &a])));
+        let _broker_b = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &b])));
+        let args = ["--broker", &a, "--broker", &b, "worker", "echo"];
+        let _worker = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp")).args(args)));
+        TwoBrokers { a, b, broker_a, _broker_b, _worker }
+    }
+}
+
 /// `mdp worker` with two `--broker`s registers with both; killing one
 /// broker leaves it serving the other.
 #[test]
 fn mdp_worker_serves_two_brokers_and_outlives_one() {
-    let (a, b) = (format!("tcp://127.0.0.1:{}", free_port()), format!("tcp://127.0.0.1:{}", free_port()));
-    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let mut broker_a = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &a])));
-    let _broker_b = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &b])));
-    let _worker =
-        Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp")).args(["--broker", &a, "--broker", &b, "worker", "echo"])));
+    let TwoBrokers { a, b, mut broker_a, _broker_b, _worker } = TwoBrokers::start();
     let call = |broker: &str, frame: &str| {
         Command::new(env!("CARGO_BIN_EXE_mdp"))
             .args(["--broker", broker, "call", "--timeout", "10", "echo", frame])
@@ -381,12 +398,7 @@ fn a_client_of_two_brokers_loses_nothing_when_one_is_killed() {
     const BEFORE: Duration = Duration::from_millis(1500);
     const AFTER: Duration = Duration::from_millis(3000);
 
-    let (a, b) = (format!("tcp://127.0.0.1:{}", free_port()), format!("tcp://127.0.0.1:{}", free_port()));
-    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let mut broker_a = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &a])));
-    let _broker_b = Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp-broker")).args(["-b", &b])));
-    let _worker =
-        Killed(quiet(Command::new(env!("CARGO_BIN_EXE_mdp")).args(["--broker", &a, "--broker", &b, "worker", "echo"])));
+    let TwoBrokers { a, b, mut broker_a, _broker_b, _worker } = TwoBrokers::start();
     // Both brokers have the worker before the clock starts: a request waits
     // at a broker until the worker registers there.
     for endpoint in [&a, &b] {
