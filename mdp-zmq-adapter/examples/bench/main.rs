@@ -502,6 +502,33 @@ where
     })
 }
 
+/// Longest wait for the tokio transports' clients' last requests after the
+/// window closes.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// What the tokio transports' client tasks gave, each its latency samples:
+/// all of them, or the first error; the outer `Err` if they did not all
+/// end within [`DRAIN`] after the window.
+type Drained = Result<Result<Vec<u64>, BoxError>, tokio::time::error::Elapsed>;
+
+/// Waits on `rt` for the client tasks `slots` of a tokio transport (see
+/// [`Drained`]).
+pub fn drain_tasks<E>(rt: &tokio::runtime::Runtime, slots: Vec<tokio::task::JoinHandle<Result<Vec<u64>, E>>>) -> Drained
+where
+    E: Into<BoxError>,
+{
+    rt.block_on(async {
+        tokio::time::timeout(DRAIN, async {
+            let mut samples = Vec::new();
+            for slot in slots {
+                samples.extend(slot.await?.map_err(Into::into)?);
+            }
+            Ok::<_, BoxError>(samples)
+        })
+        .await
+    })
+}
+
 /// What one run measured.
 #[derive(Debug, Clone)]
 struct Outcome {

@@ -40,10 +40,7 @@ mod with_tokio {
     use mdp_core::{ClientConfig, WorkerConfig};
     use mdp_zmq_adapter::{AdapterError, AsyncClient, AsyncWorker, BrokerRunner, ClientError, StopHandle};
 
-    use crate::{BoxError, Measured, Shared, Spec, Window, BROKER, TOKIO_PEERS};
-
-    /// Longest wait for the clients' last requests after the window closes.
-    const DRAIN: Duration = Duration::from_secs(10);
+    use crate::{drain_tasks, BoxError, Measured, Shared, Spec, Window, BROKER, TOKIO_PEERS};
 
     pub fn run(
         spec: &Spec,
@@ -106,16 +103,7 @@ mod with_tokio {
         }
 
         let elapsed = window.run(shared, label);
-        let result = rt.block_on(async {
-            tokio::time::timeout(DRAIN, async {
-                let mut samples = Vec::new();
-                for slot in slots {
-                    samples.extend(slot.await??);
-                }
-                Ok::<_, BoxError>(samples)
-            })
-            .await
-        });
+        let result = drain_tasks(&rt, slots);
         for (stop, _) in &workers {
             stop.stop();
         }

@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 use mdp_core::{ClientConfig, WorkerConfig};
 
 use crate::transport::{spawn_broker, spawn_client, spawn_worker, RequestError, TcpOptions};
-use crate::{BoxError, Measured, Shared, Spec, Window, TOKIO_PEERS};
-
-/// Longest wait for the clients' last requests after the window closes.
-const DRAIN: Duration = Duration::from_secs(10);
+use crate::{drain_tasks, BoxError, Measured, Shared, Spec, Window, TOKIO_PEERS};
 
 pub fn run(spec: &Spec, shared: &Arc<Shared>, window: &Window, label: &str) -> Result<(Measured, Vec<u64>), BoxError> {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -87,16 +84,7 @@ pub fn run(spec: &Spec, shared: &Arc<Shared>, window: &Window, label: &str) -> R
     }
 
     let elapsed = window.run(shared, label);
-    let result = rt.block_on(async {
-        tokio::time::timeout(DRAIN, async {
-            let mut samples = Vec::new();
-            for slot in slots {
-                samples.extend(slot.await??);
-            }
-            Ok::<_, BoxError>(samples)
-        })
-        .await
-    });
+    let result = drain_tasks(&rt, slots);
     for w in &workers {
         w.abort();
     }
