@@ -75,22 +75,14 @@ impl Client {
     /// A lane slot of `service` was freed (a request answered, failed or
     /// cancelled): the next request waiting for it may go out. In the
     /// majortomo dialect the freed lane can take any service: the oldest
-    /// waiting requests go first, whatever their service.
+    /// waiting requests go first, whatever their service (a lane that can
+    /// take one there can take any, so that is `send_all_waiting`).
     pub(super) fn after_freed(&mut self, now: Instant, service: &Bytes) {
-        if self.config.dialect != Dialect::Majortomo {
-            return self.send_waiting(now, service);
+        if self.config.dialect == Dialect::Majortomo {
+            self.send_all_waiting(now);
+        } else {
+            self.send_waiting(now, service);
         }
-        while let Some(oldest) = self.oldest_waiting() {
-            if !self.send_next(now, &oldest) {
-                return;
-            }
-        }
-    }
-
-    /// The service of the oldest request waiting in the client.
-    pub(super) fn oldest_waiting(&self) -> Option<Bytes> {
-        let fronts = self.services.iter().filter_map(|(name, s)| Some((*s.waiting.front()?, name)));
-        fronts.min_by_key(|(id, _)| *id).map(|(_, name)| name.clone())
     }
 
     /// Sends (or resends) request `id` on its lane and starts its deadline.
