@@ -1,5 +1,5 @@
 //! Runs a whole system, one broker or two with clients and workers of every
-//! dialect on `mdp-tests`' simulated network, through a scenario drawn from
+//! dialect on `mdp-testkit`' simulated network, through a scenario drawn from
 //! the input, as firezone fuzzes its tunnel from `arbitrary::Unstructured`.
 //!
 //! Input: the setup (network latency and jitter, reordering across
@@ -16,7 +16,7 @@
 //!
 //! What is checked:
 //!
-//! * after every step, the simulation's [`Checker`](mdp_tests::Checker):
+//! * after every step, the simulation's [`Checker`](mdp_testkit::Checker):
 //!   each reply is the answer to its own request, parts in order, replies
 //!   per client, lane and service in request order, at most one request per
 //!   service on the wire on a lane, none waiting while a lane is free, a
@@ -43,7 +43,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mdp_core::{ClientUsageError, Dialect};
 use mdp_fuzz::pick;
-use mdp_tests::{Faults, Link, Node, Sim, SimConfig};
+use mdp_testkit::{Faults, Link, Node, Sim, SimConfig};
 use std::num::NonZeroUsize;
 
 /// Most operations one input runs.

@@ -2,7 +2,7 @@
 //! processes that serve every broker, and what happens when one broker
 //! dies for good and another restarts.
 //!
-//! The model checks every step (see `mdp_tests::model`): no reply to the
+//! The model checks every step (see `mdp_testkit::model`): no reply to the
 //! wrong request, none twice, a lane never carries two requests of one
 //! service, none waits in a client while a lane of a broker it does not
 //! avoid could take it; at the end every request was answered or reported
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{ClientConfig, Dialect, Lane, RequestId};
-use mdp_tests::{Faults, Link, ModelCounts, Node, Sim, SimConfig};
+use mdp_testkit::{Faults, Link, ModelCounts, Node, Sim, SimConfig};
 
 const STEPS: u64 = 50_000_000;
 

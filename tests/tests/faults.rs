@@ -1,5 +1,5 @@
 //! Seeded fault scenarios. Every one checks the invariants after every step
-//! (see `mdp_tests::model`) and, at the end, that nothing was silently lost:
+//! (see `mdp_testkit::model`) and, at the end, that nothing was silently lost:
 //! every request issued was answered, reported failed or cancelled at its
 //! client.
 //!
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::Dialect;
-use mdp_tests::{Faults, Link, ModelCounts, Node, Sim, SimConfig};
+use mdp_testkit::{Faults, Link, ModelCounts, Node, Sim, SimConfig};
 
 const STEPS: u64 = 5_000_000;
 

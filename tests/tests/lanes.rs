@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{BrokerEvent, Dialect, Lane, PeerId};
-use mdp_tests::{Link, Node, Sim, SimConfig};
+use mdp_testkit::{Link, Node, Sim, SimConfig};
 
 const STEPS: u64 = 1_000_000;
 const WORKERS: usize = 8;

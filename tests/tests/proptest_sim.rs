@@ -4,7 +4,7 @@
 //! each client's number of lanes (1 to 4) drawn too.
 //!
 //! The simulation checks its invariants after every step, the lane rules
-//! and what cancelling promises among them (see `mdp_tests::model`). The
+//! and what cancelling promises among them (see `mdp_testkit::model`). The
 //! model here predicts what the API must do (which requests are accepted,
 //! the ids they get, which cancels take effect, which workers run) and,
 //! once the faults stop, that the system has recovered: every request so far
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{ClientUsageError, Dialect, RequestId};
-use mdp_tests::{Node, Sim, SimConfig};
+use mdp_testkit::{Node, Sim, SimConfig};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::{BrokerEvent, Dialect};
-use mdp_tests::{Node, Sim, SimConfig};
+use mdp_testkit::{Node, Sim, SimConfig};
 
 const STEPS: u64 = 100_000;
 

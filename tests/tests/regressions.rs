@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::Dialect;
-use mdp_tests::{Sim, SimConfig};
+use mdp_testkit::{Sim, SimConfig};
 
 const STEPS: u64 = 1_000_000;
 
@@ -53,7 +53,7 @@ fn a_lost_request_does_not_pin_the_worker() {
     let client = sim.add_client(Dialect::V02);
     sim.run_for(Duration::from_millis(10), STEPS).unwrap();
     // The next message on the worker's link is the REQUEST.
-    sim.net.drop_next(mdp_tests::Node::Worker(0), 1);
+    sim.net.drop_next(mdp_testkit::Node::Worker(0), 1);
     sim.request(client, echo.clone()).unwrap();
     sim.quiesce(STEPS).unwrap();
     // The client resent it twice on new connections; the broker queued

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mdp_core::Dialect;
-use mdp_tests::{Link, ModelCounts, Sim, SimConfig, SimStats};
+use mdp_testkit::{Link, ModelCounts, Sim, SimConfig, SimStats};
 
 const REQUESTS_PER_CLIENT: usize = 2500;
 

@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::Dialect;
-use mdp_tests::{Faults, Link, Node, Rng, Sim, SimConfig};
+use mdp_testkit::{Faults, Link, Node, Rng, Sim, SimConfig};
 
 const REQUESTS: usize = 1_000_000;
 const CLIENTS: usize = 16;

@@ -94,7 +94,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use mdp_core::Dialect;
-//! use mdp_tests::{Sim, SimConfig};
+//! use mdp_testkit::{Sim, SimConfig};
 //!
 //! let mut sim = Sim::new(SimConfig::new(1));
 //! let echo = Bytes::from_static(b"echo");
@@ -112,7 +112,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use mdp_core::{Dialect, Lane};
-//! use mdp_tests::{Sim, SimConfig};
+//! use mdp_testkit::{Sim, SimConfig};
 //!
 //! let mut sim = Sim::new(SimConfig::new(2));
 //! let echo = Bytes::from_static(b"echo");
@@ -137,7 +137,7 @@
 //! use std::time::Duration;
 //! use bytes::Bytes;
 //! use mdp_core::{Dialect, Lane};
-//! use mdp_tests::{Sim, SimConfig};
+//! use mdp_testkit::{Sim, SimConfig};
 //!
 //! let mut config = SimConfig::new(3);
 //! config.brokers = 2;
