@@ -21,11 +21,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fault;
 pub mod model;
 pub mod net;
 pub mod rng;
 pub mod sim;
 
+pub use fault::{DrawSpec, Fault, FaultPlan};
 pub use model::{Checker, ModelCounts, Violation};
 pub use net::{Dir, Faults, Link, Net, NetStats, Node};
 pub use rng::Rng;

@@ -167,6 +167,7 @@ use mdp_core::{
     PeerCommand, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
 };
 
+use crate::fault::{Fault, FaultPlan};
 use crate::model::{final_body, part_body, Checker, ModelCounts};
 use crate::net::{Dir, Faults, Link, Net, NetStats, Node};
 use crate::rng::Rng;
@@ -427,6 +428,8 @@ enum Due {
     Issue(usize),
     RawIssue(usize),
     Cancel,
+    /// A scheduled [`Fault`].
+    Fault,
 }
 
 /// The simulation. See the [module docs](self).
@@ -447,6 +450,9 @@ pub struct Sim {
     /// Cancels the workloads will make: (when, order) to (client, request).
     cancels: BTreeMap<(Instant, u64), (usize, RequestId)>,
     next_cancel: u64,
+    /// Scheduled faults: (when, order) to fault.
+    faults: BTreeMap<(Instant, u64), Fault>,
+    next_fault: u64,
     /// The network; change its faults, links and partitions at any time.
     pub net: Net,
     /// The reference model and invariants.
@@ -478,6 +484,8 @@ impl Sim {
             interval_rng: Rng::new(config.seed ^ 0x1E7E_0A15_0000_0000),
             cancels: BTreeMap::new(),
             next_cancel: 0,
+            faults: BTreeMap::new(),
+            next_fault: 0,
             net,
             checker: Checker::new(t0, config.partials, config.brokers),
             stats: SimStats::default(),
@@ -853,6 +861,41 @@ impl Sim {
         self.stats.broker_restarts += 1;
     }
 
+    /// Applies `fault` at `at` after the start of the run (at once if that
+    /// is past). Faults scheduled for one time are applied in the order
+    /// they were scheduled.
+    pub fn schedule(&mut self, at: Duration, fault: Fault) {
+        let at = (self.t0 + at).max(self.now);
+        self.faults.insert((at, self.next_fault), fault);
+        self.next_fault += 1;
+    }
+
+    /// Schedules every fault of `plan` ([`schedule`](Self::schedule)).
+    pub fn schedule_plan(&mut self, plan: &FaultPlan) {
+        for (at, fault) in &plan.faults {
+            self.schedule(*at, fault.clone());
+        }
+    }
+
+    /// Applies `fault` now. A fault naming a worker or broker that does not
+    /// exist is ignored (a drawn plan may name more than a scenario has).
+    pub fn apply(&mut self, fault: Fault) {
+        let (workers, brokers) = (self.workers.len(), self.brokers.len());
+        match fault {
+            Fault::CrashWorker(j) if j < workers => self.crash_worker(j),
+            Fault::RestartWorker(j) if j < workers => self.restart_worker(j),
+            Fault::StopBroker { broker, down_for } if broker < brokers => self.stop_broker(broker, down_for),
+            Fault::RestartBroker(b) if b < brokers => self.restart_broker(b),
+            Fault::KillBroker(b) if b < brokers => self.kill_broker(b),
+            Fault::Partition { node, duration } => self.partition(node, duration),
+            Fault::DropNext { node, count } => self.net.drop_next(node, count),
+            Fault::SetFaults(faults) => self.net.set_faults(faults),
+            Fault::SetLink { node, link } => self.net.set_link(node, link),
+            Fault::StopFaults => self.stop_faults(),
+            _ => {}
+        }
+    }
+
     /// Cuts `node` off every broker for `duration`.
     pub fn partition(&mut self, node: Node, duration: Duration) {
         self.net.partition(node, self.now + duration);
@@ -1037,6 +1080,11 @@ impl Sim {
                     self.cancel(i, id);
                 }
             }
+            Due::Fault => {
+                if let Some((_, fault)) = self.faults.pop_first() {
+                    self.apply(fault);
+                }
+            }
         }
         self.stats.steps += 1;
         self.check();
@@ -1087,6 +1135,7 @@ impl Sim {
             }
         }
         consider(self.cancels.first_key_value().map(|((at, _), _)| *at), Due::Cancel);
+        consider(self.faults.first_key_value().map(|((at, _), _)| *at), Due::Fault);
         best
     }
 
