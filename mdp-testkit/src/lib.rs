@@ -21,14 +21,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod fault;
 pub mod model;
 pub mod net;
 pub mod rng;
+pub mod scenario;
 pub mod sim;
 
+pub use app::{Answer, Call, Check, Handler, MakeHandler, ServiceTime};
 pub use fault::{DrawSpec, Fault, FaultPlan};
 pub use model::{Checker, ModelCounts, Violation};
 pub use net::{Dir, Faults, Link, Net, NetStats, Node};
 pub use rng::Rng;
+pub use scenario::{Report, Scenario, Verdict};
 pub use sim::{Sim, SimConfig, SimError, SimStats};

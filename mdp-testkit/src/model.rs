@@ -72,16 +72,16 @@ use mdp_core::{
     PeerTransmit, RequestId,
 };
 
-/// The body of the `i`th PARTIAL a simulated worker sends for a request
-/// whose body is `tag`.
+/// The marker frame that starts the `i`th PARTIAL a simulated worker sends
+/// for the request tagged `tag` (see [`app`](crate::app)).
 pub fn part_body(tag: &[u8], i: usize) -> Bytes {
     let mut b = tag.to_vec();
     b.extend_from_slice(format!("/p{i}").as_bytes());
     Bytes::from(b)
 }
 
-/// The body of the FINAL a simulated worker sends for a request whose body
-/// is `tag`.
+/// The marker frame that starts the FINAL (or REPLY) a simulated worker
+/// sends for the request tagged `tag`.
 pub fn final_body(tag: &[u8]) -> Bytes {
     let mut b = tag.to_vec();
     b.extend_from_slice(b"/final");
@@ -247,8 +247,9 @@ pub struct Checker {
     raws: Vec<RawModel>,
     /// Last answered id per (client, lane, service).
     last_answered: HashMap<(usize, usize, Bytes), RequestId>,
-    /// PARTIALs per streamed answer from a 0.2 worker.
-    partials: usize,
+    /// PARTIALs per streamed answer from a 0.2 worker; `None` once
+    /// [`any_parts`](Self::any_parts) said the applications choose.
+    partials: Option<usize>,
     /// Per broker, by index.
     brokers: Vec<BrokerModel>,
     counts: ModelCounts,
@@ -265,10 +266,18 @@ impl Checker {
             clients: Vec::new(),
             raws: Vec::new(),
             last_answered: HashMap::new(),
-            partials,
+            partials: Some(partials),
             brokers: (0..brokers.max(1)).map(|_| BrokerModel::default()).collect(),
             counts: ModelCounts::default(),
         }
+    }
+
+    /// From now on the workers' applications answer with any number of
+    /// PARTIALs (user [`Handler`](crate::Handler)s): a whole answer is no
+    /// longer checked to have [`SimConfig::partials`](crate::SimConfig::partials)
+    /// of them. Parts must still come in order, each once.
+    pub fn any_parts(&mut self) {
+        self.partials = None;
     }
 
     /// What the model counted.
@@ -704,8 +713,8 @@ impl Checker {
             BrokerCommand::Final { service, body } => (service, body, true),
             other => return Err(format!("got {other:?}")),
         };
-        // The answer names its request: `tag/p{i}` or `tag/final`.
-        let tag = body.last().and_then(|b| tag_of(b)).ok_or_else(|| format!("answer {body:?} names no request"))?;
+        // The answer names its request: it starts `tag/p{i}` or `tag/final`.
+        let tag = body.first().and_then(|b| tag_of(b)).ok_or_else(|| format!("answer {body:?} names no request"))?;
         let Some(o) = r.outstanding.get_mut(&tag) else {
             return Err(format!("answer {body:?} for {tag:?}, which is not outstanding"));
         };
@@ -908,8 +917,8 @@ impl Checker {
 /// Checks PARTIAL `body` of `o` against the part expected next (with gaps
 /// allowed when PARTIALs were lost) and moves on.
 fn next_part(o: &mut Outstanding, body: &[Bytes], lossy: bool) -> Result<(), String> {
-    let index = match body {
-        [part] => part_index(&o.tag, part),
+    let index = match pieces(&o.tag, body).as_deref() {
+        Some([(Piece::Part(i), _)]) => Some(*i),
         _ => None,
     };
     let expected = o.next_part;
@@ -928,28 +937,74 @@ fn next_part(o: &mut Outstanding, body: &[Bytes], lossy: bool) -> Result<(), Str
 /// Checks that `body`, the reply a `dialect` client got for `o`, is the
 /// whole answer to `o`: the parts not yet delivered (an MDP/0.1 client gets
 /// them joined into the REPLY) and `o`'s FINAL.
-fn check_answer(o: &Outstanding, dialect: Dialect, body: &[Bytes], lossy: bool, partials: usize) -> Result<(), String> {
+fn check_answer(
+    o: &Outstanding,
+    dialect: Dialect,
+    body: &[Bytes],
+    lossy: bool,
+    partials: Option<usize>,
+) -> Result<(), String> {
     let tag = String::from_utf8_lossy(&o.tag).into_owned();
+    let Some(pieces) = pieces(&o.tag, body) else {
+        return Err(format!("Reply {body:?} answers another request than {tag:?}"));
+    };
     // MDP/0.1 clients get the parts joined into the one REPLY.
-    let (parts, last) = match body.split_last() {
+    let (parts, last) = match pieces.split_last() {
         Some((last, parts)) if dialect == Dialect::V01 => (parts, last),
         Some((last, [])) => (&[][..], last),
         _ => return Err(format!("Reply {body:?} for {tag:?} is malformed")),
     };
     let mut next = if dialect == Dialect::V01 { 0 } else { o.next_part };
     for part in parts {
-        match part_index(&o.tag, part) {
-            Some(i) if i == next || (lossy && i > next) => next = i + 1,
+        match part.0 {
+            Piece::Part(i) if i == next || (lossy && i > next) => next = i + 1,
             _ => return Err(format!("joined Reply {body:?} for {tag:?}: part {next} expected")),
         }
     }
-    if last != &final_body(&o.tag) {
-        return Err(format!("Reply {last:?} answers another request than {tag:?}"));
+    if last.0 != Piece::Final {
+        return Err(format!("Reply {body:?} for {tag:?} does not end with its FINAL"));
     }
-    if !lossy && next != 0 && next != partials {
+    if let Some(partials) = partials.filter(|&p| !lossy && next != 0 && next != p) {
         return Err(format!("Reply for {tag:?} after {next} parts, not 0 or {partials}"));
     }
     Ok(())
+}
+
+/// What one piece of an answer is: the marker frame that starts it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// The `i`th PARTIAL (marker [`part_body`]).
+    Part(usize),
+    /// The FINAL (marker [`final_body`]).
+    Final,
+}
+
+/// Splits `frames`, an answer to the request `tag` as it crossed the
+/// network, into its pieces: each starts with a marker frame naming `tag`
+/// and the piece, and goes on with the application's frames up to the next
+/// marker. `None` if the first frame is not a marker of `tag`.
+pub(crate) fn pieces<'a>(tag: &[u8], frames: &'a [Bytes]) -> Option<Vec<(Piece, &'a [Bytes])>> {
+    let marker = |f: &Bytes| {
+        if f.as_ref() == final_body(tag).as_ref() {
+            Some(Piece::Final)
+        } else {
+            part_index(tag, f).map(Piece::Part)
+        }
+    };
+    let mut out: Vec<(Piece, &[Bytes])> = Vec::new();
+    let mut start = None;
+    for (k, f) in frames.iter().enumerate() {
+        if let Some(piece) = marker(f) {
+            if let Some((p, s)) = start.replace((piece, k)) {
+                out.push((p, &frames[s + 1..k]));
+            }
+        } else if start.is_none() {
+            return None;
+        }
+    }
+    let (p, s) = start?;
+    out.push((p, &frames[s + 1..]));
+    Some(out)
 }
 
 /// The tag a part or final body `b` (`{tag}/p{i}` or `{tag}/final`) names.
@@ -979,6 +1034,21 @@ mod tests {
         assert_eq!(tag_of(&final_body(b"r0.7")).as_deref(), Some(&b"r0.7"[..]));
         assert_eq!(tag_of(b"r0.7/p"), None);
         assert_eq!(tag_of(b"r0.7"), None);
+    }
+
+    #[test]
+    fn answers_split_into_pieces_at_their_markers() {
+        let (tag, u) = (&b"c0.1"[..], Bytes::from_static(b"user"));
+        let joined = vec![part_body(tag, 0), u.clone(), part_body(tag, 1), final_body(tag), u.clone(), u.clone()];
+        let got = pieces(tag, &joined).unwrap();
+        let got: Vec<(Piece, usize)> = got.iter().map(|(p, f)| (*p, f.len())).collect();
+        assert_eq!(got, [(Piece::Part(0), 1), (Piece::Part(1), 0), (Piece::Final, 2)]);
+        // Another request's marker is the application's frame, and an
+        // answer must start with a marker of its own request.
+        let other = vec![final_body(tag), final_body(b"c0.2")];
+        assert_eq!(pieces(tag, &other).unwrap()[0].1.len(), 1);
+        assert_eq!(pieces(tag, &[u.clone(), final_body(tag)]), None);
+        assert_eq!(pieces(tag, &[]), None);
     }
 
     // The lane checks must be able to fail: each test below feeds the

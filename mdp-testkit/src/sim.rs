@@ -163,12 +163,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdp_core::{
-    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientTransmit, ClientUsageError, Dialect, Lane,
-    PeerCommand, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig, WorkerDiscardReason, WorkerEvent,
+    Backoff, Broker, BrokerConfig, BrokerEvent, Client, ClientConfig, ClientEvent, ClientTransmit, ClientUsageError,
+    Dialect, Lane, Multipart, PeerCommand, PeerId, PeerTransmit, ReplyToken, RequestId, Worker, WorkerConfig,
+    WorkerDiscardReason, WorkerEvent,
 };
 
+use crate::app::{Answer, Call, Check, Handler, MakeHandler, ServiceTime};
 use crate::fault::{Fault, FaultPlan};
-use crate::model::{final_body, part_body, Checker, ModelCounts};
+use crate::model::{final_body, part_body, pieces, Checker, ModelCounts, Piece};
 use crate::net::{Dir, Faults, Link, Net, NetStats, Node};
 use crate::rng::Rng;
 
@@ -231,6 +233,9 @@ pub struct SimConfig {
     pub cancel_delay: Duration,
     /// Steps without the clock moving before [`Sim::step`] reports a livelock.
     pub livelock_steps: u64,
+    /// Keep a line for each of the last `timeline` steps ([`Sim::timeline`]).
+    /// Default: 0, none (formatting them costs time).
+    pub timeline: usize,
 }
 
 impl SimConfig {
@@ -260,6 +265,7 @@ impl SimConfig {
             cancel_fraction: 0.0,
             cancel_delay: Duration::from_millis(100),
             livelock_steps: 100_000,
+            timeline: 0,
         }
     }
 }
@@ -341,7 +347,11 @@ struct ClientNode {
     client: Client,
     /// The current connection of each lane.
     peers: Vec<PeerId>,
-    workload: VecDeque<Bytes>,
+    /// (service, body) of each request still to issue.
+    workload: VecDeque<(Bytes, Multipart)>,
+    /// With a [`Check`]: each outstanding request's tag, what the
+    /// application asked and the parts it got so far.
+    calls: BTreeMap<RequestId, (Bytes, Call, Vec<Multipart>)>,
     /// The service of the latest request.
     service: Option<Bytes>,
     issued: u64,
@@ -368,9 +378,9 @@ struct RawNode {
 #[derive(Debug)]
 struct Job {
     token: ReplyToken,
-    tag: Bytes,
-    sent: usize,
-    parts: usize,
+    /// The bodies still to send, each a marker and the application's
+    /// frames (see [`app`](crate::app)); the last one is the FINAL.
+    pieces: VecDeque<Multipart>,
     gap: Duration,
     next_at: Instant,
 }
@@ -382,6 +392,33 @@ struct WorkerNode {
     slots: Vec<Slot>,
     config: WorkerConfig,
     incarnation: u64,
+    /// The user's application, if any; else the built-in one that answers
+    /// with [`SimConfig::partials`] empty parts after
+    /// [`SimConfig::service_time`].
+    app: Option<App>,
+}
+
+/// A user's application in a worker process.
+struct App {
+    make: MakeHandler,
+    /// `None` while the process is crashed.
+    handler: Option<Box<dyn Handler>>,
+    time: ServiceTime,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App").field("running", &self.handler.is_some()).field("time", &self.time).finish()
+    }
+}
+
+/// The user's check, in a box that `Sim` can print.
+struct UserCheck(Check);
+
+impl fmt::Debug for UserCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UserCheck(..)")
+    }
 }
 
 /// What a worker process has for one broker: a connection, a state machine
@@ -453,6 +490,11 @@ pub struct Sim {
     /// Scheduled faults: (when, order) to fault.
     faults: BTreeMap<(Instant, u64), Fault>,
     next_fault: u64,
+    /// Draws the user applications' service times.
+    service_rng: Rng,
+    check: Option<UserCheck>,
+    /// The last [`SimConfig::timeline`] steps, described.
+    timeline: VecDeque<String>,
     /// The network; change its faults, links and partitions at any time.
     pub net: Net,
     /// The reference model and invariants.
@@ -486,6 +528,9 @@ impl Sim {
             next_cancel: 0,
             faults: BTreeMap::new(),
             next_fault: 0,
+            service_rng: Rng::new(config.seed ^ 0x5E4F_1CE0_0000_0000),
+            check: None,
+            timeline: VecDeque::new(),
             net,
             checker: Checker::new(t0, config.partials, config.brokers),
             stats: SimStats::default(),
@@ -679,16 +724,30 @@ impl Sim {
     /// `lanes` lanes (at least 1) to each, each its own connection; returns
     /// its index.
     pub fn add_client_with_lanes(&mut self, dialect: Dialect, lanes: usize) -> usize {
-        let lanes = lanes.max(1);
-        let i = self.clients.len();
-        let mut config = ClientConfig::new(dialect).with_lanes(lanes).with_brokers(self.brokers.len());
+        let mut config = ClientConfig::new(dialect).with_lanes(lanes.max(1));
         config.timeout = self.config.client_timeout;
         config.tries = self.config.client_tries;
         config.max_outstanding = self.config.client_window.max(1);
         config.broker_backoff = self.config.client_broker_backoff.clone();
+        self.add_client_with_config(config)
+    }
+
+    /// Adds a client with the user's own `config` (dialect, lanes per
+    /// broker, timeout, tries, …) that knows every broker; returns its
+    /// index. The simulation sets `brokers` to its own count and seeds the
+    /// broker backoff's jitter per client. Its workload keeps at most
+    /// [`SimConfig::client_window`] requests outstanding.
+    ///
+    /// # Panics
+    ///
+    /// If mdp-core refuses the configuration.
+    pub fn add_client_with_config(&mut self, mut config: ClientConfig) -> usize {
+        let i = self.clients.len();
+        let dialect = config.dialect;
+        config.brokers = self.brokers.len();
         // Each client its own jitter, as `Backoff` asks of a fleet.
         config.broker_backoff.seed = self.config.seed ^ 0xB0FF_0000_0000_0000 ^ i as u64;
-        let client = Client::new(config, self.now).expect("valid client config");
+        let client = Client::new(config, self.now).unwrap_or_else(|e| panic!("client {i}'s configuration: {e}"));
         let total = client.lane_count();
         let checker_index = self.checker.add_client(dialect, total, self.brokers.len());
         debug_assert_eq!(checker_index, i);
@@ -699,6 +758,7 @@ impl Sim {
             client,
             peers,
             workload: VecDeque::new(),
+            calls: BTreeMap::new(),
             service: None,
             issued: 0,
             window,
@@ -741,6 +801,29 @@ impl Sim {
     /// Adds and starts a worker process of `service` speaking `dialect`,
     /// serving every broker; returns its index.
     pub fn add_worker(&mut self, service: Bytes, dialect: Dialect) -> usize {
+        self.add_worker_process(service, dialect, None)
+    }
+
+    /// Adds and starts a worker process of `service` speaking `dialect`,
+    /// serving every broker, whose application is the user's: `make` makes
+    /// its [`Handler`] each time the process starts, and each request takes
+    /// it a time drawn from `time`. Returns its index.
+    ///
+    /// From now on the checker accepts any number of PARTIALs per answer
+    /// ([`Checker::any_parts`]).
+    pub fn add_worker_with<H: Handler + 'static>(
+        &mut self,
+        service: Bytes,
+        dialect: Dialect,
+        make: impl Fn() -> H + 'static,
+        time: ServiceTime,
+    ) -> usize {
+        self.checker.any_parts();
+        let make: MakeHandler = std::rc::Rc::new(move || Box::new(make()) as Box<dyn Handler>);
+        self.add_worker_process(service, dialect, Some(App { make, handler: None, time }))
+    }
+
+    fn add_worker_process(&mut self, service: Bytes, dialect: Dialect, app: Option<App>) -> usize {
         let mut config = WorkerConfig::new(service, dialect);
         config.heartbeat_interval = self.config.worker_heartbeat;
         config.liveness = self.config.worker_liveness;
@@ -749,7 +832,7 @@ impl Sim {
         let slots = (0..self.brokers.len())
             .map(|b| Slot { worker: None, peer: self.net.connect(Node::Worker(j), b), job: None })
             .collect();
-        self.workers.push(WorkerNode { slots, config, incarnation: 0 });
+        self.workers.push(WorkerNode { slots, config, incarnation: 0, app });
         self.start_worker(j);
         j
     }
@@ -759,6 +842,9 @@ impl Sim {
     fn start_worker(&mut self, j: usize) {
         let node = &mut self.workers[j];
         node.incarnation += 1;
+        if let Some(app) = &mut node.app {
+            app.handler = Some((app.make)());
+        }
         for b in 0..node.slots.len() {
             let mut config = node.config.clone();
             // Each connection its own jitter; broker 0's seed is the one a
@@ -771,14 +857,46 @@ impl Sim {
         }
     }
 
-    /// Appends requests for `services` to client `i`'s workload.
+    /// Appends requests for `services`, each with an empty body, to client
+    /// `i`'s workload.
     pub fn submit(&mut self, i: usize, services: impl IntoIterator<Item = Bytes>) {
-        self.clients[i].workload.extend(services);
+        self.clients[i].workload.extend(services.into_iter().map(|s| (s, Vec::new())));
     }
 
-    /// Client `i` sends a request for `service` now, outside its workload.
+    /// Appends `requests`, each a service and a body, to client `i`'s
+    /// workload. A generator is taken whole: bound it (`take(n)`).
+    pub fn submit_requests(&mut self, i: usize, requests: impl IntoIterator<Item = (Bytes, Multipart)>) {
+        self.clients[i].workload.extend(requests);
+    }
+
+    /// Client `i` sends a request for `service` with an empty body now,
+    /// outside its workload.
     pub fn request(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
-        self.issue_now(i, service)
+        self.issue_now(i, service, Vec::new())
+    }
+
+    /// Client `i` sends a request for `service` with `body` now, outside
+    /// its workload.
+    pub fn request_with(&mut self, i: usize, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
+        self.issue_now(i, service, body)
+    }
+
+    /// Checks every answer a client gets against its request with `check`
+    /// (see [`Check`]); a failed check is a violation. Set it before the
+    /// first request: requests made earlier are not checked.
+    pub fn set_check(&mut self, check: impl FnMut(&Call, &Answer) -> Result<(), String> + 'static) {
+        self.check = Some(UserCheck(Box::new(check)));
+    }
+
+    /// Faults scheduled ([`schedule`](Self::schedule)) and not applied yet.
+    pub fn faults_pending(&self) -> usize {
+        self.faults.len()
+    }
+
+    /// The last [`SimConfig::timeline`] steps, one line each, oldest first:
+    /// the time, the step's number and what it did.
+    pub fn timeline(&self) -> impl Iterator<Item = &str> {
+        self.timeline.iter().map(String::as_str)
     }
 
     /// Client `i`'s application cancels request `id` now
@@ -788,6 +906,7 @@ impl Sim {
         let now = self.now;
         let on_wire = self.clients[i].client.lane_of(id).is_some();
         let took_effect = self.clients[i].client.cancel(now, id);
+        self.clients[i].calls.remove(&id);
         self.checker.cancel(now, i, id, took_effect);
         if took_effect {
             self.stats.cancelled += 1;
@@ -808,6 +927,9 @@ impl Sim {
         let node = &mut self.workers[j];
         if !node.is_running() {
             return;
+        }
+        if let Some(app) = &mut node.app {
+            app.handler = None;
         }
         for (b, slot) in node.slots.iter_mut().enumerate() {
             slot.worker = None;
@@ -1043,9 +1165,15 @@ impl Sim {
                 self.describe()
             );
         }
+        if self.config.timeline > 0 && due != Due::Packet {
+            self.note(format!("{due:?}"));
+        }
         match due {
             Due::Packet => {
                 if let Some(p) = self.net.pop_due(self.now) {
+                    if self.config.timeline > 0 {
+                        self.note(self.describe_packet(&p.peer, p.dir, &p.frames));
+                    }
                     self.deliver(p.peer, p.dir, p.frames);
                 }
             }
@@ -1066,9 +1194,9 @@ impl Sim {
             }
             Due::App(j, b) => self.work(j, b),
             Due::Issue(i) => {
-                if let Some(service) = self.clients[i].workload.pop_front() {
+                if let Some((service, body)) = self.clients[i].workload.pop_front() {
                     self.clients[i].next_issue = self.now + self.next_interval();
-                    match self.issue_now(i, service) {
+                    match self.issue_now(i, service, body) {
                         Ok(id) => self.maybe_schedule_cancel(i, id),
                         Err(e) => panic!("client {i}'s workload could not issue a request: {e}"),
                     }
@@ -1089,6 +1217,40 @@ impl Sim {
         self.stats.steps += 1;
         self.check();
         true
+    }
+
+    /// Keeps `what` the step does in the timeline, dropping its oldest line
+    /// past [`SimConfig::timeline`].
+    fn note(&mut self, what: String) {
+        if self.timeline.len() == self.config.timeline {
+            self.timeline.pop_front();
+        }
+        let line = format!("t+{:?} step {}: {what}", self.elapsed(), self.stats.steps);
+        self.timeline.push_back(line);
+    }
+
+    /// A packet for the timeline: who, which way, and the command it holds.
+    fn describe_packet(&self, peer: &PeerId, dir: Dir, frames: &[Bytes]) -> String {
+        let who = match self.net.node_of(peer) {
+            Some(Node::Client(i)) => match self.client_of(peer) {
+                Some((_, lane)) => format!("client {i} lane {}", lane.0),
+                None => format!("client {i} (old connection)"),
+            },
+            Some(node) => format!("{node:?}"),
+            None => "?".to_owned(),
+        };
+        let b = self.net.broker_of(peer).unwrap_or_default();
+        let command = match dir {
+            Dir::ToBroker => format!("{who} -> broker {b}: {:?}", PeerCommand::decode(frames.to_vec())),
+            Dir::FromBroker => {
+                format!("broker {b} -> {who}: {:?}", mdp_core::BrokerCommand::decode(frames.to_vec()))
+            }
+        };
+        // Long bodies would drown the timeline.
+        match command.char_indices().nth(240) {
+            Some((cut, _)) => format!("{}…", &command[..cut]),
+            None => command,
+        }
     }
 
     /// The earliest thing due; ties in the order of [`Due`].
@@ -1161,12 +1323,19 @@ impl Sim {
         }
     }
 
-    fn issue_now(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
+    fn issue_now(&mut self, i: usize, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
         let c = &mut self.clients[i];
         let tag = Bytes::from(format!("c{i}.{}", c.issued));
-        let id = c.client.request(self.now, service.clone(), vec![tag.clone()])?;
+        let mut frames = Vec::with_capacity(body.len() + 1);
+        frames.push(tag.clone());
+        frames.extend(body.iter().cloned());
+        let id = c.client.request(self.now, service.clone(), frames)?;
         c.issued += 1;
         c.service = Some(service.clone());
+        if self.check.is_some() {
+            let call = Call { client: i, id, service: service.clone(), body };
+            c.calls.insert(id, (tag.clone(), call, Vec::new()));
+        }
         self.checker.issued(self.now, i, id, service, tag);
         self.drain_client(i);
         Ok(id)
@@ -1320,8 +1489,47 @@ impl Sim {
         let lossy = self.net.stats().lost_partials > 0;
         while let Some(e) = self.clients[i].client.poll_event() {
             self.checker.client_event(now, i, &e, lossy);
+            if self.check.is_some() {
+                self.user_check(i, &e);
+            }
         }
         self.checker.check_client(now, i, &self.clients[i].client);
+    }
+
+    /// Follows client `i`'s answers for the user's [`Check`], and runs it
+    /// on each whole one.
+    fn user_check(&mut self, i: usize, event: &ClientEvent) {
+        let calls = &mut self.clients[i].calls;
+        let (id, body, last) = match event {
+            ClientEvent::Partial { id, body } => (*id, body, false),
+            ClientEvent::Reply { id, body } => (*id, body, true),
+            ClientEvent::Restarted { id } => {
+                // The parts come again from the start.
+                if let Some(call) = calls.get_mut(id) {
+                    call.2.clear();
+                }
+                return;
+            }
+            ClientEvent::Failed { id, .. } => {
+                calls.remove(id);
+                return;
+            }
+            _ => return,
+        };
+        let Some((tag, _, parts)) = calls.get_mut(&id) else { return };
+        // An answer that is not its request's is the checker's to report.
+        let Some(mut got) = pieces(tag, body) else { return };
+        let final_piece = if last { got.pop() } else { None };
+        parts.extend(got.into_iter().map(|(_, frames)| frames.to_vec()));
+        let Some((Piece::Final, final_frames)) = final_piece else { return };
+        let (tag, call, parts) = calls.remove(&id).expect("looked up above");
+        let answer = Answer { parts, last: final_frames.to_vec() };
+        let Some(UserCheck(check)) = &mut self.check else { return };
+        if let Err(what) = check(&call, &answer) {
+            let service = String::from_utf8_lossy(&call.service);
+            let what = format!("the user's check failed for client {i}'s request {tag:?} ({service}): {what}");
+            self.checker.violate(self.now, what);
+        }
     }
 
     /// Drains worker process `j`'s state machine for broker `b`: its
@@ -1356,11 +1564,9 @@ impl Sim {
                         let who = self.worker_name(j, b);
                         self.checker.violate(now, format!("{who} was handed a request while answering another"));
                     }
-                    let tag = body.first().cloned().unwrap_or_default();
-                    let parts =
-                        if self.workers[j].config.dialect.supports_partial() { self.config.partials } else { 0 };
-                    let gap = self.config.service_time / (parts as u32 + 1);
-                    self.workers[j].slots[b].job = Some(Job { token, tag, sent: 0, parts, gap, next_at: now + gap });
+                    let (pieces, time) = self.answer(j, &body);
+                    let gap = time / pieces.len() as u32;
+                    self.workers[j].slots[b].job = Some(Job { token, pieces, gap, next_at: now + gap });
                 }
                 WorkerEvent::Disconnected { .. } => self.workers[j].slots[b].job = None,
                 WorkerEvent::Discarded { reason: WorkerDiscardReason::RequestWhileBusy { client } } => {
@@ -1386,21 +1592,53 @@ impl Sim {
         }
     }
 
+    /// Worker process `j`'s answer to the request whose body (the kit's
+    /// tag, then the application's frames) is `body`: the bodies to send,
+    /// each a marker and the application's frames, the FINAL last; and how
+    /// long the application takes over them.
+    fn answer(&mut self, j: usize, body: &[Bytes]) -> (VecDeque<Multipart>, Duration) {
+        let node = &mut self.workers[j];
+        let streams = node.config.dialect.supports_partial();
+        let tag = body.first().cloned().unwrap_or_default();
+        let (answer, time) = match &mut node.app {
+            Some(App { handler: Some(handler), time, .. }) => {
+                (handler.handle(body.get(1..).unwrap_or_default()), time.draw(&mut self.service_rng))
+            }
+            _ => {
+                let parts = if streams { self.config.partials } else { 0 };
+                (Answer { parts: vec![Vec::new(); parts], last: Vec::new() }, self.config.service_time)
+            }
+        };
+        let marked = |marker: Bytes, frames: &mut dyn Iterator<Item = Bytes>| {
+            std::iter::once(marker).chain(frames).collect::<Multipart>()
+        };
+        let mut pieces = VecDeque::new();
+        if streams {
+            for (i, part) in answer.parts.into_iter().enumerate() {
+                pieces.push_back(marked(part_body(&tag, i), &mut part.into_iter()));
+            }
+            pieces.push_back(marked(final_body(&tag), &mut answer.last.into_iter()));
+        } else {
+            // MDP/0.1 cannot stream: the parts go joined into the REPLY.
+            let mut frames = answer.parts.into_iter().flatten().chain(answer.last);
+            pieces.push_back(marked(final_body(&tag), &mut frames));
+        }
+        (pieces, time)
+    }
+
     /// Worker process `j`'s handler slot for broker `b` sends its next part.
     fn work(&mut self, j: usize, b: usize) {
         let now = self.now;
         let slot = &mut self.workers[j].slots[b];
         let (Some(worker), Some(job)) = (&mut slot.worker, &mut slot.job) else { return };
-        let result = if job.sent < job.parts {
-            let body = vec![part_body(&job.tag, job.sent)];
-            job.sent += 1;
-            job.next_at = now + job.gap;
-            worker.partial(now, &job.token, body)
-        } else {
-            let body = vec![final_body(&job.tag)];
+        let body = job.pieces.pop_front().unwrap_or_default();
+        let result = if job.pieces.is_empty() {
             let token = job.token.clone();
             slot.job = None;
             worker.reply(now, &token, body)
+        } else {
+            job.next_at = now + job.gap;
+            worker.partial(now, &job.token, body)
         };
         if let Err(e) = result {
             self.checker.violate(now, format!("worker {j}'s application (broker {b}) could not answer: {e}"));

@@ -1,0 +1,431 @@
+//! A [`Scenario`]: a whole simulated deployment (services with the user's
+//! handlers, clients with their workloads, faults, the user's check) as a
+//! function of a seed, run to a [`Report`].
+//!
+//! [`Scenario::run`] builds a [`Sim`] for a seed, runs it until every
+//! workload is done and every scheduled fault applied, and checks that
+//! nothing was lost. It stops at the first broken invariant or failed
+//! check. Runs are fast because nothing is written down as they go; when
+//! one fails, the scenario runs that seed again with a timeline on, up to
+//! the failing step, so the report carries the last steps before it (and
+//! says whether the second run failed the same way, which it does unless a
+//! handler or check is not a function of its input).
+//! [`Scenario::replay`] does the same for any seed.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use mdp_core::{ClientConfig, Dialect};
+//! use mdp_testkit::{Fault, FaultPlan, Scenario, ServiceTime, SimConfig};
+//! use std::time::Duration;
+//!
+//! let double = |req: &[Bytes]| -> Vec<Bytes> {
+//!     let n: u64 = std::str::from_utf8(&req[0]).unwrap().parse().unwrap();
+//!     vec![Bytes::from((2 * n).to_string())]
+//! };
+//! let scenario = Scenario::new(SimConfig::new(0))
+//!     .workers("double", Dialect::V02, 3, move || double, ServiceTime::Fixed(Duration::from_millis(5)))
+//!     .clients(2, ClientConfig::new(Dialect::V01), |_rng, i| {
+//!         (0..50).map(|n| (Bytes::from_static(b"double"), vec![Bytes::from(format!("{}", 100 * i + n))])).collect()
+//!     })
+//!     .faults(FaultPlan::new().at(Duration::from_millis(40), Fault::CrashWorker(0)))
+//!     .check(|call, answer| {
+//!         let n: u64 = std::str::from_utf8(&call.body[0]).unwrap().parse().unwrap();
+//!         match answer.last.as_slice() {
+//!             [got] if *got == (2 * n).to_string().as_bytes() => Ok(()),
+//!             other => Err(format!("{n} doubled is not {other:?}")),
+//!         }
+//!     });
+//! let report = scenario.run(7);
+//! assert!(report.passed(), "{report}");
+//! assert_eq!(report.counts.answered, 100);
+//! scenario.explore(0..20).unwrap_or_else(|failed| panic!("{failed}"));
+//! ```
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mdp_core::{ClientConfig, Dialect, Multipart};
+
+use crate::app::{Answer, Call, Handler, MakeHandler, ServiceTime};
+use crate::fault::{DrawSpec, FaultPlan};
+use crate::model::{ModelCounts, Violation};
+use crate::net::NetStats;
+use crate::rng::Rng;
+use crate::sim::{Sim, SimConfig, SimError, SimStats};
+
+/// Lines of timeline a failed run's report carries.
+pub const TIMELINE: usize = 48;
+
+/// A client workload: the requests (service, body) client `i` makes, drawn
+/// from its own generator.
+type Workload = Rc<dyn Fn(&mut Rng, usize) -> Vec<(Bytes, Multipart)>>;
+
+/// The user's check, shared by every run of a scenario.
+type SharedCheck = Rc<dyn Fn(&Call, &Answer) -> Result<(), String>>;
+
+#[derive(Clone)]
+struct Service {
+    name: Bytes,
+    dialect: Dialect,
+    workers: usize,
+    make: MakeHandler,
+    time: ServiceTime,
+}
+
+#[derive(Clone)]
+struct Clients {
+    count: usize,
+    config: ClientConfig,
+    workload: Workload,
+}
+
+/// A simulated deployment, to run for any number of seeds. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct Scenario {
+    config: SimConfig,
+    services: Vec<Service>,
+    clients: Vec<Clients>,
+    plan: FaultPlan,
+    drawn: Option<DrawSpec>,
+    check: Option<SharedCheck>,
+    max_steps: u64,
+}
+
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scenario")
+            .field("config", &self.config)
+            .field("services", &self.services.iter().map(|s| (&s.name, s.workers)).collect::<Vec<_>>())
+            .field("clients", &self.clients.iter().map(|c| c.count).sum::<usize>())
+            .field("plan", &self.plan)
+            .field("drawn", &self.drawn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scenario {
+    /// A scenario on a simulation set up as `config` says (its seed is
+    /// replaced by each run's), with no peers yet, no faults scheduled and
+    /// a budget of 10 million steps per run.
+    pub fn new(config: SimConfig) -> Self {
+        Scenario {
+            config,
+            services: Vec::new(),
+            clients: Vec::new(),
+            plan: FaultPlan::new(),
+            drawn: None,
+            check: None,
+            max_steps: 10_000_000,
+        }
+    }
+
+    /// Adds `count` worker processes of `service`, speaking `dialect`, each
+    /// with a [`Handler`] made by `make` (afresh when it restarts) that
+    /// takes a time drawn from `time` per request. Worker processes are
+    /// numbered in the order they are added, from 0 ([`Fault`]s name them
+    /// so).
+    ///
+    /// [`Fault`]: crate::Fault
+    pub fn workers<H: Handler + 'static>(
+        mut self,
+        service: impl Into<Bytes>,
+        dialect: Dialect,
+        count: usize,
+        make: impl Fn() -> H + 'static,
+        time: ServiceTime,
+    ) -> Self {
+        let make: MakeHandler = Rc::new(move || Box::new(make()) as Box<dyn Handler>);
+        self.services.push(Service { name: service.into(), dialect, workers: count, make, time });
+        self
+    }
+
+    /// Adds `count` clients configured as `config` says (dialect, lanes,
+    /// timeout, tries), numbered on from the ones before. Client `i`'s
+    /// workload is `workload(rng, i)`: the requests it makes, in order, as
+    /// (service, body); `rng` is the client's own generator, seeded from
+    /// the run's seed.
+    pub fn clients(
+        mut self,
+        count: usize,
+        config: ClientConfig,
+        workload: impl Fn(&mut Rng, usize) -> Vec<(Bytes, Multipart)> + 'static,
+    ) -> Self {
+        self.clients.push(Clients { count, config, workload: Rc::new(workload) });
+        self
+    }
+
+    /// Applies `plan` in every run (added to any plan given before).
+    pub fn faults(mut self, plan: FaultPlan) -> Self {
+        self.plan.faults.extend(plan.faults);
+        self
+    }
+
+    /// Draws a plan as `spec` says for each run, from the run's seed
+    /// ([`FaultPlan::draw`]), besides any plan given with
+    /// [`faults`](Self::faults).
+    pub fn draw_faults(mut self, spec: DrawSpec) -> Self {
+        self.drawn = Some(spec);
+        self
+    }
+
+    /// Checks every answer against its request with `check` (see
+    /// [`Check`](crate::Check)).
+    pub fn check(mut self, check: impl Fn(&Call, &Answer) -> Result<(), String> + 'static) -> Self {
+        self.check = Some(Rc::new(check));
+        self
+    }
+
+    /// A run that takes more than `max_steps` steps is reported
+    /// [`Verdict::Stuck`].
+    pub fn max_steps(mut self, max_steps: u64) -> Self {
+        self.max_steps = max_steps;
+        self
+    }
+
+    /// The simulation this scenario builds for `seed`, set up and not yet
+    /// run: to drive it by hand, or to look at it.
+    pub fn build(&self, seed: u64) -> Sim {
+        self.build_with(seed, self.config.timeline)
+    }
+
+    fn build_with(&self, seed: u64, timeline: usize) -> Sim {
+        let mut config = self.config.clone();
+        (config.seed, config.timeline) = (seed, timeline);
+        let mut sim = Sim::new(config);
+        sim.checker.panic_on_violation = false;
+        if let Some(check) = &self.check {
+            let check = Rc::clone(check);
+            sim.set_check(move |call: &Call, answer: &Answer| check(call, answer));
+        }
+        for s in &self.services {
+            for _ in 0..s.workers {
+                let make = Rc::clone(&s.make);
+                sim.add_worker_with(s.name.clone(), s.dialect, move || Boxed(make()), s.time.clone());
+            }
+        }
+        let mut rng = Rng::new(seed ^ 0x3041_C0AD_0000_0000);
+        for c in &self.clients {
+            for _ in 0..c.count {
+                let i = sim.add_client_with_config(c.config.clone());
+                let requests = (c.workload)(&mut rng.fork(i as u64), i);
+                sim.submit_requests(i, requests);
+            }
+        }
+        sim.schedule_plan(&self.plan);
+        if let Some(spec) = &self.drawn {
+            sim.schedule_plan(&FaultPlan::draw(seed, spec));
+        }
+        sim
+    }
+
+    /// Runs the scenario for `seed`; see the [module docs](self).
+    pub fn run(&self, seed: u64) -> Report {
+        let report = self.run_with(seed, 0, None);
+        match &report.verdict {
+            Verdict::Violated { step, .. } => {
+                let step = *step;
+                let mut again = self.run_with(seed, TIMELINE, Some(step));
+                let same = again.steps == step && again.verdict.violation() == report.verdict.violation();
+                if let Verdict::Violated { repeated, .. } = &mut again.verdict {
+                    *repeated = same;
+                }
+                again
+            }
+            _ => report,
+        }
+    }
+
+    /// Runs `seed` again with a timeline of the last [`TIMELINE`] steps
+    /// (up to the first violation, if there is one).
+    pub fn replay(&self, seed: u64) -> Report {
+        self.run_with(seed, TIMELINE, None)
+    }
+
+    /// Runs every seed of `seeds`; the report of the first that does not
+    /// pass, if any.
+    pub fn explore(&self, seeds: impl IntoIterator<Item = u64>) -> Result<(), Box<Report>> {
+        for seed in seeds {
+            let report = self.run(seed);
+            if !report.passed() {
+                return Err(Box::new(report));
+            }
+        }
+        Ok(())
+    }
+
+    /// One run; with `timeline` lines kept, and stopping after `stop_at`
+    /// steps if given (where the first run found its violation).
+    fn run_with(&self, seed: u64, timeline: usize, stop_at: Option<u64>) -> Report {
+        let mut sim = None;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let s = sim.insert(self.build_with(seed, timeline));
+            drive(s, self.max_steps, stop_at)
+        }));
+        let verdict = match outcome {
+            Ok(verdict) => verdict,
+            Err(panic) => Verdict::Panicked(panic_message(&*panic)),
+        };
+        let verdict = match (verdict, &sim) {
+            (Verdict::Violated { violation, step, .. }, Some(sim)) => Verdict::Violated {
+                violation,
+                step,
+                timeline: sim.timeline().map(str::to_owned).collect(),
+                repeated: false,
+            },
+            (verdict, _) => verdict,
+        };
+        Report::new(seed, sim.as_ref(), verdict)
+    }
+}
+
+/// A boxed handler as a handler, so a [`MakeHandler`] can feed
+/// [`Sim::add_worker_with`].
+struct Boxed(Box<dyn Handler>);
+
+impl Handler for Boxed {
+    fn handle(&mut self, request: &[Bytes]) -> Answer {
+        self.0.handle(request)
+    }
+}
+
+/// Steps `sim` until its workloads are done and its faults applied, then
+/// checks nothing was lost; stops at the first violation, or after
+/// `stop_at` steps.
+fn drive(sim: &mut Sim, max_steps: u64, stop_at: Option<u64>) -> Verdict {
+    let first = |sim: &Sim| sim.checker.violations().first().cloned();
+    let done = |sim: &Sim| sim.is_quiet() && sim.faults_pending() == 0;
+    let stop = |sim: &Sim| first(sim).is_some() || done(sim) || stop_at.is_some_and(|s| sim.stats().steps >= s);
+    if let Err(e) = sim.run_until(stop, max_steps) {
+        return first(sim).map_or(Verdict::Stuck(e), |v| violated(sim, v));
+    }
+    if done(sim) && first(sim).is_none() {
+        let now = sim.now();
+        sim.checker.check_nothing_lost(now);
+    }
+    match first(sim) {
+        Some(v) => violated(sim, v),
+        None => Verdict::Passed,
+    }
+}
+
+fn violated(sim: &Sim, violation: Violation) -> Verdict {
+    Verdict::Violated { violation, step: sim.stats().steps, timeline: Vec::new(), repeated: false }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<String>(), panic.downcast_ref::<&str>()) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => (*s).to_owned(),
+        _ => "a panic without a message".to_owned(),
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every workload done, every invariant and check held, nothing lost.
+    Passed,
+    /// An invariant broke, or the user's check failed.
+    Violated {
+        /// The first violation.
+        violation: Violation,
+        /// The step after which it was found.
+        step: u64,
+        /// The last steps up to it (see [`TIMELINE`]), oldest first.
+        timeline: Vec<String>,
+        /// Whether running the seed again failed the same way at the same
+        /// step. Not so means a handler, workload or check is not a
+        /// function of its input, and the seed alone cannot replay it.
+        repeated: bool,
+    },
+    /// The run did not finish within its step budget, or had nothing left
+    /// to do before its workloads were done.
+    Stuck(SimError),
+    /// Something panicked: a handler or check, or the simulation on a
+    /// livelock.
+    Panicked(String),
+}
+
+impl Verdict {
+    /// The violation, if the run had one.
+    pub fn violation(&self) -> Option<&Violation> {
+        match self {
+            Verdict::Violated { violation, .. } => Some(violation),
+            _ => None,
+        }
+    }
+}
+
+/// What a run did: its seed, counts and [`Verdict`]. Its `Display` is
+/// what to print for a failed run: the seed, the violation, the timeline,
+/// and how to replay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The run's seed: [`Scenario::run`] or [`Scenario::replay`] with it
+    /// runs exactly this case again.
+    pub seed: u64,
+    /// Steps taken.
+    pub steps: u64,
+    /// Virtual time the run took.
+    pub elapsed: Duration,
+    /// Requests issued, answered, failed, cancelled, …
+    pub counts: ModelCounts,
+    /// The simulation's totals (dispatches, crashes, reconnects, …).
+    pub stats: SimStats,
+    /// The network's totals (sent, lost, duplicated, …).
+    pub net: NetStats,
+    /// How it ended.
+    pub verdict: Verdict,
+}
+
+impl Report {
+    fn new(seed: u64, sim: Option<&Sim>, verdict: Verdict) -> Self {
+        Report {
+            seed,
+            steps: sim.map_or(0, |s| s.stats().steps),
+            elapsed: sim.map_or(Duration::ZERO, Sim::elapsed),
+            counts: sim.map_or_else(ModelCounts::default, Sim::counts),
+            stats: sim.map_or_else(SimStats::default, Sim::stats),
+            net: sim.map_or_else(NetStats::default, Sim::net_stats),
+            verdict,
+        }
+    }
+
+    /// Whether the run passed.
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Passed
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counts;
+        write!(
+            f,
+            "seed {}: {} requests, {} answered, {} failed, {} cancelled, in {:?} of virtual time and {} steps",
+            self.seed, c.issued, c.answered, c.failed, c.cancelled, self.elapsed, self.steps
+        )?;
+        match &self.verdict {
+            Verdict::Passed => write!(f, ": passed"),
+            Verdict::Violated { violation, step, timeline, repeated } => {
+                writeln!(f, ": FAILED at step {step}")?;
+                writeln!(f, "  {violation}")?;
+                writeln!(f, "  the last {} steps before it:", timeline.len())?;
+                for line in timeline {
+                    writeln!(f, "    {line}")?;
+                }
+                if *repeated {
+                    write!(f, "  replay it with `scenario.replay({})`", self.seed)
+                } else {
+                    write!(f, "  the seed ran again did NOT fail the same way: is a handler, workload or check not a function of its input?")
+                }
+            }
+            Verdict::Stuck(e) => write!(f, ": STUCK: {e}"),
+            Verdict::Panicked(what) => write!(f, ": PANICKED: {what}"),
+        }
+    }
+}
