@@ -224,18 +224,18 @@ impl Scenario {
 
     /// Runs the scenario for `seed`; see the [module docs](self).
     pub fn run(&self, seed: u64) -> Report {
-        let report = self.run_with(seed, 0, None);
-        match &report.verdict {
-            Verdict::Violated { step, .. } => {
-                let step = *step;
-                let mut again = self.run_with(seed, TIMELINE, Some(step));
-                let same = again.steps == step && again.verdict.violation() == report.verdict.violation();
-                if let Verdict::Violated { repeated, .. } = &mut again.verdict {
-                    *repeated = same;
-                }
-                again
+        let first = self.run_with(seed, 0, None);
+        let Verdict::Violated { step, .. } = first.verdict else { return first };
+        let mut again = self.run_with(seed, TIMELINE, Some(step));
+        if again.steps == step && again.verdict.violation() == first.verdict.violation() {
+            if let Verdict::Violated { repeated, .. } = &mut again.verdict {
+                *repeated = true;
             }
-            _ => report,
+            again
+        } else {
+            // The seed does not bring it back: report the first run, which
+            // has no timeline, and say so.
+            first
         }
     }
 
