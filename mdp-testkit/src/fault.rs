@@ -4,7 +4,7 @@
 //!
 //! The network's own faults (latency, jitter, loss, duplication,
 //! reordering, ghost requests) are drawn per message from [`Faults`] and
-//! [`Link`](crate::Link); a plan changes them at a time with
+//! [`Link`]; a plan changes them at a time with
 //! [`Fault::SetFaults`] and [`Fault::SetLink`]. The faults of processes
 //! (crashes, restarts, partitions) happen only when a plan or the test
 //! says so. [`FaultPlan::draw`] draws a plan from a seed, so that a run

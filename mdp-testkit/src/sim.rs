@@ -79,6 +79,29 @@
 //! interval on average, at random times, so that the load on the brokers
 //! is what the applications ask for rather than what the fleet can carry.
 //!
+//! # The user's applications
+//!
+//! [`Sim::add_worker_with`] gives a worker process the user's
+//! [`Handler`] and [`ServiceTime`] instead of the built-in application;
+//! [`Sim::submit_requests`] and [`Sim::request_with`] give requests bodies
+//! of the user's; [`Sim::add_client_with_config`] a client of the user's
+//! own `ClientConfig`; [`Sim::set_check`] checks every answer against its
+//! request. The kit's tag and markers wrap the application's frames on the
+//! wire (see [`app`](crate::app)), so the checker matches answers exactly
+//! whatever the bodies are.
+//!
+//! # Faults at chosen times
+//!
+//! [`Sim::schedule`] applies a [`Fault`] at a virtual time,
+//! [`Sim::schedule_plan`] a whole [`FaultPlan`]; [`Sim::apply`] applies
+//! one at once.
+//!
+//! # Timeline
+//!
+//! With [`SimConfig::timeline`] the simulation keeps a line for each of
+//! its last steps ([`Sim::timeline`]): the time, the step, and what it did
+//! (a message decoded, or the timer, application or workload it ran).
+//!
 //! # Cancelling
 //!
 //! [`Sim::cancel`] cancels a request as an application would
