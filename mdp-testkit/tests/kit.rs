@@ -249,6 +249,17 @@ fn each_fault_takes_effect_at_its_time() {
     let plan = FaultPlan::new().at(at, Fault::SetLink { node: Node::Client(0), link: lossy });
     assert!(with_plan(SimConfig::new(0), plan).net_stats().lost > 0);
 
+    let ghosts = Faults { ghost_requests: 0.5, ..Faults::default() };
+    let plan = FaultPlan::new().at(at, Fault::SetFaults(ghosts));
+    assert!(with_plan(SimConfig::new(0), plan).net_stats().ghosts > 0);
+
+    // Latency: 30 answers one after another over 2 lanes take longer.
+    let quick = with_plan(SimConfig::new(0), FaultPlan::new()).elapsed();
+    let slow = Link::new(ms(20), ms(10));
+    let plan = FaultPlan::new().at(Duration::ZERO, Fault::SetLink { node: Node::Client(0), link: slow });
+    let slowed = with_plan(SimConfig::new(0), plan).elapsed();
+    assert!(slowed > quick + ms(20 * 15), "{quick:?} then {slowed:?}");
+
     let reorder = Faults { reorder: 0.5, reorder_delay: ms(10), ..Faults::default() };
     let plan = FaultPlan::new().at(at, Fault::SetFaults(reorder));
     assert!(with_plan(SimConfig::new(0), plan).net_stats().reordered > 0);
@@ -298,11 +309,21 @@ fn a_drawn_plan_crashes_and_partitions_and_the_fleet_survives_it() {
 #[test]
 fn duplicated_messages_break_reply_matching_and_the_checker_says_so() {
     // Within one connection ZeroMQ never duplicates; the network here can.
-    let mut config = SimConfig::new(0);
-    config.faults = Faults { duplicate: 0.1, ..Faults::default() };
-    let report = squares(config, 2, 100, || square).run(4);
-    let what = &report.verdict.violation().expect("duplicates went unnoticed").what;
-    assert!(!what.contains("user's check"), "the built-in invariants should fire first: {what}");
+    // A duplicated FINAL is a second answer to a request that has one,
+    // which the client takes for the next request's: the checker reports
+    // the answer to the wrong request. A duplicated REQUEST reaches a
+    // worker that holds one already.
+    let mut seen = Vec::new();
+    for seed in 0..6 {
+        let mut config = SimConfig::new(0);
+        config.faults = Faults { duplicate: 0.1, ..Faults::default() };
+        let report = squares(config, 2, 100, || square).run(seed);
+        let what = report.verdict.violation().expect("duplicates went unnoticed").what.clone();
+        assert!(!what.contains("user's check"), "the built-in invariants fire first: {what}");
+        seen.push(what);
+    }
+    assert!(seen.iter().any(|w| w.contains("answers another request than")), "{seen:#?}");
+    assert!(seen.iter().any(|w| w.contains("was sent a REQUEST by broker 0 while busy")), "{seen:#?}");
 }
 
 #[test]
