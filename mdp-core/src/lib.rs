@@ -130,9 +130,22 @@
 //! // ... and the idle worker got heartbeats after that.
 //! assert!(outbox[1..].iter().all(|t| t.to == worker));
 //! ```
+//!
+//! ## Features
+//!
+//! None is on by default. `arbitrary` implements `arbitrary::Arbitrary` for
+//! [`Dialect`], [`PeerCommand`] and [`BrokerCommand`], so that a cargo-fuzz
+//! target can draw commands from its input: an arbitrary `PeerCommand`
+//! encodes in every dialect but a PARTIAL in MDP/0.1, an arbitrary
+//! `BrokerCommand` in the dialect drawn first from the same input, and
+//! `PeerCommand::arbitrary_in` and `BrokerCommand::arbitrary_in` draw one
+//! that encodes in a given dialect. (mdp-testkit has proptest strategies
+//! for the same, and its own `arbitrary` feature for faults.)
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary_impls;
 mod broker;
 mod client;
 mod codec;
