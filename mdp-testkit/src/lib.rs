@@ -67,6 +67,8 @@ pub mod net;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 
 pub use app::{Answer, Call, Check, Handler, MakeHandler, ServiceTime};
 pub use fault::{DrawSpec, Fault, FaultPlan};
