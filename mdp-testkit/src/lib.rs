@@ -70,6 +70,9 @@ pub mod sim;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary_impls;
+
 pub use app::{Answer, Call, Check, Handler, MakeHandler, ServiceTime};
 pub use fault::{DrawSpec, Fault, FaultPlan};
 pub use model::{Checker, ModelCounts, Violation};
