@@ -160,8 +160,9 @@ mod time;
 mod worker;
 
 pub use broker::{
-    Access, Broker, BrokerConfig, BrokerEvent, BrokerStats, DropReason, GoneReason, Grant, Limit, Misbehavior,
-    PeerPattern, Policy, PolicyError, PolicyErrorKind, ServicePattern, Transmit,
+    Access, Broker, BrokerConfig, BrokerCounters, BrokerEvent, BrokerStats, DropReason, GoneReason, Grant, Histogram,
+    Limit, Misbehavior, PeerPattern, Policy, PolicyError, PolicyErrorKind, ServiceCounters, ServiceMetrics,
+    ServicePattern, Transmit, LATENCY_BOUNDS,
 };
 pub use config::{Backoff, ConfigError};
 pub use peer::{PeerId, PeerTransmit};

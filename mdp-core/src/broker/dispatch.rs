@@ -91,6 +91,10 @@ impl Broker {
         let Some((id, w)) = self.workers.entry_at_mut(wid) else { return };
         if let Some(s) = self.services.at_mut(w.service_id) {
             s.hold(request.charge, &mut self.totals);
+            s.counters.dispatched += 1;
+            if request.dispatches == 0 {
+                s.counters.queue_time.record(self.now.saturating_duration_since(request.received));
+            }
         }
         request.dispatches += 1;
         w.idle_token = None;
@@ -129,15 +133,17 @@ impl Broker {
         } else {
             None
         };
-        let event = if let Some(reason) = dropped {
+        if let Some(reason) = dropped {
             s.finish(client.clone());
-            self.stats.dropped += 1;
-            BrokerEvent::RequestDropped { client, service, reason }
-        } else if passed(request.deadline, self.now) {
+            return self.request_dropped(Some(sid), client, service, reason);
+        }
+        let event = if passed(request.deadline, self.now) {
             s.finish(client.clone());
+            s.counters.expired += 1;
             self.stats.expired += 1;
             BrokerEvent::RequestExpired { client, service }
         } else {
+            s.counters.requeued += 1;
             let dispatches = request.dispatches;
             self.put_back(sid, request);
             self.stats.requeued += 1;

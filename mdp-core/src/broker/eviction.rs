@@ -1,7 +1,7 @@
 //! Services without workers, and which one goes first when the service
 //! table is full.
 
-use super::{Broker, BrokerEvent, DropReason};
+use super::{Broker, DropReason};
 use crate::lazy::Token;
 
 impl Broker {
@@ -36,9 +36,7 @@ impl Broker {
         // No workers, so no request of it is held: all are queued.
         debug_assert_eq!(s.tally().held_bytes(), 0);
         for r in s.drain_queued(&mut self.totals) {
-            self.stats.dropped += 1;
-            let reason = DropReason::Evicted;
-            self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
+            self.request_dropped(None, r.client, name.clone(), DropReason::Evicted);
         }
         true
     }

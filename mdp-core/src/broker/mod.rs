@@ -11,6 +11,7 @@ mod config;
 mod dispatch;
 mod event;
 mod eviction;
+mod metrics;
 mod mmi;
 mod policy;
 mod reply;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 
 pub use config::BrokerConfig;
 pub use event::{BrokerEvent, BrokerStats, DropReason, GoneReason, Limit, Misbehavior};
+pub use metrics::{BrokerCounters, Histogram, ServiceCounters, ServiceMetrics, LATENCY_BOUNDS};
 pub use policy::{Access, Grant, PeerPattern, Policy, PolicyError, PolicyErrorKind, ServicePattern};
 
 use crate::hash::Seeded;
@@ -127,6 +129,7 @@ pub struct Broker {
     transmits: std::collections::VecDeque<Transmit>,
     events: std::collections::VecDeque<BrokerEvent>,
     stats: BrokerStats,
+    counters: BrokerCounters,
     busy_workers: usize,
     /// The sum of the services' tallies, written only by `Service`.
     totals: Tally,
@@ -152,6 +155,7 @@ impl Broker {
             transmits: Default::default(),
             events: Default::default(),
             stats: BrokerStats::default(),
+            counters: BrokerCounters::default(),
             busy_workers: 0,
             totals: Tally::default(),
             workerless: Ring::default(),
@@ -276,9 +280,7 @@ impl Broker {
         for name in names {
             let Some(mut s) = self.services.remove(&name) else { continue };
             for r in s.drain_queued(&mut self.totals) {
-                self.stats.dropped += 1;
-                let reason = DropReason::Shutdown;
-                self.events.push_back(BrokerEvent::RequestDropped { client: r.client, service: name.clone(), reason });
+                self.request_dropped(None, r.client, name.clone(), DropReason::Shutdown);
             }
         }
         // Every request was dropped, and every service forgotten.
@@ -345,8 +347,20 @@ impl Broker {
         (bytes > self.config.max_message_bytes).then_some(Limit::MessageBytes)
     }
 
+    /// A request is dropped for `reason`; its service, at slab index `sid`
+    /// if it is still known, counts it too.
+    fn request_dropped(&mut self, sid: Option<usize>, client: PeerId, service: Bytes, reason: DropReason) {
+        self.stats.dropped += 1;
+        self.counters.drop_one(reason);
+        if let Some(s) = sid.and_then(|sid| self.services.at_mut(sid)) {
+            s.counters.drop_one(reason);
+        }
+        self.events.push_back(BrokerEvent::RequestDropped { client, service, reason });
+    }
+
     fn limit_hit(&mut self, peer: PeerId, limit: Limit) {
         self.stats.limits_hit += 1;
+        self.counters.limit_hit(limit);
         self.events.push_back(BrokerEvent::LimitHit { peer, limit });
     }
 
@@ -366,6 +380,7 @@ impl Broker {
 
     fn misbehaved(&mut self, peer: PeerId, sent: Option<Command>, dialect: Option<Dialect>, reason: Misbehavior) {
         self.stats.misbehaviors += 1;
+        self.counters.misbehaved(&reason);
         self.events.push_back(BrokerEvent::PeerMisbehaved { peer: peer.clone(), sent, reason });
         if self.workers.contains_key(&peer) {
             self.remove_worker(&peer, GoneReason::Misbehaved, Farewell::Disconnect);

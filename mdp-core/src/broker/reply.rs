@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::request::over_budget;
 use super::service::{Service, Tally};
 use super::worker::{Joined, Progress};
-use super::{Broker, BrokerEvent, DropReason, Misbehavior, Part};
+use super::{Broker, Misbehavior, Part};
 use crate::{Command, Dialect, Multipart, PeerId};
 
 impl Broker {
@@ -25,7 +25,7 @@ impl Broker {
             return self.misbehaved(from, Some(sent), None, Misbehavior::NotServingClient);
         };
         let to = job.request.client.clone();
-        let client_dialect = job.request.dialect;
+        let (client_dialect, started) = (job.request.dialect, job.started);
         if job.discarding {
             return self.finish_if_final(wid, part);
         }
@@ -38,7 +38,7 @@ impl Broker {
                 Joined::Reply(joined) => joined,
                 Joined::Dropped { reason, freed } => {
                     self.release_held(sid, freed);
-                    self.drop_reply(to, service, reason);
+                    self.request_dropped(Some(sid), to, service, reason);
                     return self.finish_if_final(wid, part);
                 }
             }
@@ -49,14 +49,12 @@ impl Broker {
             body
         };
         self.stats.replies_sent += 1;
+        if let Some(s) = self.services.at_mut(sid) {
+            s.counters.answered += 1;
+            s.counters.service_time.record(self.now.saturating_duration_since(started));
+        }
         self.send_client(to, client_dialect, &service, Part::Final, reply);
         self.finish_job(wid);
-    }
-
-    /// A reply grew past a limit: its client gets nothing, as if it were lost.
-    fn drop_reply(&mut self, client: PeerId, service: Bytes, reason: DropReason) {
-        self.stats.dropped += 1;
-        self.events.push_back(BrokerEvent::RequestDropped { client, service, reason });
     }
 
     /// The worker at slab index `wid` is done with its job once its FINAL

@@ -20,6 +20,8 @@ pub(crate) struct Request {
     pub(crate) body: Multipart,
     /// When it expires if it is still queued.
     pub(crate) deadline: Option<Instant>,
+    /// When it arrived, for the queue-time histogram.
+    pub(crate) received: Instant,
     /// How many times it has been handed to a worker.
     pub(crate) dispatches: u32,
     /// What it is charged against the byte budget: see [`Request::charge`].
@@ -80,7 +82,8 @@ impl Broker {
             }
         };
         let deadline = deadline(self.now, self.config.request_timeout);
-        let request = Request { client, dialect, body, deadline, dispatches: 0, charge };
+        s.counters.received += 1;
+        let request = Request { client, dialect, body, deadline, received: self.now, dispatches: 0, charge };
         if admitted == Admitted::AtOnce {
             return self.dispatch(sid, Some(request));
         }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::metrics::ServiceCounters;
 use super::request::Request;
 use super::QueueKey;
 use crate::hash::{Map, Seeded};
@@ -148,6 +149,9 @@ pub(crate) struct Service {
     pub(crate) workerless: Option<Token>,
     /// Most requests of one client at workers at once.
     max_in_flight: usize,
+    /// Its running totals, for [`Broker::service_metrics`](super::Broker::service_metrics)
+    /// (boxed: they are read a few times a minute, the rest on every message).
+    pub(crate) counters: Box<ServiceCounters>,
 }
 
 impl Service {
@@ -161,6 +165,7 @@ impl Service {
             tally: Tally::default(),
             workerless: None,
             max_in_flight: max_in_flight.max(1),
+            counters: Box::default(),
         }
     }
 

@@ -39,6 +39,7 @@ impl Broker {
         let mut expired = Vec::new();
         let books = Books { totals: &mut self.totals, timers: &mut self.request_timers, service: &service };
         s.expire(&client, token, self.now, &mut expired, books);
+        s.counters.expired += expired.len() as u64;
         for r in expired {
             self.stats.expired += 1;
             self.events.push_back(BrokerEvent::RequestExpired { client: r.client, service: service.clone() });

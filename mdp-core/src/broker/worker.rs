@@ -318,9 +318,7 @@ impl Broker {
         self.events.push_back(BrokerEvent::WorkerGone { worker: id.clone(), service: w.service.clone(), reason });
         if let Some(job) = w.job {
             self.release_held(w.service_id, job.charge());
-            self.stats.dropped += 1;
-            let (client, service) = (job.request.client, w.service);
-            self.events.push_back(BrokerEvent::RequestDropped { client, service, reason: DropReason::Shutdown });
+            self.request_dropped(Some(w.service_id), job.request.client, w.service, DropReason::Shutdown);
         }
     }
 
