@@ -137,7 +137,7 @@ impl Broker {
             s.finish(client.clone());
             return self.request_dropped(Some(sid), client, service, reason);
         }
-        let event = if passed(request.deadline, self.now) {
+        let event = if passed(request.deadline(self.config.request_timeout), self.now) {
             s.finish(client.clone());
             s.counters.expired += 1;
             self.stats.expired += 1;

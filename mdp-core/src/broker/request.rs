@@ -2,7 +2,7 @@
 //! must pass, and whether it waits in a queue or goes to an idle worker at
 //! once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -18,9 +18,8 @@ pub(crate) struct Request {
     pub(crate) client: PeerId,
     pub(crate) dialect: Dialect,
     pub(crate) body: Multipart,
-    /// When it expires if it is still queued.
-    pub(crate) deadline: Option<Instant>,
-    /// When it arrived, for the queue-time histogram.
+    /// When it arrived: its deadline follows (see [`Request::deadline`]),
+    /// and so does its time in the queue.
     pub(crate) received: Instant,
     /// How many times it has been handed to a worker.
     pub(crate) dispatches: u32,
@@ -29,6 +28,12 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// When it expires if it is still queued: `request_timeout` after it
+    /// arrived. Computed, not stored, to keep a queued request small.
+    pub(crate) fn deadline(&self, request_timeout: Duration) -> Option<Instant> {
+        deadline(self.received, request_timeout)
+    }
+
     /// The bytes a request from `client` with `body` is charged against
     /// [`BrokerConfig::max_queued_bytes`](BrokerConfig::max_queued_bytes):
     /// the identity and every body frame, each with the frame overhead.
@@ -81,9 +86,8 @@ impl Broker {
                 return self.limit_hit(client, limit);
             }
         };
-        let deadline = deadline(self.now, self.config.request_timeout);
         s.counters.received += 1;
-        let request = Request { client, dialect, body, deadline, received: self.now, dispatches: 0, charge };
+        let request = Request { client, dialect, body, received: self.now, dispatches: 0, charge };
         if admitted == Admitted::AtOnce {
             return self.dispatch(sid, Some(request));
         }

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -149,14 +149,17 @@ pub(crate) struct Service {
     pub(crate) workerless: Option<Token>,
     /// Most requests of one client at workers at once.
     max_in_flight: usize,
+    /// How long a request may wait in its queue (`BrokerConfig::request_timeout`).
+    request_timeout: Duration,
     /// Its running totals, for [`Broker::service_metrics`](super::Broker::service_metrics)
     /// (boxed: they are read a few times a minute, the rest on every message).
     pub(crate) counters: Box<ServiceCounters>,
 }
 
 impl Service {
-    /// `max_in_flight`: most requests of one client at workers at once.
-    pub(crate) fn new(seed: Seeded, max_in_flight: usize) -> Self {
+    /// `max_in_flight`: most requests of one client at workers at once;
+    /// `request_timeout`: how long a request may wait in a queue.
+    pub(crate) fn new(seed: Seeded, max_in_flight: usize, request_timeout: Duration) -> Self {
         Service {
             workers: 0,
             idle: Ring::default(),
@@ -165,6 +168,7 @@ impl Service {
             tally: Tally::default(),
             workerless: None,
             max_in_flight: max_in_flight.max(1),
+            request_timeout,
             counters: Box::default(),
         }
     }
@@ -258,7 +262,7 @@ impl Service {
         request.body.shrink_to_fit();
         let client = request.client.clone();
         let q = self.clients.entry(client.clone()).or_default();
-        let deadline = request.deadline;
+        let deadline = request.deadline(self.request_timeout);
         if q.requests.capacity() == 0 {
             // Most clients have one request waiting, not the four a first
             // push would make room for.
@@ -280,7 +284,7 @@ impl Service {
         let client = request.client.clone();
         let q = self.clients.entry(client.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
-        let deadline = request.deadline;
+        let deadline = request.deadline(self.request_timeout);
         let charge = request.charge;
         q.requests.push_front(request);
         q.arm(deadline, &client, &mut books);
@@ -360,7 +364,8 @@ impl Service {
             return;
         }
         q.timer = None;
-        while q.requests.front().is_some_and(|r| passed(r.deadline, now)) {
+        let timeout = self.request_timeout;
+        while q.requests.front().is_some_and(|r| passed(r.deadline(timeout), now)) {
             if let Some(r) = q.requests.pop_front() {
                 // `count_unqueued`, on the fields: `q` borrows the client map.
                 for t in [&mut self.tally, &mut *books.totals] {
@@ -371,7 +376,7 @@ impl Service {
             }
         }
         if let Some(front) = q.requests.front() {
-            return q.arm(front.deadline, client, &mut books);
+            return q.arm(front.deadline(timeout), client, &mut books);
         }
         // Nothing queued: no turn either, so a later request of this client
         // queues behind those that came before it.

@@ -235,7 +235,10 @@ impl Broker {
         match self.services.id(service) {
             Some(sid) => Some(sid),
             None if self.services.len() >= self.config.max_services => None,
-            None => Some(self.services.insert(service.clone(), Service::new(self.seed, self.config.in_flight_limit()))),
+            None => Some(self.services.insert(
+                service.clone(),
+                Service::new(self.seed, self.config.in_flight_limit(), self.config.request_timeout),
+            )),
         }
     }
 
