@@ -93,7 +93,14 @@ impl Broker {
             s.hold(request.charge, &mut self.totals);
             s.counters.dispatched += 1;
             if request.dispatches == 0 {
-                s.counters.queue_time.record(self.now.saturating_duration_since(request.received));
+                // Most requests go to a worker as they arrive: no need to
+                // subtract instants for those.
+                let waited = if request.received == self.now {
+                    std::time::Duration::ZERO
+                } else {
+                    self.now.saturating_duration_since(request.received)
+                };
+                s.counters.queue_time.record(waited);
             }
         }
         request.dispatches += 1;
