@@ -11,7 +11,11 @@
 //! `c3.17/final`) before the handler's frames. The [`Checker`] reads only
 //! the tags and markers; the [`Check`] sees only the application's frames.
 //! So a handler and a check never see the kit's frames, and the brokers'
-//! limits in bytes see the application's bodies plus a few bytes per piece.
+//! limits see the application's bodies plus one frame of a few bytes per
+//! request and per piece (mind it next to a tight
+//! `BrokerConfig::max_message_frames`). An application frame equal to its
+//! own request's marker would be taken for one; the markers are spelt
+//! exactly (`c3.17/p2`, never `c3.17/p02`) to make that unlikely.
 //!
 //! [`Checker`]: crate::Checker
 

@@ -78,7 +78,8 @@ pub struct FaultPlan {
 /// among how many peers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrawSpec {
-    /// Faults are drawn at times in `0..span`.
+    /// Faults are drawn at times in `0..=span` (a restart after a crash,
+    /// or the end of an outage, may fall later).
     pub span: Duration,
     /// Worker processes to pick from (crashes and restarts).
     pub workers: usize,
@@ -87,7 +88,8 @@ pub struct DrawSpec {
     /// Brokers to pick from (restarts and stops; a drawn plan kills none).
     pub brokers: usize,
     /// Worker crashes; each crashed worker restarts after a time drawn in
-    /// `0..=max_down`.
+    /// `0..=max_down`. Two crashes of one worker may overlap: the second
+    /// restart then finds it running and restarts it once more.
     pub worker_crashes: u32,
     /// Broker restarts (down for no time).
     pub broker_restarts: u32,

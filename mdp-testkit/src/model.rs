@@ -231,7 +231,9 @@ struct BrokerModel {
     /// Dispatches announced by events, not yet seen as a REQUEST transmit.
     announced: HashMap<PeerId, u32>,
     /// Crashed worker connections, still registered, and when they crashed.
-    crashed: HashMap<PeerId, Instant>,
+    /// (Ordered: the first late one is the one reported, whatever the
+    /// hasher.)
+    crashed: BTreeMap<PeerId, Instant>,
 }
 
 /// The reference model and invariant checker. See the [module docs](self).
@@ -1015,9 +1017,15 @@ fn tag_of(b: &[u8]) -> Option<Bytes> {
     (rest == b"final" || is_part).then(|| Bytes::copy_from_slice(tag))
 }
 
-/// `i` if `part` is `{tag}/p{i}`.
+/// `i` if `part` is `{tag}/p{i}`, with `i` written as [`part_body`] writes
+/// it (digits, no sign, no leading zero), so that fewer of an
+/// application's frames can pass for a marker.
 fn part_index(tag: &[u8], part: &[u8]) -> Option<usize> {
     let rest = part.strip_prefix(tag)?.strip_prefix(b"/p")?;
+    let canonical = rest.iter().all(u8::is_ascii_digit) && (rest == b"0" || !rest.starts_with(b"0"));
+    if !canonical {
+        return None;
+    }
     std::str::from_utf8(rest).ok()?.parse().ok()
 }
 
@@ -1030,6 +1038,10 @@ mod tests {
         assert_eq!(part_index(b"c1.2", &part_body(b"c1.2", 3)), Some(3));
         assert_eq!(part_index(b"c1.2", &part_body(b"c1.20", 3)), None);
         assert_eq!(part_index(b"c1.2", &final_body(b"c1.2")), None);
+        assert_eq!(part_index(b"c1.2", b"c1.2/p0"), Some(0));
+        for not_ours in [&b"c1.2/p+1"[..], b"c1.2/p007", b"c1.2/p", b"c1.2/p-1"] {
+            assert_eq!(part_index(b"c1.2", not_ours), None, "{not_ours:?}");
+        }
         assert_eq!(tag_of(&part_body(b"r0.7", 12)).as_deref(), Some(&b"r0.7"[..]));
         assert_eq!(tag_of(&final_body(b"r0.7")).as_deref(), Some(&b"r0.7"[..]));
         assert_eq!(tag_of(b"r0.7/p"), None);

@@ -93,6 +93,7 @@ pub struct Scenario {
     drawn: Option<DrawSpec>,
     check: Option<SharedCheck>,
     max_steps: u64,
+    max_failed: u64,
 }
 
 impl fmt::Debug for Scenario {
@@ -108,9 +109,23 @@ impl fmt::Debug for Scenario {
 }
 
 impl Scenario {
-    /// A scenario on a simulation set up as `config` says (its seed is
-    /// replaced by each run's), with no peers yet, no faults scheduled and
-    /// a budget of 10 million steps per run.
+    /// A scenario on a simulation set up as `config` says (its seed and
+    /// timeline are replaced by each run's), with no peers yet, no faults
+    /// scheduled, a budget of 10 million steps per run, and no request
+    /// allowed to fail ([`max_failed`](Self::max_failed)).
+    ///
+    /// Of `config`, the client settings (`client_timeout`, `client_tries`,
+    /// `client_lanes`) do not apply: a scenario's clients are configured
+    /// by the `ClientConfig` given to [`clients`](Self::clients). The
+    /// window, `client_window`, does, as an upper bound.
+    ///
+    /// Loss in `config.link` hits every node, workers too. Mind what that
+    /// does to MDP: a worker's lost FINAL (or a lost REQUEST to it) leaves
+    /// the broker counting the worker busy while its heartbeats keep it
+    /// registered, so it is never given work again, and a small fleet soon
+    /// has none left. ZeroMQ loses messages on the way *to* a peer whose
+    /// pipe is full, which is the clients' side here: put loss on client
+    /// links ([`Fault::SetLink`](crate::Fault::SetLink) at time zero).
     pub fn new(config: SimConfig) -> Self {
         Scenario {
             config,
@@ -120,6 +135,7 @@ impl Scenario {
             drawn: None,
             check: None,
             max_steps: 10_000_000,
+            max_failed: 0,
         }
     }
 
@@ -166,14 +182,18 @@ impl Scenario {
 
     /// Draws a plan as `spec` says for each run, from the run's seed
     /// ([`FaultPlan::draw`]), besides any plan given with
-    /// [`faults`](Self::faults).
+    /// [`faults`](Self::faults); replaces a spec given before. The spec's
+    /// counts of workers, clients and brokers are replaced by the
+    /// scenario's own, so that every drawn fault names a peer that exists.
     pub fn draw_faults(mut self, spec: DrawSpec) -> Self {
         self.drawn = Some(spec);
         self
     }
 
     /// Checks every answer against its request with `check` (see
-    /// [`Check`](crate::Check)).
+    /// [`Check`](crate::Check)); replaces a check given before. One check
+    /// serves every run of the scenario: state kept in it carries from one
+    /// run to the next, and makes failures unrepeatable.
     pub fn check(mut self, check: impl Fn(&Call, &Answer) -> Result<(), String> + 'static) -> Self {
         self.check = Some(Rc::new(check));
         self
@@ -186,8 +206,21 @@ impl Scenario {
         self
     }
 
+    /// A run in which more than `max_failed` requests failed (their
+    /// client gave up after its tries) is reported
+    /// [`Verdict::TooManyFailed`]. Default: 0. A failed request is not a
+    /// broken invariant: MDP reports it, and under heavy faults some fail
+    /// by design. But a run where they all fail (a misspelt service, no
+    /// worker that lives) must not pass.
+    pub fn max_failed(mut self, max_failed: u64) -> Self {
+        self.max_failed = max_failed;
+        self
+    }
+
     /// The simulation this scenario builds for `seed`, set up and not yet
-    /// run: to drive it by hand, or to look at it.
+    /// run: to drive it by hand, or to look at it. Its checker collects
+    /// violations instead of panicking on them
+    /// (`sim.checker.violations()`), as a scenario's runs need.
     pub fn build(&self, seed: u64) -> Sim {
         self.build_with(seed, self.config.timeline)
     }
@@ -215,27 +248,53 @@ impl Scenario {
                 sim.submit_requests(i, requests);
             }
         }
-        sim.schedule_plan(&self.plan);
-        if let Some(spec) = &self.drawn {
-            sim.schedule_plan(&FaultPlan::draw(seed, spec));
-        }
+        sim.schedule_plan(&self.plan_for(seed));
         sim
+    }
+
+    /// Every fault a run of `seed` schedules: the given plan, then the
+    /// drawn one.
+    pub fn plan_for(&self, seed: u64) -> FaultPlan {
+        let mut plan = self.plan.clone();
+        if let Some(spec) = &self.drawn {
+            let mut spec = spec.clone();
+            spec.workers = self.services.iter().map(|s| s.workers).sum();
+            spec.clients = self.clients.iter().map(|c| c.count).sum();
+            spec.brokers = self.config.brokers.max(1);
+            plan.faults.extend(FaultPlan::draw(seed, &spec).faults);
+        }
+        plan
     }
 
     /// Runs the scenario for `seed`; see the [module docs](self).
     pub fn run(&self, seed: u64) -> Report {
         let first = self.run_with(seed, 0, None);
-        let Verdict::Violated { step, .. } = first.verdict else { return first };
-        let mut again = self.run_with(seed, TIMELINE, Some(step));
-        if again.steps == step && again.verdict.violation() == first.verdict.violation() {
-            if let Verdict::Violated { repeated, .. } = &mut again.verdict {
-                *repeated = true;
+        match &first.verdict {
+            Verdict::Violated { step, .. } => {
+                let step = *step;
+                let mut again = self.run_with(seed, TIMELINE, Some(step));
+                if again.steps == step && again.verdict.violation() == first.verdict.violation() {
+                    if let Verdict::Violated { repeated, .. } = &mut again.verdict {
+                        *repeated = true;
+                    }
+                    again
+                } else {
+                    // The seed does not bring it back: report the first
+                    // run, which has no timeline, and say so.
+                    first
+                }
             }
-            again
-        } else {
-            // The seed does not bring it back: report the first run, which
-            // has no timeline, and say so.
-            first
+            Verdict::Panicked { step, .. } => {
+                // Again, up to the step that panicked, for its timeline.
+                let step = *step;
+                let again = self.run_with(seed, TIMELINE, Some(step));
+                let mut first = first;
+                if let Verdict::Panicked { timeline, .. } = &mut first.verdict {
+                    *timeline = again.timeline;
+                }
+                first
+            }
+            _ => first,
         }
     }
 
@@ -263,11 +322,16 @@ impl Scenario {
         let mut sim = None;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let s = sim.insert(self.build_with(seed, timeline));
-            drive(s, self.max_steps, stop_at)
+            drive(s, self.max_steps, self.max_failed, stop_at)
         }));
         let verdict = match outcome {
             Ok(verdict) => verdict,
-            Err(panic) => Verdict::Panicked(panic_message(&*panic)),
+            Err(panic) => Verdict::Panicked {
+                message: panic_message(&*panic),
+                // The step that panicked is the one after those done.
+                step: sim.as_ref().map_or(0, |s| s.stats().steps + 1),
+                timeline: Vec::new(),
+            },
         };
         let verdict = match (verdict, &sim) {
             (Verdict::Violated { violation, step, .. }, Some(sim)) => Verdict::Violated {
@@ -278,7 +342,10 @@ impl Scenario {
             },
             (verdict, _) => verdict,
         };
-        Report::new(seed, sim.as_ref(), verdict)
+        let mut report = Report::new(seed, sim.as_ref(), verdict);
+        report.timeline = sim.as_ref().map_or_else(Vec::new, |s| s.timeline().map(str::to_owned).collect());
+        report.faults = self.plan_for(seed);
+        report
     }
 }
 
@@ -295,7 +362,7 @@ impl Handler for Boxed {
 /// Steps `sim` until its workloads are done and its faults applied, then
 /// checks nothing was lost; stops at the first violation, or after
 /// `stop_at` steps.
-fn drive(sim: &mut Sim, max_steps: u64, stop_at: Option<u64>) -> Verdict {
+fn drive(sim: &mut Sim, max_steps: u64, max_failed: u64, stop_at: Option<u64>) -> Verdict {
     let first = |sim: &Sim| sim.checker.violations().first().cloned();
     let done = |sim: &Sim| sim.is_quiet() && sim.faults_pending() == 0;
     let stop = |sim: &Sim| first(sim).is_some() || done(sim) || stop_at.is_some_and(|s| sim.stats().steps >= s);
@@ -308,6 +375,9 @@ fn drive(sim: &mut Sim, max_steps: u64, stop_at: Option<u64>) -> Verdict {
     }
     match first(sim) {
         Some(v) => violated(sim, v),
+        None if done(sim) && sim.counts().failed > max_failed => {
+            Verdict::TooManyFailed { failed: sim.counts().failed, allowed: max_failed }
+        }
         None => Verdict::Passed,
     }
 }
@@ -327,13 +397,14 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every workload done, every invariant and check held, nothing lost.
+    /// Every workload done, every invariant and check held, nothing lost,
+    /// and no more requests failed than [`Scenario::max_failed`] allows.
     Passed,
     /// An invariant broke, or the user's check failed.
     Violated {
         /// The first violation.
         violation: Violation,
-        /// The step after which it was found.
+        /// The step after which it was found (steps count from 1).
         step: u64,
         /// The last steps up to it (see [`TIMELINE`]), oldest first.
         timeline: Vec<String>,
@@ -342,12 +413,28 @@ pub enum Verdict {
         /// function of its input, and the seed alone cannot replay it.
         repeated: bool,
     },
-    /// The run did not finish within its step budget, or had nothing left
-    /// to do before its workloads were done.
+    /// Every invariant held, but more requests failed (their clients gave
+    /// up after their tries) than [`Scenario::max_failed`] allows.
+    TooManyFailed {
+        /// Requests that failed.
+        failed: u64,
+        /// The most allowed.
+        allowed: u64,
+    },
+    /// The run did not finish within its step budget
+    /// ([`SimError::OutOfSteps`]), or had nothing left to do before its
+    /// workloads were done ([`SimError::Idle`]).
     Stuck(SimError),
-    /// Something panicked: a handler or check, or the simulation on a
-    /// livelock.
-    Panicked(String),
+    /// Something panicked: a handler or check, a workload the client
+    /// refused, or the simulation on a livelock.
+    Panicked {
+        /// The panic's message.
+        message: String,
+        /// The step that panicked.
+        step: u64,
+        /// The last steps before it (see [`TIMELINE`]), oldest first.
+        timeline: Vec<String>,
+    },
 }
 
 impl Verdict {
@@ -362,8 +449,9 @@ impl Verdict {
 
 /// What a run did: its seed, counts and [`Verdict`]. Its `Display` is
 /// what to print for a failed run: the seed, the violation, the timeline,
-/// and how to replay it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// and how to replay it. (`PartialEq` only: the fault plan holds
+/// probabilities.)
+#[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// The run's seed: [`Scenario::run`] or [`Scenario::replay`] with it
     /// runs exactly this case again.
@@ -378,6 +466,11 @@ pub struct Report {
     pub stats: SimStats,
     /// The network's totals (sent, lost, duplicated, …).
     pub net: NetStats,
+    /// Every fault the run scheduled, given and drawn.
+    pub faults: FaultPlan,
+    /// The run's last steps, if it kept a timeline ([`Scenario::replay`]
+    /// does); a failed run's verdict has its own.
+    pub timeline: Vec<String>,
     /// How it ended.
     pub verdict: Verdict,
 }
@@ -391,6 +484,8 @@ impl Report {
             counts: sim.map_or_else(ModelCounts::default, Sim::counts),
             stats: sim.map_or_else(SimStats::default, Sim::stats),
             net: sim.map_or_else(NetStats::default, Sim::net_stats),
+            faults: FaultPlan::new(),
+            timeline: Vec::new(),
             verdict,
         }
     }
@@ -399,6 +494,17 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.verdict == Verdict::Passed
     }
+}
+
+fn write_timeline(f: &mut fmt::Formatter<'_>, timeline: &[String]) -> fmt::Result {
+    if timeline.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "  the last {} steps before it:", timeline.len())?;
+    for line in timeline {
+        writeln!(f, "    {line}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Report {
@@ -414,18 +520,22 @@ impl fmt::Display for Report {
             Verdict::Violated { violation, step, timeline, repeated } => {
                 writeln!(f, ": FAILED at step {step}")?;
                 writeln!(f, "  {violation}")?;
-                writeln!(f, "  the last {} steps before it:", timeline.len())?;
-                for line in timeline {
-                    writeln!(f, "    {line}")?;
-                }
+                write_timeline(f, timeline)?;
                 if *repeated {
                     write!(f, "  replay it with `scenario.replay({})`", self.seed)
                 } else {
                     write!(f, "  the seed ran again did NOT fail the same way: is a handler, workload or check not a function of its input?")
                 }
             }
+            Verdict::TooManyFailed { failed, allowed } => {
+                write!(f, ": {failed} requests FAILED (their clients gave up), more than the {allowed} allowed")
+            }
             Verdict::Stuck(e) => write!(f, ": STUCK: {e}"),
-            Verdict::Panicked(what) => write!(f, ": PANICKED: {what}"),
+            Verdict::Panicked { message, step, timeline } => {
+                writeln!(f, ": PANICKED at step {step}: {message}")?;
+                write_timeline(f, timeline)?;
+                write!(f, "  replay it with `scenario.replay({})`", self.seed)
+            }
         }
     }
 }

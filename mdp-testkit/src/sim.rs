@@ -370,8 +370,9 @@ struct ClientNode {
     client: Client,
     /// The current connection of each lane.
     peers: Vec<PeerId>,
-    /// (service, body) of each request still to issue.
-    workload: VecDeque<(Bytes, Multipart)>,
+    /// (service, body) of each request still to issue; no body for the
+    /// built-in workload's requests, whose body is the kit's tag alone.
+    workload: VecDeque<(Bytes, Option<Multipart>)>,
     /// With a [`Check`]: each outstanding request's tag, what the
     /// application asked and the parts it got so far.
     calls: BTreeMap<RequestId, (Bytes, Call, Vec<Multipart>)>,
@@ -775,7 +776,8 @@ impl Sim {
         let checker_index = self.checker.add_client(dialect, total, self.brokers.len());
         debug_assert_eq!(checker_index, i);
         let peers = (0..total).map(|l| self.net.connect(Node::Client(i), client.broker_of(Lane(l)))).collect();
-        let window = self.config.client_window;
+        // The workload never asks more of the client than its own limit.
+        let window = self.config.client_window.min(client.config().max_outstanding).max(1);
         let next_issue = self.now + self.next_interval();
         self.clients.push(ClientNode {
             client,
@@ -883,25 +885,29 @@ impl Sim {
     /// Appends requests for `services`, each with an empty body, to client
     /// `i`'s workload.
     pub fn submit(&mut self, i: usize, services: impl IntoIterator<Item = Bytes>) {
-        self.clients[i].workload.extend(services.into_iter().map(|s| (s, Vec::new())));
+        self.clients[i].workload.extend(services.into_iter().map(|s| (s, None)));
     }
 
     /// Appends `requests`, each a service and a body, to client `i`'s
-    /// workload. A generator is taken whole: bound it (`take(n)`).
+    /// workload. A generator is taken whole: bound it (`take(n)`). An
+    /// empty body is refused when its turn comes, as mdp-core's client
+    /// refuses it (`ClientUsageError::EmptyBody`), and the simulation
+    /// panics saying so: the workload is wrong, not the service.
     pub fn submit_requests(&mut self, i: usize, requests: impl IntoIterator<Item = (Bytes, Multipart)>) {
-        self.clients[i].workload.extend(requests);
+        self.clients[i].workload.extend(requests.into_iter().map(|(s, b)| (s, Some(b))));
     }
 
     /// Client `i` sends a request for `service` with an empty body now,
     /// outside its workload.
     pub fn request(&mut self, i: usize, service: Bytes) -> Result<RequestId, ClientUsageError> {
-        self.issue_now(i, service, Vec::new())
+        self.issue_now(i, service, None)
     }
 
     /// Client `i` sends a request for `service` with `body` now, outside
-    /// its workload.
+    /// its workload. An empty body is refused as mdp-core's client refuses
+    /// it.
     pub fn request_with(&mut self, i: usize, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
-        self.issue_now(i, service, body)
+        self.issue_now(i, service, Some(body))
     }
 
     /// Checks every answer a client gets against its request with `check`
@@ -976,7 +982,7 @@ impl Sim {
     /// A new broker replaces broker `b` at once; everything in flight to or
     /// from it is lost. A broker stopped for good comes back too.
     pub fn restart_broker(&mut self, b: usize) {
-        self.stop_broker(b, Duration::ZERO);
+        self.take_down(b, BrokerState::Dead);
         self.start_broker(b);
     }
 
@@ -993,7 +999,15 @@ impl Sim {
         self.take_down(b, BrokerState::Dead);
     }
 
+    /// Takes broker `b` down until `state` says. A broker stopped for
+    /// good stays so (only [`restart_broker`](Self::restart_broker) brings
+    /// it back), and of two outages the later end holds.
     fn take_down(&mut self, b: usize, state: BrokerState) {
+        let state = match (self.brokers[b].state, state) {
+            (BrokerState::Dead, BrokerState::DownUntil(_)) => return,
+            (BrokerState::DownUntil(a), BrokerState::DownUntil(b)) => BrokerState::DownUntil(a.max(b)),
+            (_, state) => state,
+        };
         self.net.broker_restarted(b, false);
         self.checker.broker_restarted(b);
         self.brokers[b].state = state;
@@ -1025,6 +1039,9 @@ impl Sim {
     /// Applies `fault` now. A fault naming a worker or broker that does not
     /// exist is ignored (a drawn plan may name more than a scenario has).
     pub fn apply(&mut self, fault: Fault) {
+        if self.config.timeline > 0 {
+            self.note(format!("fault {fault:?}"));
+        }
         let (workers, brokers) = (self.workers.len(), self.brokers.len());
         match fault {
             Fault::CrashWorker(j) if j < workers => self.crash_worker(j),
@@ -1188,7 +1205,7 @@ impl Sim {
                 self.describe()
             );
         }
-        if self.config.timeline > 0 && due != Due::Packet {
+        if self.config.timeline > 0 && !matches!(due, Due::Packet | Due::Fault | Due::Cancel) {
             self.note(format!("{due:?}"));
         }
         match due {
@@ -1228,6 +1245,9 @@ impl Sim {
             Due::RawIssue(k) => self.raw_issue(k),
             Due::Cancel => {
                 if let Some((_, (i, id))) = self.cancels.pop_first() {
+                    if self.config.timeline > 0 {
+                        self.note(format!("client {i}'s application cancels {id}"));
+                    }
                     self.cancel(i, id);
                 }
             }
@@ -1248,7 +1268,9 @@ impl Sim {
         if self.timeline.len() == self.config.timeline {
             self.timeline.pop_front();
         }
-        let line = format!("t+{:?} step {}: {what}", self.elapsed(), self.stats.steps);
+        // Steps count from 1 here, as `SimStats::steps` counts them once
+        // the step is done.
+        let line = format!("t+{:?} step {}: {what}", self.elapsed(), self.stats.steps + 1);
         self.timeline.push_back(line);
     }
 
@@ -1346,7 +1368,15 @@ impl Sim {
         }
     }
 
-    fn issue_now(&mut self, i: usize, service: Bytes, body: Multipart) -> Result<RequestId, ClientUsageError> {
+    /// Client `i` sends a request: `body` is the application's (`None`
+    /// for the built-in workload's, which is the tag alone). The kit's tag
+    /// goes first either way, so an empty application body, which the
+    /// core would refuse, is refused here.
+    fn issue_now(&mut self, i: usize, service: Bytes, body: Option<Multipart>) -> Result<RequestId, ClientUsageError> {
+        let body = match body {
+            Some(body) if body.is_empty() => return Err(ClientUsageError::EmptyBody),
+            body => body.unwrap_or_default(),
+        };
         let c = &mut self.clients[i];
         let tag = Bytes::from(format!("c{i}.{}", c.issued));
         let mut frames = Vec::with_capacity(body.len() + 1);

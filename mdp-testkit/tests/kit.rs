@@ -139,7 +139,10 @@ fn a_panicking_handler_and_a_run_out_of_steps_are_verdicts_not_hangs() {
         }
     };
     let report = squares(SimConfig::new(0), 1, 10, panics).run(1);
-    assert!(matches!(&report.verdict, Verdict::Panicked(m) if m.contains("handler bug on 5")), "{report}");
+    let Verdict::Panicked { message, step, timeline } = &report.verdict else { panic!("not a panic: {report}") };
+    assert!(message.contains("handler bug on 5"), "{report}");
+    assert_eq!(*step, report.steps + 1, "the step that panicked is the one after those done");
+    assert!(!timeline.is_empty() && report.to_string().contains("replay(1)"), "{report}");
     let report = squares(SimConfig::new(0), 1, 10, || square).max_steps(20).run(1);
     assert!(matches!(report.verdict, Verdict::Stuck(_)), "{report}");
 }
@@ -213,6 +216,7 @@ fn with_plan(config: SimConfig, plan: FaultPlan) -> Sim {
     let scenario = squares(config, 1, 30, || square).faults(plan);
     let mut sim = scenario.build(1);
     sim.run_until(|s| s.is_quiet() && s.faults_pending() == 0, 1_000_000).unwrap();
+    assert!(sim.checker.violations().is_empty(), "{:?}", sim.checker.violations());
     sim
 }
 
@@ -236,8 +240,14 @@ fn each_fault_takes_effect_at_its_time() {
 
     let mut two = SimConfig::new(0);
     two.brokers = 2;
-    let sim = with_plan(two, FaultPlan::new().at(at, Fault::KillBroker(1)));
+    let sim = with_plan(two.clone(), FaultPlan::new().at(at, Fault::KillBroker(1)));
     assert!(sim.broker_is_dead(1) && !sim.broker_is_dead(0));
+    // A stop does not bring a killed broker back; a restart does.
+    let stop = Fault::StopBroker { broker: 1, down_for: ms(10) };
+    let sim = with_plan(two.clone(), FaultPlan::new().at(at, Fault::KillBroker(1)).at(at * 2, stop));
+    assert!(sim.broker_is_dead(1));
+    let sim = with_plan(two, FaultPlan::new().at(at, Fault::KillBroker(1)).at(at * 2, Fault::RestartBroker(1)));
+    assert!(sim.broker_is_up(1) && sim.stats().broker_restarts == 1);
 
     let plan = FaultPlan::new().at(at, Fault::Partition { node: Node::Worker(0), duration: ms(300) });
     assert!(with_plan(SimConfig::new(0), plan).net_stats().held > 0);
@@ -353,4 +363,74 @@ fn a_broker_past_its_limits_is_reported() {
     checker.check_broker(t0, 0, &config, &stats);
     let v = checker.violations();
     assert!(v.len() == 1 && v[0].what.contains("max_services"), "{v:?}");
+}
+
+// ---- what a run that is not wrong but not right reports ----
+
+#[test]
+fn a_run_whose_requests_all_fail_does_not_pass() {
+    // A misspelt service: every request times out and fails.
+    let scenario = Scenario::new(SimConfig::new(0))
+        .workers("square", Dialect::V02, 1, || square, ServiceTime::Fixed(ms(1)))
+        .clients(1, ClientConfig::new(Dialect::V02), |_rng, _| {
+            (0..3u64).map(|k| (Bytes::from_static(b"sqaure"), vec![Bytes::from(k.to_string())])).collect()
+        });
+    let report = scenario.run(1);
+    assert_eq!(report.verdict, Verdict::TooManyFailed { failed: 3, allowed: 0 }, "{report}");
+    assert!(report.to_string().contains("3 requests FAILED"), "{report}");
+    assert!(scenario.max_failed(3).run(1).passed());
+}
+
+#[test]
+fn a_client_allowing_fewer_outstanding_than_the_window_is_kept_within_it() {
+    let mut config = ClientConfig::new(Dialect::V02);
+    config.max_outstanding = 2;
+    let scenario = Scenario::new(SimConfig::new(0))
+        .workers("square", Dialect::V02, 3, || square, ServiceTime::Fixed(ms(2)))
+        .clients(1, config, |_rng, _| {
+            (0..30u64).map(|k| (Bytes::from_static(b"square"), vec![Bytes::from(k.to_string())])).collect()
+        })
+        .check(squares_only);
+    let report = scenario.run(1);
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.counts.answered, 30);
+}
+
+#[test]
+fn an_empty_body_is_refused_as_the_core_refuses_it() {
+    let scenario = Scenario::new(SimConfig::new(0))
+        .workers("square", Dialect::V02, 1, || square, ServiceTime::Fixed(ms(1)))
+        .clients(1, ClientConfig::new(Dialect::V02), |_rng, _| vec![(Bytes::from_static(b"square"), vec![])]);
+    let report = scenario.run(1);
+    let Verdict::Panicked { message, .. } = &report.verdict else { panic!("an empty body went through: {report}") };
+    assert!(message.contains("could not issue") && message.contains("no frames"), "{message}");
+}
+
+#[test]
+fn application_frames_that_look_like_markers_are_the_applications() {
+    // An echo of frames spelt like the kit's markers, but not exactly.
+    let echo = || |req: &[Bytes]| req.to_vec();
+    for (worker, client) in [(Dialect::V02, Dialect::V02), (Dialect::V02, Dialect::V01), (Dialect::V01, Dialect::V02)] {
+        let scenario = Scenario::new(SimConfig::new(0))
+            .workers("echo", worker, 1, echo, ServiceTime::Fixed(ms(1)))
+            .clients(1, ClientConfig::new(client), |_rng, _| {
+                ["c0.0/p+1", "c0.1/p01", "c0.2/final/", "c0.0/p0"]
+                    .map(|f| (Bytes::from_static(b"echo"), vec![Bytes::from_static(f.as_bytes())]))
+                    .to_vec()
+            })
+            .check(|call, answer| if answer.last == call.body { Ok(()) } else { Err(format!("{answer:?}")) });
+        let report = scenario.run(1);
+        assert!(report.passed(), "{worker} -> {client}: {report}");
+    }
+}
+
+#[test]
+fn a_replay_keeps_a_timeline_that_names_the_faults() {
+    let plan = FaultPlan::new().at(ms(15), Fault::CrashWorker(2));
+    let scenario = squares(SimConfig::new(0), 1, 5, || square).faults(plan.clone());
+    let report = scenario.replay(3);
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.faults, plan);
+    assert!(report.timeline.iter().any(|l| l.contains("fault CrashWorker(2)")), "{:#?}", report.timeline);
+    assert!(scenario.run(3).timeline.is_empty(), "a plain run keeps none");
 }
