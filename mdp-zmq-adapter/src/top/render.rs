@@ -134,6 +134,8 @@ fn fit(name: &str, width: usize) -> String {
 }
 
 fn whole(v: f64) -> String {
+    // -0 (or what rounds to it) prints as 0.
+    let v = if v.round() == 0.0 { 0.0 } else { v };
     format!("{v:.0}")
 }
 

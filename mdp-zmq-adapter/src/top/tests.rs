@@ -327,6 +327,16 @@ billing.in…    1    1     12      2.5      1.5s      250s   750.0ms      2.0s 
 }
 
 #[test]
+fn an_empty_scrape_adds_up_to_zeros() {
+    let view = View::new("m", &Snapshot::default(), Some((&Snapshot::default(), Duration::from_secs(1))), Order::Rate);
+    assert!(view.totals.misbehaviour.total.is_sign_positive() && view.totals.idle.is_sign_positive());
+    assert_eq!(view.totals.rate, Some(0.0));
+    assert_eq!(render(&view, 80).lines().nth(2), Some("drops 0   misbehaviour 0   limit hits 0   access denied 0"));
+    let minus_zero = View { totals: Totals { queued: -0.0, ..Totals::default() }, ..View::default() };
+    assert!(render(&minus_zero, 80).contains("queued 0 "));
+}
+
+#[test]
 fn render_says_when_there_are_no_services_yet() {
     let view = View { source: "x".to_owned(), status: Some("waiting".to_owned()), ..View::default() };
     assert_eq!(

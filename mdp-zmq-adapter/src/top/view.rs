@@ -299,8 +299,9 @@ fn count(now: f64, before: Option<f64>) -> Count {
     Count { total: now, new: before.map(|b| gained(now, b)) }
 }
 
-fn sum(map: &BTreeMap<String, f64>) -> f64 {
-    map.values().sum()
+/// From 0: `Sum` for floats starts from -0, which prints as `-0`.
+fn sum<'a>(values: impl IntoIterator<Item = &'a f64>) -> f64 {
+    values.into_iter().fold(0.0, |a, b| a + b)
 }
 
 impl View {
@@ -355,9 +356,9 @@ impl View {
         }
         let totals = Totals {
             services: now.service_count.unwrap_or(now.services.len() as f64),
-            idle: rows.iter().map(|r| r.idle).sum(),
-            busy: rows.iter().map(|r| r.busy).sum(),
-            queued: rows.iter().map(|r| r.queued).sum(),
+            idle: sum(rows.iter().map(|r| &r.idle)),
+            busy: sum(rows.iter().map(|r| &r.busy)),
+            queued: sum(rows.iter().map(|r| &r.queued)),
             rate: seconds.and_then(|s| {
                 let before = before?;
                 let gain = now
@@ -366,9 +367,9 @@ impl View {
                     .map(|(name, m)| gained(m.answered, before.services.get(name).map_or(0.0, |e| e.answered)));
                 Some(gain.sum::<f64>() / s)
             }),
-            drops: count(sum(&now.dropped), before.map(|p| sum(&p.dropped))),
-            misbehaviour: count(sum(&now.misbehaviour), before.map(|p| sum(&p.misbehaviour))),
-            limit_hits: count(sum(&now.limit_hits), before.map(|p| sum(&p.limit_hits))),
+            drops: count(sum(now.dropped.values()), before.map(|p| sum(p.dropped.values()))),
+            misbehaviour: count(sum(now.misbehaviour.values()), before.map(|p| sum(p.misbehaviour.values()))),
+            limit_hits: count(sum(now.limit_hits.values()), before.map(|p| sum(p.limit_hits.values()))),
             access_denied: count(now.access_denied, before.map(|p| p.access_denied)),
             held_bytes: now.held_bytes,
         };
