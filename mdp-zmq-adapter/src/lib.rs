@@ -90,8 +90,8 @@
 //! # Features
 //!
 //! * `cli` (default): the command-line tools `mdp-broker` and `mdp`, and
-//!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
-//!   that uses only the library can leave it out:
+//!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`,
+//!   `crossterm`). A program that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
 //!   With it comes the `top` module: the scraping, parsing and rendering
 //!   of a broker's metrics behind `mdp top`.
