@@ -1,4 +1,5 @@
-//! `mdp`: a command-line Majordomo client and echo worker.
+//! `mdp`: a command-line Majordomo client and echo worker, and `mdp top`,
+//! a live view of a broker's metrics.
 //!
 //! ```sh
 //! mdp call echo hello world          # prints each reply frame on a line
@@ -8,7 +9,7 @@
 //! mdp service echo                   # asks mmi.service: 200 or 404
 //! mdp worker echo                    # serves `echo` until Ctrl-C
 //! mdp keygen alice                   # writes alice.pub and alice.key
-//! mdp top --metrics 127.0.0.1:9464    # watches `mdp-broker --metrics`
+//! mdp top --metrics 127.0.0.1:9464   # watches `mdp-broker --metrics`
 //! ```
 //!
 //! `mdp top` is a thin terminal around the library's `top` module, which
@@ -29,7 +30,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mdp_core::{ClientConfig, ClientEvent, Dialect, RequestId, WorkerConfig};
 use mdp_zmq_adapter::{curve_available, Client, ClientError, CurveClient, Key, KeyError, KeyPair, Workers};
 
-/// A Majordomo Protocol client and worker for the command line.
+/// A Majordomo Protocol client and worker for the command line, and a live
+/// view of a broker's metrics (`mdp top`).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
