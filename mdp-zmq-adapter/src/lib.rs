@@ -90,9 +90,11 @@
 //! # Features
 //!
 //! * `cli` (default): the command-line tools `mdp-broker` and `mdp`, and
-//!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`). A program
-//!   that uses only the library can leave it out:
+//!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`,
+//!   `crossterm`). A program that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
+//!   With it comes the `top` module: the scraping, parsing and rendering
+//!   of a broker's metrics behind `mdp top`.
 //! * `tokio` (off by default, Unix only): `AsyncClient` and `AsyncWorker`
 //!   (with `PartStream` and `AsyncPartSink`) for tokio applications, in
 //!   the `async_tokio` module, whose docs say how the sockets meet tokio.
@@ -122,6 +124,8 @@ mod once;
 mod poll;
 mod socket;
 mod stop;
+#[cfg(feature = "cli")]
+pub mod top;
 mod worker;
 mod workers;
 

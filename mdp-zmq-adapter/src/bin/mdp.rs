@@ -1,4 +1,5 @@
-//! `mdp`: a command-line Majordomo client and echo worker.
+//! `mdp`: a command-line Majordomo client and echo worker, and `mdp top`,
+//! a live view of a broker's metrics.
 //!
 //! ```sh
 //! mdp call echo hello world          # prints each reply frame on a line
@@ -8,19 +9,29 @@
 //! mdp service echo                   # asks mmi.service: 200 or 404
 //! mdp worker echo                    # serves `echo` until Ctrl-C
 //! mdp keygen alice                   # writes alice.pub and alice.key
+//! mdp top --metrics 127.0.0.1:9464   # watches `mdp-broker --metrics`
 //! ```
+//!
+//! `mdp top` is a thin terminal around the library's `top` module, which
+//! scrapes, parses, computes and renders: here are only the keys, the
+//! screen, and the thread that scrapes on a clock.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+// Not `src/bin/top.rs`: cargo would take that for a binary of its own.
+#[path = "mdp/top.rs"]
+mod top;
+
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use mdp_core::{ClientConfig, ClientEvent, Dialect, RequestId, WorkerConfig};
 use mdp_zmq_adapter::{curve_available, Client, ClientError, CurveClient, Key, KeyError, KeyPair, Workers};
 
-/// A Majordomo Protocol client and worker for the command line.
+/// A Majordomo Protocol client and worker for the command line, and a live
+/// view of a broker's metrics (`mdp top`).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -84,6 +95,42 @@ enum Command {
         /// Path and name of the two files, without extension.
         name: PathBuf,
     },
+    /// Watch a broker's metrics live: broker totals, and a row per service.
+    ///
+    /// Scrapes the page that `mdp-broker --metrics ADDR` serves at
+    /// http://ADDR/metrics every --interval and redraws. Keys: q, Esc or
+    /// Ctrl-C quit; s sorts by req/s (busiest first, the default) or by name.
+    ///
+    /// Per service: IDLE and BUSY workers; QUEUED requests waiting for one;
+    /// REQ/S requests answered per second between the last two scrapes;
+    /// QUEUE p50/p99, the time from arrival to first dispatch, and SERV
+    /// p50/p99, from dispatch to the answer's last part, both over the last
+    /// interval (since the broker learned of the service, on the first
+    /// scrape), estimated from the histogram buckets by linear
+    /// interpolation within a bucket; DROPS, the service's requests dropped
+    /// in all. A `-` has nothing to compute from yet, `>60.0s` is past the
+    /// last bucket. Above the rows: drops, misbehaviour, limit hits and
+    /// refused peers, in all and (+N) since the scrape before.
+    ///
+    /// A broker that cannot be reached shows as a status line above the
+    /// last figures, and mdp top keeps trying.
+    Top {
+        /// The broker's metrics page: http://HOST:PORT/PATH, or HOST:PORT
+        /// for http://HOST:PORT/metrics.
+        #[arg(short, long, value_name = "URL")]
+        metrics: String,
+        /// Time between scrapes.
+        #[arg(short, long, value_name = "SECONDS", default_value_t = 1.0)]
+        interval: f64,
+        /// The order of the rows.
+        #[arg(short, long, value_enum, default_value_t = SortArg::Rate)]
+        sort: SortArg,
+        /// Print one view to standard output and exit, no terminal needed:
+        /// two scrapes --interval apart, so with rates. $COLUMNS sets the
+        /// width (default: the terminal's, or 120).
+        #[arg(long)]
+        once: bool,
+    },
     /// Run a worker until Ctrl-C.
     Worker {
         /// What the worker does.
@@ -99,6 +146,24 @@ enum Command {
 enum WorkerKind {
     /// Answers each request with its own frames.
     Echo,
+}
+
+/// `mdp top --sort`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum SortArg {
+    /// Busiest first: requests answered per second, then name.
+    Rate,
+    /// By service name.
+    Name,
+}
+
+impl From<SortArg> for mdp_zmq_adapter::top::Order {
+    fn from(s: SortArg) -> Self {
+        match s {
+            SortArg::Rate => Self::Rate,
+            SortArg::Name => Self::Name,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -232,6 +297,18 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
         Command::Keygen { name } => keygen(name),
+        Command::Top { metrics, interval, sort, once } => {
+            let interval = seconds(*interval)?;
+            if interval.is_zero() {
+                return Err("--interval must be more than 0".to_owned());
+            }
+            let target = mdp_zmq_adapter::top::Target::parse(metrics).map_err(|e| format!("--metrics: {e}"))?;
+            if *once {
+                top::once(&target, interval, (*sort).into())
+            } else {
+                top::live(target, interval, (*sort).into())
+            }
+        }
         Command::Worker { kind: WorkerKind::Echo, service } => {
             let service = Bytes::from(service.clone().unwrap_or_else(|| "echo".to_owned()));
             let config = WorkerConfig::new(service, args.dialect.into());
