@@ -10,6 +10,7 @@ use crate::curve::{CurveServer, Zap};
 use crate::message::{recv_message_from, send_message, Sent};
 use crate::once::Once;
 use crate::poll::{poll, poll_ms};
+use crate::ratelimit::{LogKind, LogLimit};
 use crate::{AdapterError, StopHandle};
 
 /// Messages read per wake-up before timers get a turn, so a flood of input
@@ -28,6 +29,8 @@ pub struct BrokerRunner {
     zap: Option<Zap>,
     /// Peers refused by the policy so far, to log each once.
     refused: Once<PeerId>,
+    /// The log's budget per kind of line (see `ratelimit`).
+    log_limit: LogLimit,
 }
 
 impl BrokerRunner {
@@ -120,7 +123,7 @@ impl BrokerRunner {
             bound.push(last.unwrap_or_else(|_| endpoint.to_owned()));
         }
         let (endpoints, stop, refused) = (bound, StopHandle::new(), Once::default());
-        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints, stop, zap, refused })
+        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints, stop, zap, refused, log_limit: LogLimit::default() })
     }
 
     /// The endpoints bound, with any wildcard port resolved.
@@ -142,6 +145,13 @@ impl BrokerRunner {
     /// Runs until [`StopHandle::stop`] is called on a handle from
     /// [`stop_handle`](Self::stop_handle), then sends DISCONNECT to every
     /// worker and returns. Every [`BrokerEvent`] is passed to `on_event`.
+    ///
+    /// Workers joining and leaving, misbehaving peers, limit hits, dropped
+    /// and expired requests and policy refusals are logged with `tracing`
+    /// (workers and expiries at `info`, the rest at `warn`), at most 10
+    /// lines of each kind a second: past that they are counted, and one
+    /// line when the second is over says how many of that kind were left
+    /// out (`kind`, `suppressed`).
     pub fn run(&mut self, mut on_event: impl FnMut(&BrokerEvent)) -> Result<(), AdapterError> {
         while !self.stop.is_stopped() {
             self.wait()?;
@@ -158,8 +168,10 @@ impl BrokerRunner {
                 self.drain(&mut on_event)?;
                 read += 1;
             }
-            self.broker.handle_timeout(Instant::now());
+            let now = Instant::now();
+            self.broker.handle_timeout(now);
             self.drain(&mut on_event)?;
+            self.log_limit.roll(now);
         }
         self.broker.shutdown(Instant::now());
         self.drain(&mut on_event)
@@ -195,13 +207,13 @@ impl BrokerRunner {
             let Some(event) = self.broker.poll_event() else { return Ok(()) };
             match &event {
                 BrokerEvent::AccessDenied { peer, name, access, service } => {
-                    if self.refused.first(peer.clone()) {
+                    if self.refused.first(peer.clone()) && self.log_limit.allow(LogKind::AccessDenied, Instant::now()) {
                         let name = name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned());
                         let service = String::from_utf8_lossy(service);
                         tracing::warn!(%peer, ?name, %access, %service, "refused by the policy (logged once per peer)");
                     }
                 }
-                other => log_event(other),
+                other => log_event(&mut self.log_limit, other),
             }
             on_event(&event);
         }
@@ -226,7 +238,9 @@ impl BrokerRunner {
                 Ok(())
             }
             Ok(Sent::Refused(zmq::Error::EAGAIN)) => {
-                tracing::warn!(peer = %t.to, "peer's pipe is full; message dropped");
+                if self.log_limit.allow(LogKind::PipeFull, Instant::now()) {
+                    tracing::warn!(peer = %t.to, "peer's pipe is full; message dropped");
+                }
                 self.broker.handle_unreachable(Instant::now(), &t.to);
                 Ok(())
             }
@@ -244,7 +258,23 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-fn log_event(event: &BrokerEvent) {
+/// Logs the events an operator wants to see, each kind within its budget.
+fn log_event(limit: &mut LogLimit, event: &BrokerEvent) {
+    let kind = match event {
+        BrokerEvent::WorkerReady { .. } => LogKind::WorkerReady,
+        BrokerEvent::WorkerGone { .. } => LogKind::WorkerGone,
+        BrokerEvent::PeerMisbehaved { .. } => LogKind::Misbehaviour,
+        BrokerEvent::LimitHit { .. } => LogKind::LimitHit,
+        BrokerEvent::RequestDropped { .. } => LogKind::RequestDropped,
+        BrokerEvent::RequestExpired { .. } => LogKind::RequestExpired,
+        other => {
+            tracing::debug!(?other);
+            return;
+        }
+    };
+    if !limit.allow(kind, Instant::now()) {
+        return;
+    }
     match event {
         BrokerEvent::WorkerReady { worker, service, dialect } => {
             tracing::info!(%worker, service = %String::from_utf8_lossy(service), %dialect, "worker ready");
@@ -254,15 +284,18 @@ fn log_event(event: &BrokerEvent) {
         }
         BrokerEvent::PeerMisbehaved { peer, sent, reason } => {
             let sent = sent.map_or_else(|| "a message that is not MDP".to_owned(), |c| c.to_string());
-            tracing::warn!(%peer, sent, %reason, "peer misbehaved");
+            tracing::warn!(%peer, kind = reason.kind(), sent, %reason, "peer misbehaved");
         }
-        BrokerEvent::LimitHit { peer, limit } => tracing::warn!(%peer, ?limit, "limit hit; message dropped"),
+        BrokerEvent::LimitHit { peer, limit } => {
+            tracing::warn!(%peer, limit = limit.name(), "limit hit; message dropped");
+        }
         BrokerEvent::RequestDropped { client, service, reason } => {
-            tracing::warn!(%client, service = %String::from_utf8_lossy(service), ?reason, "request dropped");
+            let service = String::from_utf8_lossy(service);
+            tracing::warn!(%client, %service, reason = reason.name(), "request dropped");
         }
         BrokerEvent::RequestExpired { client, service } => {
             tracing::info!(%client, service = %String::from_utf8_lossy(service), "request expired");
         }
-        other => tracing::debug!(?other),
+        _ => {}
     }
 }

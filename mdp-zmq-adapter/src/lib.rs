@@ -122,6 +122,7 @@ mod error;
 mod message;
 mod once;
 mod poll;
+mod ratelimit;
 mod socket;
 mod stop;
 #[cfg(feature = "cli")]
