@@ -31,6 +31,10 @@ pub struct BrokerRunner {
     refused: Once<PeerId>,
     /// The log's budget per kind of line (see `ratelimit`).
     log_limit: LogLimit,
+    /// With [`serve_metrics`](Self::serve_metrics): the loop's end of the
+    /// hand-over of snapshots to the HTTP thread.
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::MetricsTap>,
 }
 
 impl BrokerRunner {
@@ -123,7 +127,18 @@ impl BrokerRunner {
             bound.push(last.unwrap_or_else(|_| endpoint.to_owned()));
         }
         let (endpoints, stop, refused) = (bound, StopHandle::new(), Once::default());
-        Ok(BrokerRunner { _ctx: ctx, socket, broker, endpoints, stop, zap, refused, log_limit: LogLimit::default() })
+        Ok(BrokerRunner {
+            _ctx: ctx,
+            socket,
+            broker,
+            endpoints,
+            stop,
+            zap,
+            refused,
+            log_limit: LogLimit::default(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
+        })
     }
 
     /// The endpoints bound, with any wildcard port resolved.
@@ -134,6 +149,26 @@ impl BrokerRunner {
     /// The broker state machine, for its statistics.
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// Serves the broker's figures in the Prometheus text format at
+    /// `GET /metrics` on `addr` (`127.0.0.1:9464`; port 0 for any free
+    /// one), from a thread of its own, while [`run`](Self::run) runs. The
+    /// loop hands that thread a snapshot when a scrape waits, and does
+    /// nothing more: see the [`metrics`](crate::metrics) module for how,
+    /// and for the metrics. Call it before `run`; a second call replaces
+    /// the first listener's hand-over (that listener then answers 503).
+    ///
+    /// The returned server has the address bound; dropping it stops the
+    /// listener.
+    #[cfg(feature = "metrics")]
+    pub fn serve_metrics(
+        &mut self,
+        addr: impl std::net::ToSocketAddrs,
+    ) -> std::io::Result<crate::metrics::MetricsServer> {
+        let (server, tap) = crate::metrics::MetricsServer::bind(addr)?;
+        self.metrics = Some(tap);
+        Ok(server)
     }
 
     /// A handle that makes [`run`](Self::run) return; take it before `run`
@@ -172,6 +207,10 @@ impl BrokerRunner {
             self.broker.handle_timeout(now);
             self.drain(&mut on_event)?;
             self.log_limit.roll(now);
+            #[cfg(feature = "metrics")]
+            if let Some(tap) = &mut self.metrics {
+                tap.serve(&self.broker);
+            }
         }
         self.broker.shutdown(Instant::now());
         self.drain(&mut on_event)

@@ -91,7 +91,8 @@
 //!
 //! * `cli` (default): the command-line tools `mdp-broker` and `mdp`, and
 //!   what only they need (`clap`, `ctrlc`, `tracing-subscriber`,
-//!   `crossterm`). A program that uses only the library can leave it out:
+//!   `crossterm`, and the `metrics` feature for `mdp-broker --metrics`). A
+//!   program that uses only the library can leave it out:
 //!   `mdp-zmq-adapter = { version = "0.1", default-features = false }`.
 //!   With it comes the `top` module: the scraping, parsing and rendering
 //!   of a broker's metrics behind `mdp top`.
@@ -101,6 +102,10 @@
 //!   It adds `tokio` (`rt`, `net`, `time`, `sync`) and `futures-core`;
 //!   without it the adapter depends on no async runtime. (They are in
 //!   these docs when built with the feature: `cargo doc --features tokio`.)
+//! * `metrics` (on with `cli`, otherwise off): the `metrics` module and
+//!   [`BrokerRunner::serve_metrics`], the broker's per-service figures in
+//!   the Prometheus text format over HTTP from a thread of its own. It
+//!   adds `prometheus-client`.
 //!
 //! CURVE (RFC 26) with ZAP (RFC 27) is not a feature: in this workspace
 //! libzmq is always built with libsodium (a patched `zmq-sys`), so
@@ -120,6 +125,8 @@ mod client;
 mod curve;
 mod error;
 mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod once;
 mod poll;
 mod ratelimit;
