@@ -1,12 +1,14 @@
 //! `mdp-broker`: a Majordomo broker that speaks MDP/0.1, MDP/0.2 (RFC 18)
 //! and majortomo's dialect. Its flags are a superset of majortomo's broker.
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use mdp_core::BrokerConfig;
 use mdp_zmq_adapter::{curve_available, AllowList, BrokerRunner, CurveServer, Key, KeyError};
 
@@ -93,12 +95,30 @@ struct Args {
     /// peer may do everything.
     #[arg(long, value_name = "FILE", requires = "allow_keys", verbatim_doc_comment)]
     policy: Option<PathBuf>,
+    /// Serve the broker's metrics in the Prometheus text format at
+    /// http://ADDR/metrics (127.0.0.1:9464; port 0 picks a free one). The
+    /// address bound is logged at start, in a line "serving metrics".
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// How log lines look: `text` for people, `json` (one object a line)
+    /// for log shippers.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Log each worker and request event.
     #[arg(short, long)]
     verbose: bool,
     /// Log everything, every dispatch included.
     #[arg(short = 'D', long)]
     debug: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One line per event, for a terminal (coloured only on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`
+    /// and the event's fields at the top level.
+    Json,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -165,7 +185,11 @@ fn main() -> ExitCode {
         "warn"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let config = match args.config() {
         Ok(c) => c,
         Err(e) => {
@@ -191,6 +215,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Kept until the end: dropping it stops the listener.
+    let metrics = match args.metrics.map(|addr| runner.serve_metrics(addr)).transpose() {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("mdp-broker: --metrics {}: {e}", args.metrics.map(|a| a.to_string()).unwrap_or_default());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(server) = &metrics {
+        let addr = server.local_addr();
+        tracing::warn!(%addr, url = format!("http://{addr}/metrics"), "serving metrics");
+    }
     let stop = runner.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
         eprintln!("mdp-broker: cannot handle signals: {e}");
