@@ -183,7 +183,8 @@ impl BrokerRunner {
     ///
     /// Workers joining and leaving, misbehaving peers, limit hits, dropped
     /// and expired requests and policy refusals are logged with `tracing`
-    /// (workers and expiries at `info`, the rest at `warn`), at most 10
+    /// (workers and expiries at `info`, the rest at `warn`), as are CURVE
+    /// keys the allow list refuses (once per key), at most 10
     /// lines of each kind a second: past that they are counted, and one
     /// line when the second is over says how many of that kind were left
     /// out (`kind`, `suppressed`).
@@ -192,7 +193,7 @@ impl BrokerRunner {
             self.wait()?;
             let mut read = 0;
             if let Some(zap) = &mut self.zap {
-                zap.serve()?;
+                zap.serve(&mut self.log_limit)?;
             }
             while read < READ_BATCH {
                 let Some((from, name, frames)) = self.recv()? else { break };
@@ -213,7 +214,9 @@ impl BrokerRunner {
             }
         }
         self.broker.shutdown(Instant::now());
-        self.drain(&mut on_event)
+        let drained = self.drain(&mut on_event);
+        self.log_limit.flush();
+        drained
     }
 
     /// Waits for input or the broker's next deadline.

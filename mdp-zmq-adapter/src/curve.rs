@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::once::Once;
+use crate::ratelimit::{LogKind, LogLimit};
 use crate::AdapterError;
 
 /// Whether the libzmq this crate is linked with has CURVE (RFC 26): only
@@ -255,15 +257,16 @@ impl Zap {
         self.socket.as_poll_item(zmq::POLLIN)
     }
 
-    /// Answers every request waiting, without blocking.
-    pub(crate) fn serve(&mut self) -> Result<(), AdapterError> {
+    /// Answers every request waiting, without blocking; refusals are
+    /// logged within `log_limit`'s budget.
+    pub(crate) fn serve(&mut self, log_limit: &mut LogLimit) -> Result<(), AdapterError> {
         loop {
             let request = match self.socket.recv_multipart(zmq::DONTWAIT) {
                 Ok(request) => request,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
                 Err(e) => return Err(AdapterError::zmq("recv ZAP request")(e)),
             };
-            let reply = self.answer(&request);
+            let reply = self.answer(&request, log_limit);
             self.socket.send_multipart(reply, 0).map_err(AdapterError::zmq("send ZAP reply"))?;
         }
     }
@@ -271,7 +274,7 @@ impl Zap {
     /// The reply to one request: `version, request id, domain, address,
     /// identity, mechanism, credentials…` in; `version, request id, status
     /// code, status text, user id, metadata` out.
-    fn answer(&mut self, request: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    fn answer(&mut self, request: &[Vec<u8>], log_limit: &mut LogLimit) -> Vec<Vec<u8>> {
         let id = request.get(1).cloned().unwrap_or_default();
         let reply = |code: &str, text: &str, user: &str| {
             vec![b"1.0".to_vec(), id.clone(), code.into(), text.into(), user.into(), Vec::new()]
@@ -284,7 +287,7 @@ impl Zap {
             (Some(b"CURVE"), Some(key)) => match self.allowed.name_of(key) {
                 Some(name) => reply("200", "OK", name),
                 None => {
-                    self.log_refusal(key, request.get(3));
+                    self.log_refusal(key, request.get(3), log_limit);
                     reply("400", "key not allowed", "")
                 }
             },
@@ -292,9 +295,10 @@ impl Zap {
         }
     }
 
-    /// Logs a refused key the first time it is seen.
-    fn log_refusal(&mut self, key: &[u8], address: Option<&Vec<u8>>) {
-        if self.refused.first(key.to_vec()) {
+    /// Logs a refused key the first time it is seen (a flood of new keys:
+    /// within the budget of [`LogKind::KeyRefused`]).
+    fn log_refusal(&mut self, key: &[u8], address: Option<&Vec<u8>>, log_limit: &mut LogLimit) {
+        if self.refused.first(key.to_vec()) && log_limit.allow(LogKind::KeyRefused, Instant::now()) {
             let key = key.try_into().map(|k: [u8; 32]| Key(k).to_z85()).unwrap_or_default();
             let address = address.map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
             tracing::warn!(%key, %address, "CURVE key not in the allowed keys; connection refused");
@@ -340,11 +344,12 @@ mod tests {
         let request = |key: &[u8]| -> Vec<Vec<u8>> {
             [b"1.0".as_slice(), b"7", b"", b"127.0.0.1", b"", b"CURVE", key].iter().map(|f| f.to_vec()).collect()
         };
-        let ok = zap.answer(&request(&[1; 32]));
+        let mut log = LogLimit::default();
+        let ok = zap.answer(&request(&[1; 32]), &mut log);
         assert_eq!((ok[1].as_slice(), ok[2].as_slice(), ok[4].as_slice()), (&b"7"[..], &b"200"[..], &b"alice"[..]));
-        assert_eq!(zap.answer(&request(&[2; 32]))[2], b"400");
+        assert_eq!(zap.answer(&request(&[2; 32]), &mut log)[2], b"400");
         let mut plain = request(&[1; 32]);
         plain[5] = b"NULL".to_vec();
-        assert_eq!(zap.answer(&plain)[2], b"400");
+        assert_eq!(zap.answer(&plain, &mut log)[2], b"400");
     }
 }

@@ -22,10 +22,11 @@ pub(crate) enum LogKind {
     RequestExpired,
     AccessDenied,
     PipeFull,
+    KeyRefused,
 }
 
 impl LogKind {
-    const ALL: [LogKind; 8] = [
+    const ALL: [LogKind; 9] = [
         LogKind::WorkerReady,
         LogKind::WorkerGone,
         LogKind::Misbehaviour,
@@ -34,6 +35,7 @@ impl LogKind {
         LogKind::RequestExpired,
         LogKind::AccessDenied,
         LogKind::PipeFull,
+        LogKind::KeyRefused,
     ];
 
     /// The `kind` field of the summary line.
@@ -47,6 +49,7 @@ impl LogKind {
             LogKind::RequestExpired => "request_expired",
             LogKind::AccessDenied => "access_denied",
             LogKind::PipeFull => "pipe_full",
+            LogKind::KeyRefused => "key_refused",
         }
     }
 
@@ -105,6 +108,14 @@ impl LogLimit {
         }
     }
 
+    /// Logs the summary lines of the current window now, over or not: for
+    /// the end of a run, which no later window follows.
+    pub(crate) fn flush(&mut self) {
+        if let Some(start) = self.start {
+            self.roll(start + WINDOW);
+        }
+    }
+
     #[cfg(test)]
     fn suppressed(&self, kind: LogKind) -> u64 {
         self.suppressed[kind.index()]
@@ -136,6 +147,19 @@ mod tests {
         // A new window: the budget is back and the count starts again.
         assert!(limit.allow(LogKind::Misbehaviour, t + WINDOW));
         assert_eq!(limit.suppressed(LogKind::Misbehaviour), 0);
+    }
+
+    #[test]
+    fn flush_ends_the_window_at_once() {
+        let t = Instant::now();
+        let mut limit = LogLimit::default();
+        for _ in 0..20 {
+            limit.allow(LogKind::LimitHit, t);
+        }
+        assert_eq!(limit.suppressed(LogKind::LimitHit), 20 - u64::from(LINES_PER_WINDOW));
+        limit.flush();
+        assert_eq!(limit.suppressed(LogKind::LimitHit), 0);
+        assert!(limit.allow(LogKind::LimitHit, t));
     }
 
     #[test]
