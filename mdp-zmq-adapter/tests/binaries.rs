@@ -49,6 +49,8 @@ fn broker_help_documents_every_flag_with_its_default() {
         "--curve-key",
         "--allow-keys",
         "--policy",
+        "--metrics",
+        "--log-format",
         "-v, --verbose",
         "-D, --debug",
     ] {
@@ -67,7 +69,7 @@ fn broker_help_documents_every_flag_with_its_default() {
             .collect::<Vec<_>>()
             .join(" ");
         // Switches, and the security flags, which are off unless given.
-        let off_by_default = ["-v", "-D", "--curve-key", "--allow-keys", "--policy"];
+        let off_by_default = ["-v", "-D", "--curve-key", "--allow-keys", "--policy", "--metrics"];
         if !off_by_default.iter().any(|f| flag.starts_with(f)) {
             assert!(entry.contains("[default: "), "{flag} shows no default: {entry}");
         }

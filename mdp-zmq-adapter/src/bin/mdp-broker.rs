@@ -102,7 +102,7 @@ struct Args {
     metrics: Option<SocketAddr>,
     /// How log lines look: `text` for people, `json` (one object a line)
     /// for log shippers.
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    #[arg(long, value_name = "FORMAT", default_value = "text", hide_possible_values = true)]
     log_format: LogFormat,
     /// Log each worker and request event.
     #[arg(short, long)]
