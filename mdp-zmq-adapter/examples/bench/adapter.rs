@@ -13,8 +13,16 @@
 //! connection and one handler slot per broker), and each client a
 //! [`Client::connect_many`] of all of them with `spec.lanes_per_broker()`
 //! lanes to each.
+//!
+//! With `spec.metrics` (`--metrics on`) each broker also serves metrics
+//! ([`BrokerRunner::serve_metrics`] on a free port) and a thread named
+//! `scraper` GETs its `/metrics` once a second until the broker stops, as
+//! Prometheus would; the listener's thread counts as the broker's in the
+//! CPU split, the scraper's as nobody's (it is in the total).
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -118,9 +126,27 @@ fn start_broker(spec: &Spec) -> Result<(String, StopHandle, BrokerThread), BoxEr
     // threads are named after it (see `ProcStats`).
     let (bound_tx, bound_rx) = mpsc::channel();
     let config = spec.broker_config();
+    let metrics = spec.metrics;
     let broker_thread = thread::Builder::new().name(BROKER.into()).spawn(move || {
         let mut broker = BrokerRunner::bind(&["tcp://127.0.0.1:*"], config)?;
-        let _ = bound_tx.send((broker.endpoints()[0].clone(), broker.stop_handle()));
+        // Kept until `run` returns: dropping it stops the listener.
+        let server = match metrics {
+            true => Some(
+                broker
+                    .serve_metrics("127.0.0.1:0")
+                    .map_err(|source| mdp_zmq_adapter::AdapterError::Thread { what: "metrics listener", source })?,
+            ),
+            false => None,
+        };
+        let stop = broker.stop_handle();
+        if let Some(server) = &server {
+            let (addr, stop) = (server.local_addr(), stop.clone());
+            thread::Builder::new()
+                .name("scraper".into())
+                .spawn(move || scrape_every_second(addr, &stop))
+                .map_err(|source| mdp_zmq_adapter::AdapterError::Thread { what: "scraper", source })?;
+        }
+        let _ = bound_tx.send((broker.endpoints()[0].clone(), stop));
         broker.run(|_| {})
     })?;
     match bound_rx.recv() {
@@ -128,6 +154,29 @@ fn start_broker(spec: &Spec) -> Result<(String, StopHandle, BrokerThread), BoxEr
         Err(_) => {
             Err(broker_thread.join().expect("broker thread panicked").err().map_or("no broker".into(), Into::into))
         }
+    }
+}
+
+/// GETs `http://addr/metrics` once a second until `stop`; a failed scrape
+/// is reported on stderr.
+fn scrape_every_second(addr: SocketAddr, stop: &StopHandle) {
+    let mut next = Instant::now();
+    while !stop.is_stopped() {
+        if Instant::now() >= next {
+            next += Duration::from_secs(1);
+            let scraped = TcpStream::connect(addr).and_then(|mut conn| {
+                conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+                let mut response = Vec::new();
+                conn.read_to_end(&mut response)?;
+                Ok(response)
+            });
+            match scraped {
+                Ok(r) if r.starts_with(b"HTTP/1.1 200 ") => {}
+                Ok(r) => eprintln!("\nscrape: {}", String::from_utf8_lossy(&r[..r.len().min(80)])),
+                Err(e) => eprintln!("\nscrape: {e}"),
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -31,6 +31,11 @@
 //!   and clients, so that another MDP broker is measured in the same run as
 //!   ours. Its own CPU time is not in the figures (it is another process).
 //!
+//! With `--metrics off,on` each `adapter` load runs once without and once
+//! with [`BrokerRunner::serve_metrics`](mdp_zmq_adapter::BrokerRunner::serve_metrics)
+//! on every broker, in turn, and a scraper thread that GETs `/metrics`
+//! once a second, as Prometheus does (see `adapter.rs`).
+//!
 //! Loads: `seq` (1 client, 1 request at a time, 1 worker); `pipe` (8 clients
 //! with 16 requests outstanding each, 8 workers, one service); `pipe-svc`
 //! (the same, each client spreading its requests over 8 services, one
@@ -159,6 +164,17 @@ struct Args {
     #[arg(long = "brokers", value_name = "N", value_delimiter = ',', default_value = "1",
           value_parser = clap::value_parser!(u32).range(1..64))]
     broker_counts: Vec<u32>,
+    /// Whether the `adapter` runs' brokers serve metrics (`on`: each
+    /// broker's `serve_metrics`, and a thread scraping each once a second);
+    /// `off,on` runs each load both ways, in turn.
+    #[arg(long, value_delimiter = ',', default_value = "off")]
+    metrics: Vec<OnOff>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    Off,
+    On,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -261,6 +277,8 @@ pub struct Spec {
     /// `--async-tokio-sleep`.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub async_tokio_sleep: bool,
+    /// Our brokers serve metrics, scraped once a second (`--metrics on`).
+    pub metrics: bool,
 }
 
 impl Spec {
@@ -363,10 +381,12 @@ pub const BROKER: &str = "broker";
 pub const CLIENT: &str = "client";
 pub const WORKER: &str = "worker";
 pub const TOKIO_PEERS: &str = "tokio-peers";
+/// The metrics listener's thread (the adapter names it): the broker's.
+pub const METRICS: &str = "mdp-metrics";
 
 fn role(comm: &str) -> usize {
     match comm {
-        BROKER | "tokio-broker" => 0,
+        BROKER | "tokio-broker" | METRICS => 0,
         CLIENT => 1,
         WORKER | "mdp-worker-keep" => 2,
         TOKIO_PEERS => 3,
@@ -618,14 +638,20 @@ fn run(args: &Args) -> Result<(), BoxError> {
             // Each external broker is a run of its own, in turn with the
             // others, and so is each count of our brokers for `adapter`.
             let runs = (0..args.repeat).flat_map(|_| args.transports.iter().copied()).flat_map(|t| {
-                let variants: Vec<(Option<&(String, String)>, usize)> = match t {
-                    Transport::External => args.brokers.iter().map(|e| (Some(e), 1)).collect(),
-                    Transport::Adapter => args.broker_counts.iter().map(|&n| (None, n as usize)).collect(),
-                    _ => vec![(None, 1)],
+                // (external broker, our brokers, metrics on)
+                type Variant<'a> = (Option<&'a (String, String)>, usize, bool);
+                let variants: Vec<Variant<'_>> = match t {
+                    Transport::External => args.brokers.iter().map(|e| (Some(e), 1, false)).collect(),
+                    Transport::Adapter => args
+                        .broker_counts
+                        .iter()
+                        .flat_map(|&n| args.metrics.iter().map(move |&m| (None, n as usize, m == OnOff::On)))
+                        .collect(),
+                    _ => vec![(None, 1, false)],
                 };
-                variants.into_iter().map(move |(e, n)| (t, e, n))
+                variants.into_iter().map(move |(e, n, m)| (t, e, n, m))
             });
-            for (transport, external, brokers) in runs {
+            for (transport, external, brokers, metrics) in runs {
                 // The raw proxy has no services: one pipelined run serves as
                 // the ceiling for both MDP pipelined loads.
                 if transport == Transport::Raw && load == LoadKind::PipeSvc && args.loads.contains(&LoadKind::Pipe) {
@@ -643,11 +669,13 @@ fn run(args: &Args) -> Result<(), BoxError> {
                 }
                 let mut spec = spec_for(args, transport, load, size as usize, dialect, brokers);
                 spec.external = external.map(|(_, url)| url.clone());
+                spec.metrics = metrics;
                 let who = match external {
                     Some((name, _)) => name.clone(),
                     None if brokers > 1 => format!("{transport} ×{brokers}"),
                     None => transport.to_string(),
                 };
+                let who = if metrics { format!("{who} +metrics") } else { who };
                 let label = format!("{who} {} {} B", spec.load_name, spec.size);
                 let load_avg = load_average();
                 let shared = Arc::new(Shared::default());
@@ -752,6 +780,7 @@ fn spec_for(args: &Args, transport: Transport, load: LoadKind, size: usize, dial
         external: None,
         brokers,
         async_tokio_sleep: args.async_tokio_sleep,
+        metrics: false,
     }
 }
 
