@@ -152,8 +152,13 @@ impl MetricsSnapshot {
     /// The snapshot in the Prometheus text format (version 0.0.4), services
     /// in the order of [`services`](Self::services).
     pub fn encode(&self) -> String {
+        self.clone().into_text()
+    }
+
+    /// [`encode`](Self::encode), without copying the snapshot first.
+    pub fn into_text(self) -> String {
         let mut registry = Registry::with_prefix("mdp");
-        registry.register_collector(Box::new(Collector(self.clone())));
+        registry.register_collector(Box::new(Collector(self)));
         let mut text = String::new();
         // Writing to a String cannot fail, and the collector fails only
         // when its writer does.
@@ -464,7 +469,7 @@ impl Listener {
 
 fn encode_sorted(mut snap: MetricsSnapshot) -> Vec<u8> {
     snap.services.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    snap.encode().into_bytes()
+    snap.into_text().into_bytes()
 }
 
 enum Route {

@@ -477,3 +477,39 @@ fn the_parser_rejects_what_the_format_forbids() {
     assert_eq!(s.labels, [("le".to_owned(), "+Inf".to_owned()), ("s".to_owned(), "a\\b\"c\n".to_owned())]);
     assert_eq!(s.value, 3.0);
 }
+
+/// What one scrape costs the broker's loop (the snapshot) and the
+/// listener's thread (the text), with as many services as
+/// `max_services` allows by default, each with a worker. A measurement,
+/// not a check: `cargo test --release -p mdp-zmq-adapter --test metrics
+/// -- --ignored --nocapture snapshot_cost` (BENCHMARKS.md, "Metrics").
+#[test]
+#[ignore]
+fn snapshot_cost() {
+    use mdp_core::{Broker, BrokerConfig, PeerId};
+    for services in [1, 100, 10_000] {
+        let now = Instant::now();
+        let mut broker = Broker::new(BrokerConfig::default(), now).unwrap();
+        for i in 0..services {
+            let ready = PeerCommand::Ready { service: Bytes::from(format!("service-{i:05}")) };
+            broker.handle_message(now, PeerId::from(Bytes::from(format!("w{i}"))), ready.encode(Dialect::V02).unwrap());
+        }
+        while broker.poll_transmit().is_some() || broker.poll_event().is_some() {}
+        assert_eq!(broker.stats().services, services);
+        let rounds = (100_000 / services).clamp(10, 10_000);
+        let t = Instant::now();
+        let mut snap = MetricsSnapshot::default();
+        for _ in 0..rounds {
+            snap = MetricsSnapshot::of(&broker);
+        }
+        let copy = t.elapsed() / rounds as u32;
+        let copies: Vec<MetricsSnapshot> = (0..rounds).map(|_| snap.clone()).collect();
+        let t = Instant::now();
+        let mut bytes = 0;
+        for copy in copies {
+            bytes = copy.into_text().len();
+        }
+        let text = t.elapsed() / rounds as u32;
+        println!("{services:>6} services: snapshot {copy:>10.1?} in the loop, text {text:>10.1?} ({bytes} bytes) on the listener's thread");
+    }
+}
