@@ -35,7 +35,7 @@ fn queue_and_service_times_and_outcomes_are_counted_from_the_given_clock() {
         h.request(&c, Dialect::V01, "echo", &[n]);
     }
     let s = service(&h, "echo");
-    assert_eq!((s.idle_workers, s.busy_workers, s.queued_requests), (0, 1, 2));
+    assert_eq!((s.idle_workers, s.busy_workers, s.queued_requests, s.clients), (0, 1, 2, 1));
     assert_eq!((s.counters.received, s.counters.dispatched), (3, 1));
     assert!(s.queued_bytes > 0);
     // w2 arrives at 30 ms and takes the second (30 ms queued).
@@ -52,6 +52,8 @@ fn queue_and_service_times_and_outcomes_are_counted_from_the_given_clock() {
     h.reply(&w2, Dialect::V02, &c, &["b2"]);
     let s = service(&h, "echo");
     assert_eq!((s.idle_workers, s.busy_workers, s.queued_requests, s.queued_bytes), (1, 1, 0, 0));
+    // The client's last request is at w1: it is still known.
+    assert_eq!(s.clients, 1);
     let k = s.counters;
     assert_eq!((k.received, k.dispatched, k.answered, k.requeued, k.expired, k.dropped_total()), (3, 3, 2, 0, 0, 0));
     assert_eq!(k.queue_time.count(), 3);
@@ -67,6 +69,9 @@ fn queue_and_service_times_and_outcomes_are_counted_from_the_given_clock() {
         expected[bucket_of(d)] += 1;
     }
     assert_eq!(per_bucket(k.service_time.cumulative()), expected);
+    h.set_time(ms(250));
+    h.reply(&w1, Dialect::V02, &c, &["c"]);
+    assert_eq!(service(&h, "echo").clients, 0, "nothing held for it: the broker forgets the client");
 }
 
 #[test]

@@ -57,6 +57,7 @@
 //! | `mdp_limit_hits_total` | counter | `limit` | messages dropped at a limit ([`Limit::name`](mdp_core::Limit::name)) |
 //! | `mdp_access_denied_total` | counter | | READYs and REQUESTs the policy refused |
 //! | `mdp_services` | gauge | | services known |
+//! | `mdp_peers` | gauge | `role` | `worker`: registered workers; `client`: clients with a request queued or at a worker, once per service they wait on (the broker keeps no record of a client it holds nothing for) |
 //! | `mdp_held_bytes` | gauge | | bytes charged for requests at workers and replies being joined |
 //!
 //! Every `reason`, `kind` and `limit` is present, zeros included. The
@@ -118,6 +119,8 @@ pub struct ServiceSnapshot {
     pub queued_requests: usize,
     /// The bytes they are charged.
     pub queued_bytes: usize,
+    /// Clients with a request queued or at a worker of it.
+    pub clients: usize,
     /// Its running totals and latency histograms.
     pub counters: ServiceCounters,
 }
@@ -146,6 +149,7 @@ impl MetricsSnapshot {
                 busy_workers: s.busy_workers,
                 queued_requests: s.queued_requests,
                 queued_bytes: s.queued_bytes,
+                clients: s.clients,
                 counters: s.counters.clone(),
             })
             .collect();
@@ -292,6 +296,15 @@ impl prometheus_client::collector::Collector for Collector {
         ConstCounter::new(snap.stats.denied).encode(family)?;
         let family = encoder.encode_descriptor("services", "Services known", None, MetricType::Gauge)?;
         ConstGauge::new(snap.stats.services).encode(family)?;
+        let mut family = encoder.encode_descriptor(
+            "peers",
+            "Peers the broker knows: registered workers, and clients with a request in it (once per service)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let clients = services.iter().map(|s| s.clients).sum();
+        gauge(&mut family, &[("role", "worker")], snap.stats.idle_workers + snap.stats.busy_workers)?;
+        gauge(&mut family, &[("role", "client")], clients)?;
         let family = encoder.encode_descriptor(
             "held_bytes",
             "Bytes charged for the requests workers hold and the replies being joined",

@@ -332,6 +332,10 @@ fn a_scrape_counts_every_answered_request_and_every_idle_worker() {
     // The hostile name is one label value, and forged nothing.
     assert_eq!(value(&samples, "mdp_services", &[]), Some(2.0));
     assert_eq!(value(&samples, "mdp_held_bytes", &[]), Some(0.0));
+    // Two echo workers and the hostile one; the client is answered, so
+    // the broker holds nothing for it.
+    assert_eq!(value(&samples, "mdp_peers", &[("role", "worker")]), Some(3.0));
+    assert_eq!(value(&samples, "mdp_peers", &[("role", "client")]), Some(0.0));
     assert_eq!(value(&samples, "mdp_access_denied_total", &[]), Some(0.0));
     for reason in ["too_many_dispatches", "reply_too_large", "shutdown", "partly_answered", "evicted"] {
         assert_eq!(value(&samples, "mdp_requests_dropped_total", &[("reason", reason)]), Some(0.0), "{reason}");
@@ -419,6 +423,7 @@ fn the_encoder_escapes_a_hostile_service_name_and_keeps_every_bucket() {
     let mut snap = MetricsSnapshot::default();
     snap.stats.services = 2;
     snap.stats.held_bytes = 1234;
+    (snap.stats.idle_workers, snap.stats.busy_workers) = (2, 1);
     snap.stats.denied = 7;
     snap.services = vec![
         ServiceSnapshot {
@@ -427,6 +432,7 @@ fn the_encoder_escapes_a_hostile_service_name_and_keeps_every_bucket() {
             busy_workers: 1,
             queued_requests: 6,
             queued_bytes: 600,
+            clients: 4,
             counters,
         },
         ServiceSnapshot { name: "echo".to_owned(), ..Default::default() },
@@ -448,6 +454,8 @@ fn the_encoder_escapes_a_hostile_service_name_and_keeps_every_bucket() {
     assert_eq!(value(&samples, "mdp_workers", &[("service", "echo"), ("state", "idle")]), Some(0.0));
     assert_eq!(value(&samples, "mdp_services", &[]), Some(2.0));
     assert_eq!(value(&samples, "mdp_held_bytes", &[]), Some(1234.0));
+    assert_eq!(value(&samples, "mdp_peers", &[("role", "worker")]), Some(3.0));
+    assert_eq!(value(&samples, "mdp_peers", &[("role", "client")]), Some(4.0));
     assert_eq!(value(&samples, "mdp_access_denied_total", &[]), Some(7.0));
 
     // The bounds in seconds, cumulative counts, +Inf the total.

@@ -143,6 +143,9 @@ pub struct ServiceMetrics<'a> {
     pub queued_requests: usize,
     /// The bytes they are charged.
     pub queued_bytes: usize,
+    /// Clients with a request queued here or at one of its workers (the
+    /// broker keeps no record of a client it holds nothing for).
+    pub clients: usize,
     /// Its running totals.
     pub counters: &'a ServiceCounters,
 }
@@ -299,6 +302,7 @@ impl Broker {
                 busy_workers: s.workers.saturating_sub(idle),
                 queued_requests: s.tally().queued(),
                 queued_bytes: s.tally().queued_bytes(),
+                clients: s.clients(),
                 counters: &s.counters,
             }
         })

@@ -212,6 +212,11 @@ impl Service {
         total.held_bytes -= bytes;
     }
 
+    /// Clients with a request queued here or at one of its workers.
+    pub(crate) fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
     pub(crate) fn idle_workers(&self) -> usize {
         self.idle.live()
     }
