@@ -28,9 +28,12 @@ use crate::{AdapterError, ClientError};
 /// Most events a request's slot holds unread before the driver stops
 /// reading that request's lane: a reader that falls behind a worker's
 /// stream of PARTIALs is then waited for, with what is left queued in
-/// libzmq (up to its high-water mark, then in the broker), instead of in
-/// this process without bound. Reading resumes when the reader has taken
-/// half of them.
+/// libzmq (up to this socket's receive high-water mark, then the broker's
+/// send high-water mark towards it, 1,000 messages each by default)
+/// instead of in this process without bound. Past those the broker drops
+/// what it cannot send (it logs `peer's pipe is full`), and the request
+/// times out and restarts. Reading resumes when the reader has taken half
+/// of them.
 const MAX_UNREAD: usize = 128;
 
 /// Most rounds one wake-up of the driver takes before it yields to other
@@ -75,8 +78,10 @@ const MAX_ROUNDS: usize = 16;
 /// bodies, kept to resend them); each has a slot here holding the events
 /// its reader has not taken yet, at most 128 (past that the driver stops
 /// reading that request's lane until the reader catches up, so a worker
-/// streaming PARTIALs faster than they are read is held back in libzmq
-/// and the broker, not here). The request's timeout
+/// streaming PARTIALs faster than they are read is held back in libzmq,
+/// not here; past libzmq's high-water marks on both sides, 1,000 messages
+/// each by default, the broker drops the parts it cannot send, and the
+/// request times out). The request's timeout
 /// ([`ClientConfig::timeout`]) still runs meanwhile and covers the whole
 /// answer, so a [`parts`](Self::parts) reader that falls behind for longer
 /// than the timeout gets its request restarted or failed, and the other
