@@ -986,8 +986,9 @@ pub(crate) enum Piece {
 /// and the piece, and goes on with the application's frames up to the next
 /// marker. `None` if the first frame is not a marker of `tag`.
 pub(crate) fn pieces<'a>(tag: &[u8], frames: &'a [Bytes]) -> Option<Vec<(Piece, &'a [Bytes])>> {
+    let final_marker = final_body(tag);
     let marker = |f: &Bytes| {
-        if f.as_ref() == final_body(tag).as_ref() {
+        if *f == final_marker {
             Some(Piece::Final)
         } else {
             part_index(tag, f).map(Piece::Part)

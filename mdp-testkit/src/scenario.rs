@@ -222,10 +222,12 @@ impl Scenario {
     /// violations instead of panicking on them
     /// (`sim.checker.violations()`), as a scenario's runs need.
     pub fn build(&self, seed: u64) -> Sim {
-        self.build_with(seed, self.config.timeline)
+        self.build_with(seed, self.config.timeline, &self.plan_for(seed))
     }
 
-    fn build_with(&self, seed: u64, timeline: usize) -> Sim {
+    /// `plan` is [`plan_for`](Self::plan_for)`(seed)`, which the caller
+    /// may want too.
+    fn build_with(&self, seed: u64, timeline: usize, plan: &FaultPlan) -> Sim {
         let mut config = self.config.clone();
         (config.seed, config.timeline) = (seed, timeline);
         let mut sim = Sim::new(config);
@@ -236,8 +238,7 @@ impl Scenario {
         }
         for s in &self.services {
             for _ in 0..s.workers {
-                let make = Rc::clone(&s.make);
-                sim.add_worker_with(s.name.clone(), s.dialect, move || Boxed(make()), s.time.clone());
+                sim.add_worker_made(s.name.clone(), s.dialect, Rc::clone(&s.make), s.time.clone());
             }
         }
         let mut rng = Rng::new(seed ^ 0x3041_C0AD_0000_0000);
@@ -248,7 +249,7 @@ impl Scenario {
                 sim.submit_requests(i, requests);
             }
         }
-        sim.schedule_plan(&self.plan_for(seed));
+        sim.schedule_plan(plan);
         sim
     }
 
@@ -319,9 +320,10 @@ impl Scenario {
     /// One run; with `timeline` lines kept, and stopping after `stop_at`
     /// steps if given (where the first run found its violation).
     fn run_with(&self, seed: u64, timeline: usize, stop_at: Option<u64>) -> Report {
+        let plan = self.plan_for(seed);
         let mut sim = None;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let s = sim.insert(self.build_with(seed, timeline));
+            let s = sim.insert(self.build_with(seed, timeline, &plan));
             drive(s, self.max_steps, self.max_failed, stop_at)
         }));
         let verdict = match outcome {
@@ -344,18 +346,8 @@ impl Scenario {
         };
         let mut report = Report::new(seed, sim.as_ref(), verdict);
         report.timeline = sim.as_ref().map_or_else(Vec::new, |s| s.timeline().map(str::to_owned).collect());
-        report.faults = self.plan_for(seed);
+        report.faults = plan;
         report
-    }
-}
-
-/// A boxed handler as a handler, so a [`MakeHandler`] can feed
-/// [`Sim::add_worker_with`].
-struct Boxed(Box<dyn Handler>);
-
-impl Handler for Boxed {
-    fn handle(&mut self, request: &[Bytes]) -> Answer {
-        self.0.handle(request)
     }
 }
 

@@ -843,8 +843,20 @@ impl Sim {
         make: impl Fn() -> H + 'static,
         time: ServiceTime,
     ) -> usize {
-        self.checker.any_parts();
         let make: MakeHandler = std::rc::Rc::new(move || Box::new(make()) as Box<dyn Handler>);
+        self.add_worker_made(service, dialect, make, time)
+    }
+
+    /// [`add_worker_with`](Self::add_worker_with) for a maker already
+    /// shared (a [`Scenario`](crate::Scenario)'s, one per run).
+    pub(crate) fn add_worker_made(
+        &mut self,
+        service: Bytes,
+        dialect: Dialect,
+        make: MakeHandler,
+        time: ServiceTime,
+    ) -> usize {
+        self.checker.any_parts();
         self.add_worker_process(service, dialect, Some(App { make, handler: None, time }))
     }
 

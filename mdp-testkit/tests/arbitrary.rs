@@ -10,28 +10,13 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use mdp_core::{BrokerCommand, Dialect, PeerCommand};
-use mdp_testkit::{Fault, FaultPlan, Faults, Link, Node, Sim, SimConfig};
+use mdp_testkit::{Fault, FaultPlan, Faults, Link, Node, Rng, Sim, SimConfig};
 
-/// A 64-bit linear congruential generator (Knuth's MMIX constants): the
-/// same buffers on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn byte(&mut self) -> u8 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 56) as u8
-    }
-
-    /// A buffer of 0 to 511 bytes.
-    fn buffer(&mut self) -> Vec<u8> {
-        let len = usize::from(self.byte()) * 2 + usize::from(self.byte() & 1);
-        (0..len).map(|_| self.byte()).collect()
-    }
-}
-
+/// `n` buffers of 0 to 511 bytes, from the kit's own seeded generator:
+/// the same buffers on every run.
 fn buffers(n: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut lcg = Lcg(0xFA17_0000_0000_0021);
-    (0..n).map(move |_| lcg.buffer())
+    let mut rng = Rng::new(0xFA17_0000_0000_0021);
+    (0..n).map(move |_| (0..rng.below(512)).map(|_| rng.next_u64() as u8).collect())
 }
 
 /// Draws with `draw` until the input runs out (at most 64 times).
