@@ -191,8 +191,7 @@ impl BrokerCounters {
     }
 
     pub(super) fn misbehaved(&mut self, reason: &Misbehavior) {
-        let kind = Misbehavior::KINDS.iter().position(|&k| k == reason.kind()).unwrap_or_default();
-        self.misbehaviour[kind] += 1;
+        self.misbehaviour[reason.index()] += 1;
     }
 
     pub(super) fn drop_one(&mut self, reason: DropReason) {
@@ -278,13 +277,18 @@ impl Misbehavior {
     /// A stable `snake_case` name of the kind of misbehaviour, without its
     /// details.
     pub fn kind(&self) -> &'static str {
+        Misbehavior::KINDS[self.index()]
+    }
+
+    /// Its kind's place in [`KINDS`](Misbehavior::KINDS).
+    fn index(&self) -> usize {
         match self {
-            Misbehavior::Malformed(_) => "malformed",
-            Misbehavior::ReadyTwice => "ready_twice",
-            Misbehavior::BeforeReady => "before_ready",
-            Misbehavior::NotServingClient => "not_serving_client",
-            Misbehavior::ReservedService => "reserved_service",
-            Misbehavior::DialectChanged { .. } => "dialect_changed",
+            Misbehavior::Malformed(_) => 0,
+            Misbehavior::ReadyTwice => 1,
+            Misbehavior::BeforeReady => 2,
+            Misbehavior::NotServingClient => 3,
+            Misbehavior::ReservedService => 4,
+            Misbehavior::DialectChanged { .. } => 5,
         }
     }
 }
